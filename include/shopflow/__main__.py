@@ -1,0 +1,5 @@
+import sys
+
+from shopflow.cli import main
+
+sys.exit(main())

@@ -1,0 +1,33 @@
+"""Where each partition's files live: landing (input, read-only) and the lake's raw, clean and quarantine zones."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import date
+from pathlib import Path
+
+from shopflow.settings import Settings
+
+ZONES = ("raw", "clean", "quarantine")
+
+
+def partition_dir(root: Path, dataset: str, ds: date) -> Path:
+    return root / dataset / f"ds={ds.isoformat()}"
+
+
+def landing_dir(settings: Settings, dataset: str, ds: date) -> Path:
+    return partition_dir(settings.landing_dir, dataset, ds)
+
+
+def lake_file(settings: Settings, zone: str, dataset: str, ds: date) -> Path:
+    if zone not in ZONES:
+        raise ValueError(f"unknown lake zone {zone!r}")
+    return partition_dir(settings.lake_dir / zone, dataset, ds) / "part-0.parquet"
+
+
+def drop_outputs(settings: Settings, dataset: str, ds: date) -> None:
+    """Remove a partition's lake outputs (its landing went away, so its old outputs must not linger)."""
+    for zone in ZONES:
+        folder = lake_file(settings, zone, dataset, ds).parent
+        if folder.exists():
+            shutil.rmtree(folder)

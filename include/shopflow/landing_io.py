@@ -1,0 +1,173 @@
+"""Reading landing files and writing lake files.
+
+Landing files are read, never modified. Every parsed record keeps the physical line where it starts
+(`_source_line`), so a quarantined row or a parse error can be traced back to the file. Lake files are
+written atomically (temporary name in the same folder, fsync, rename) and deterministically, so re-running a
+partition leaves byte-identical Parquet.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+SOURCE_FILE = "_source_file"
+SOURCE_LINE = "_source_line"
+
+
+class LandingFileError(ValueError):
+    """A landing file cannot be read as its source's format. Names the file and the line."""
+
+    def __init__(self, path: Path | str, line: int | None, message: str):
+        self.path = str(path)
+        self.line = line
+        where = f"{self.path}, line {line}" if line is not None else self.path
+        super().__init__(f"{where}: {message}")
+
+
+@dataclass(frozen=True)
+class FileFacts:
+    name: str
+    size_bytes: int
+    sha256: str
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "size_bytes": self.size_bytes, "sha256": self.sha256}
+
+
+def file_facts(path: Path) -> FileFacts:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return FileFacts(name=path.name, size_bytes=path.stat().st_size, sha256=digest.hexdigest())
+
+
+def _open_bytes(path: Path) -> bytes:
+    data = path.read_bytes()
+    if path.suffix == ".gz":
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError) as exc:
+            raise LandingFileError(path, None, f"not a readable gzip file ({exc})") from exc
+    return data
+
+
+def _decode(path: Path, data: bytes) -> str:
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise LandingFileError(path, line, f"not valid UTF-8 (byte {data[exc.start]:#04x})") from exc
+
+
+def read_delimited(path: Path, columns: list[str], *, has_header: bool, delimiter: str = ",") -> pd.DataFrame:
+    """Parse a delimited landing file into a frame of strings plus `_source_file` and `_source_line`.
+
+    Every value stays a string ('' for empty) so no information is lost before cleaning decides what it means.
+    With a header, the header must name `columns` (in that order); without one, each record must have
+    exactly len(columns) fields. Any violation raises LandingFileError with the file and line.
+    A fast Arrow parser is used when the file has one record per line; otherwise (quoted newlines, blank
+    lines, or any parse problem) Python's csv module reads it and pinpoints the offending line.
+    """
+    data = _open_bytes(path)
+    if not data.strip():
+        if has_header:
+            raise LandingFileError(path, 1, "file is empty: expected a header row")
+        return _empty_frame(columns, path)
+    if has_header:
+        first_line = _decode(path, data.split(b"\n", 1)[0])
+        header = [h.strip() for h in next(csv.reader([first_line], delimiter=delimiter))]
+        if header != columns:
+            raise LandingFileError(path, 1, f"header {header} does not match the expected columns {columns}")
+    frame = _read_fast(data, columns, has_header, delimiter)
+    if frame is None:
+        frame = _read_exact(path, _decode(path, data), columns, has_header, delimiter)
+    frame.insert(0, SOURCE_FILE, path.name)
+    return frame
+
+
+def _empty_frame(columns: list[str], path: Path) -> pd.DataFrame:
+    frame = pd.DataFrame({c: pd.Series([], dtype="string") for c in columns})
+    frame[SOURCE_LINE] = pd.Series([], dtype="int64")
+    frame.insert(0, SOURCE_FILE, path.name)
+    return frame
+
+
+def _read_fast(data: bytes, columns: list[str], has_header: bool, delimiter: str) -> pd.DataFrame | None:
+    try:
+        table = pacsv.read_csv(
+            io.BytesIO(data),
+            read_options=pacsv.ReadOptions(column_names=columns, skip_rows=1 if has_header else 0),
+            parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=False),
+            convert_options=pacsv.ConvertOptions(
+                column_types={c: pa.string() for c in columns},
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
+        )
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    physical_lines = data.count(b"\n") + (0 if data.endswith(b"\n") else 1) - (1 if has_header else 0)
+    if table.num_rows != physical_lines:
+        return None  # blank lines were skipped, so line numbers would be wrong: take the exact path
+    frame = table.to_pandas(types_mapper={pa.string(): pd.StringDtype()}.get)
+    frame[SOURCE_LINE] = pd.RangeIndex(table.num_rows) + (2 if has_header else 1)
+    return frame
+
+
+def _read_exact(path: Path, text: str, columns: list[str], has_header: bool, delimiter: str) -> pd.DataFrame:
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    records: list[list[str]] = []
+    lines: list[int] = []
+    start_line = 1
+    try:
+        for record in reader:
+            line = start_line
+            start_line = reader.line_num + 1
+            if has_header and line == 1:
+                continue
+            if not record:
+                # A truly empty line carries no record; keep it so the ledger still sees it.
+                record = [""] * len(columns)
+            if len(record) != len(columns):
+                raise LandingFileError(path, line, f"expected {len(columns)} fields, found {len(record)}")
+            records.append(record)
+            lines.append(line)
+    except csv.Error as exc:
+        raise LandingFileError(path, reader.line_num, f"malformed CSV ({exc})") from exc
+    frame = pd.DataFrame(records, columns=columns, dtype="string") if records else _empty_frame(columns, path).drop(
+        columns=[SOURCE_FILE, SOURCE_LINE]
+    )
+    frame[SOURCE_LINE] = pd.Series(lines, dtype="int64")
+    return frame
+
+
+def write_parquet_atomic(frame: pd.DataFrame, path: Path) -> Path:
+    """Write `frame` to `path` atomically and deterministically (same frame -> same bytes)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        pq.write_table(table, tmp, compression="zstd", write_statistics=True)
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def read_parquet(path: Path) -> pd.DataFrame:
+    return pq.read_table(path).to_pandas(types_mapper={pa.string(): pd.StringDtype(), pa.large_string(): pd.StringDtype()}.get)

@@ -1,0 +1,167 @@
+"""The three steps of a partition (one day of one source): ingest, clean, validate.
+
+Each step reads its inputs from the landing zone or the lake, writes its outputs atomically, records what it did
+in the metadata store, and returns a small dict (what an Airflow XCom may carry).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import date
+
+import pandas as pd
+
+from shopflow import lake
+from shopflow.cleaning import clean_partition
+from shopflow.landing_io import file_facts, read_delimited, read_parquet, write_parquet_atomic
+from shopflow.pseudonym import pseudonymise_series
+from shopflow.settings import Settings
+from shopflow.sources import SourceSpec, get_source
+from shopflow.store.repository import MetadataStore
+
+log = logging.getLogger("shopflow.pipeline")
+
+
+class PartitionMissing(Exception):
+    """No landing files for this day; recorded as missing. Not an error unless the source is required."""
+
+
+class RequiredPartitionMissing(RuntimeError):
+    """A required source has no landing files for the day."""
+
+
+class ValidationFailed(RuntimeError):
+    """A critical expectation failed: the partition must not flow downstream."""
+
+
+def _store(settings: Settings) -> MetadataStore:
+    store = MetadataStore(settings.store_url)
+    store.check_schema()
+    return store
+
+
+def ingest(settings: Settings, source: str, ds: date, run_id: str | None = None) -> dict:
+    """Read the landing files of (source, ds), pseudonymise user ids, write the raw Parquet and record the files.
+
+    Raises PartitionMissing (recorded) when the day has no landing files, RequiredPartitionMissing for a
+    required source, and LandingFileError (naming file and line) for an unreadable file.
+    """
+    started = time.perf_counter()
+    spec = get_source(source)
+    store = _store(settings)
+    store.register_dataset(spec)
+    folder = lake.landing_dir(settings, source, ds)
+    present = [f for f in spec.files if (folder / f.name).is_file() or (folder / f"{f.name}.gz").is_file()]
+    if not present:
+        store.record_missing(source, ds, run_id)
+        lake.drop_outputs(settings, source, ds)
+        log.warning("%s %s: no landing files in %s; partition recorded as missing", source, ds, folder)
+        if spec.required:
+            raise RequiredPartitionMissing(f"{source} is required but has no landing files for {ds} in {folder}")
+        raise PartitionMissing(f"{source} {ds}: no landing files")
+    missing_required = [f.name for f in spec.files if not f.optional and f not in present]
+    if missing_required:
+        raise RequiredPartitionMissing(f"{source} {ds}: landing files {missing_required} missing in {folder}")
+
+    frames, files = {}, []
+    for file_spec in present:
+        path = folder / file_spec.name
+        path = path if path.is_file() else folder / f"{file_spec.name}.gz"
+        facts = file_facts(path)
+        frame = read_delimited(path, file_spec.columns, has_header=file_spec.header, delimiter=file_spec.delimiter)
+        frames[file_spec.name] = frame
+        files.append({**facts.as_dict(), "rows": len(frame)})
+        log.info("%s %s: read %s (%s bytes, sha256 %s…): %s rows", source, ds, path, f"{facts.size_bytes:,}",
+                 facts.sha256[:12], f"{len(frame):,}")
+    combine = getattr(spec.module, "combine", None)
+    raw = combine(frames) if combine else pd.concat(frames.values(), ignore_index=True)
+    raw = _pseudonymise(raw, spec, settings)
+
+    raw_path = write_parquet_atomic(raw, lake.lake_file(settings, "raw", source, ds))
+    load_kind = _load_kind(spec, [f.name for f in present])
+    seconds = time.perf_counter() - started
+    store.record_ingest(source, ds, run_id=run_id, load_kind=load_kind, files=files, rows_in=len(raw),
+                        raw_path=str(raw_path), seconds=seconds)
+    store.record_lineage(source, ds, task="ingest", inputs=[str(folder / f["name"]) for f in files],
+                         outputs=[str(raw_path)], run_id=run_id)
+    log.info("%s %s: ingested %s rows (%s load) into %s in %.2fs", source, ds, f"{len(raw):,}", load_kind, raw_path, seconds)
+    return {"dataset": source, "ds": ds.isoformat(), "rows_in": len(raw), "raw_path": str(raw_path),
+            "load_kind": load_kind, "files": [f["name"] for f in files]}
+
+
+def _pseudonymise(raw: pd.DataFrame, spec: SourceSpec, settings: Settings) -> pd.DataFrame:
+    if not spec.pseudonymise:
+        return raw
+    key = settings.resolve_pseudonym_key()
+    for raw_column, token_column in spec.pseudonymise.items():
+        position = raw.columns.get_loc(raw_column)
+        tokens = pseudonymise_series(raw[raw_column], key)
+        raw = raw.drop(columns=[raw_column])
+        raw.insert(position, token_column, tokens)
+    return raw
+
+
+def _load_kind(spec: SourceSpec, file_names: list[str]) -> str:
+    if spec.load_kind == "snapshot_or_delta":
+        return "snapshot" if spec.snapshot_file in file_names else "delta"
+    return spec.load_kind
+
+
+def clean(settings: Settings, source: str, ds: date, run_id: str | None = None) -> dict:
+    """Clean the raw partition into clean + quarantine Parquet and record the row ledger (which must add up)."""
+    started = time.perf_counter()
+    spec = get_source(source)
+    store = _store(settings)
+    raw_path = lake.lake_file(settings, "raw", source, ds)
+    raw = read_parquet(raw_path)
+    result = clean_partition(spec, raw, ds)
+    clean_path = write_parquet_atomic(result.clean, lake.lake_file(settings, "clean", source, ds))
+    quarantine_path = write_parquet_atomic(result.quarantine, lake.lake_file(settings, "quarantine", source, ds))
+    ledger = result.ledger.as_dict()
+    seconds = time.perf_counter() - started
+    store.record_clean(source, ds, run_id=run_id, ledger=ledger, clean_path=str(clean_path),
+                       quarantine_path=str(quarantine_path), seconds=seconds)
+    store.record_lineage(source, ds, task="clean", inputs=[str(raw_path)],
+                         outputs=[str(clean_path), str(quarantine_path)], run_id=run_id)
+    log.info("%s %s: %s rows in -> %s clean, %s quarantined, %s duplicate (%.2fs)", source, ds,
+             f"{ledger['rows_in']:,}", f"{ledger['rows_clean']:,}", f"{ledger['rows_quarantined']:,}",
+             f"{ledger['rows_duplicate']:,}", seconds)
+    for reason, count in ledger["quarantined_by_reason"].items():
+        log.info("%s %s: quarantined %s rows: %s", source, ds, f"{count:,}", reason)
+    return {"dataset": source, "ds": ds.isoformat(), **{k: v for k, v in ledger.items()}, "clean_path": str(clean_path),
+            "quarantine_path": str(quarantine_path)}
+
+
+def validate(settings: Settings, source: str, ds: date, run_id: str | None = None) -> dict:
+    """Run the dataset's GX suite on the clean partition; record every expectation; fail on a critical one."""
+    from shopflow.validation.runner import validate_frame
+
+    started = time.perf_counter()
+    store = _store(settings)
+    clean_path = lake.lake_file(settings, "clean", source, ds)
+    frame = read_parquet(clean_path)
+    results = validate_frame(source, frame)
+    seconds = time.perf_counter() - started
+    store.record_validation(source, ds, run_id=run_id, suite=f"shopflow_{source}", results=results, seconds=seconds)
+    store.record_lineage(source, ds, task="validate", inputs=[str(clean_path)], outputs=[f"validations:{source}/{ds}"],
+                         run_id=run_id)
+    failed_critical = [r for r in results if r["severity"] == "critical" and not r["success"]]
+    failed_warning = [r for r in results if r["severity"] == "warning" and not r["success"]]
+    for r in results:
+        log.info("%s %s: %-8s %-4s %s(%s) observed=%s", source, ds, r["severity"], "ok" if r["success"] else "FAIL",
+                 r["expectation"], r["column_name"] or "", _short(r["observed_value"]))
+    log.info("%s %s: %s expectations, %s critical failures, %s warnings (%.2fs)", source, ds, len(results),
+             len(failed_critical), len(failed_warning), seconds)
+    summary = {"dataset": source, "ds": ds.isoformat(), "rows": len(frame), "expectations": len(results),
+               "critical_failures": len(failed_critical), "warning_failures": len(failed_warning),
+               "success": not failed_critical}
+    if failed_critical:
+        names = ", ".join(f"{r['expectation']}({r['column_name'] or ''})" for r in failed_critical)
+        raise ValidationFailed(f"{source} {ds}: critical expectations failed: {names}")
+    return summary
+
+
+def _short(value) -> str:
+    text = str(value)
+    return text if len(text) <= 80 else text[:77] + "..."

@@ -1,0 +1,103 @@
+"""SQLAlchemy 2.x models of the metadata store. The schema is owned by the Alembic migrations beside this file."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import JSON, BigInteger, Boolean, Date, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Dataset(Base):
+    __tablename__ = "datasets"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    owner: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text)
+    tags: Mapped[list] = mapped_column(JSON, default=list)
+    schema: Mapped[dict] = mapped_column(JSON, default=dict)
+    timezone: Mapped[str] = mapped_column(String(64))
+    generated: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    partitions: Mapped[list["Partition"]] = relationship(back_populates="dataset")
+
+
+class Partition(Base):
+    """One day of one dataset: its files, row ledger, outputs, validation state and timings."""
+
+    __tablename__ = "partitions"
+    __table_args__ = (UniqueConstraint("dataset_id", "ds", name="uq_partitions_dataset_ds"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
+    ds: Mapped[date] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(32))  # missing | ingested | cleaned | validated | failed_validation | failed
+    load_kind: Mapped[str | None] = mapped_column(String(16))  # append | snapshot | delta
+    rows_in: Mapped[int | None] = mapped_column(BigInteger)
+    rows_clean: Mapped[int | None] = mapped_column(BigInteger)
+    rows_quarantined: Mapped[int | None] = mapped_column(BigInteger)
+    rows_duplicate: Mapped[int | None] = mapped_column(BigInteger)
+    quarantined_by_reason: Mapped[dict | None] = mapped_column(JSON)
+    raw_path: Mapped[str | None] = mapped_column(Text)
+    clean_path: Mapped[str | None] = mapped_column(Text)
+    quarantine_path: Mapped[str | None] = mapped_column(Text)
+    validation_success: Mapped[bool | None] = mapped_column(Boolean)
+    critical_failures: Mapped[int | None] = mapped_column(Integer)
+    warning_failures: Mapped[int | None] = mapped_column(Integer)
+    timings: Mapped[dict | None] = mapped_column(JSON)  # step -> seconds
+    error: Mapped[str | None] = mapped_column(Text)
+    airflow_run_id: Mapped[str | None] = mapped_column(String(250))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    dataset: Mapped[Dataset] = relationship(back_populates="partitions")
+    files: Mapped[list["PartitionFile"]] = relationship(cascade="all, delete-orphan", order_by="PartitionFile.name")
+
+
+class PartitionFile(Base):
+    __tablename__ = "partition_files"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    partition_id: Mapped[int] = mapped_column(ForeignKey("partitions.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(255))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    rows: Mapped[int] = mapped_column(BigInteger)
+
+
+class Validation(Base):
+    """One expectation's result on one clean partition."""
+
+    __tablename__ = "validations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    partition_id: Mapped[int] = mapped_column(ForeignKey("partitions.id", ondelete="CASCADE"))
+    suite: Mapped[str] = mapped_column(String(100))
+    expectation: Mapped[str] = mapped_column(String(200))
+    column_name: Mapped[str | None] = mapped_column(String(200))
+    severity: Mapped[str] = mapped_column(String(16))  # critical | warning
+    success: Mapped[bool] = mapped_column(Boolean)
+    observed_value: Mapped[dict | list | str | float | None] = mapped_column(JSON)
+    unexpected_percent: Mapped[float | None] = mapped_column(Float)
+    result: Mapped[dict] = mapped_column(JSON)  # the expectation's describe_dict() entry
+    airflow_run_id: Mapped[str | None] = mapped_column(String(250))
+
+
+class LineageEdge(Base):
+    """Inputs -> outputs of one task on one partition."""
+
+    __tablename__ = "lineage"
+    __table_args__ = (UniqueConstraint("dataset_id", "ds", "task", name="uq_lineage_dataset_ds_task"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
+    ds: Mapped[date] = mapped_column(Date)
+    task: Mapped[str] = mapped_column(String(64))
+    inputs: Mapped[list] = mapped_column(JSON)
+    outputs: Mapped[list] = mapped_column(JSON)
+    airflow_run_id: Mapped[str | None] = mapped_column(String(250))
+    recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -1,0 +1,220 @@
+"""Reads and writes of the metadata store. Re-recording a partition replaces its rows, never duplicates them."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+from functools import cache
+from typing import Iterable
+
+from sqlalchemy import Engine, create_engine, delete, event, select
+from sqlalchemy.orm import Session, selectinload
+
+from shopflow.settings import ConfigurationError
+from shopflow.sources import SourceSpec
+from shopflow.store import migrate
+from shopflow.store.models import Dataset, LineageEdge, Partition, PartitionFile, Validation
+
+
+@cache
+def engine_for(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 60})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection, _record):  # parallel Airflow tasks share one SQLite file
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class MetadataStore:
+    def __init__(self, url: str):
+        self.url = url
+        self.engine = engine_for(url)
+
+    def check_schema(self) -> None:
+        """Fail with a clear message when the store has not been migrated to this code's schema."""
+        current, head = migrate.current_revision(self.url), migrate.head_revision()
+        if current != head:
+            raise ConfigurationError(
+                f"metadata store at {self.engine.url.render_as_string(hide_password=True)} is at schema revision "
+                f"{current!r}, the code needs {head!r}: run `python -m shopflow db upgrade`"
+            )
+
+    def session(self) -> Session:
+        return Session(self.engine, expire_on_commit=False)
+
+    # ---- datasets -------------------------------------------------------------------------------------------
+    def register_dataset(self, spec: SourceSpec) -> int:
+        with self.session() as session, session.begin():
+            dataset = session.scalar(select(Dataset).where(Dataset.name == spec.name))
+            if dataset is None:
+                dataset = Dataset(name=spec.name)
+                session.add(dataset)
+            dataset.owner = spec.owner
+            dataset.description = spec.description
+            dataset.tags = list(spec.tags)
+            dataset.schema = spec.clean_schema
+            dataset.timezone = spec.timezone
+            dataset.generated = spec.generated
+            session.flush()
+            return dataset.id
+
+    def _partition(self, session: Session, dataset: str, ds: date) -> Partition:
+        dataset_row = session.scalar(select(Dataset).where(Dataset.name == dataset))
+        if dataset_row is None:
+            raise KeyError(f"dataset {dataset!r} is not registered in the metadata store")
+        partition = session.scalar(
+            select(Partition).where(Partition.dataset_id == dataset_row.id, Partition.ds == ds)
+        )
+        if partition is None:
+            partition = Partition(dataset_id=dataset_row.id, ds=ds, status="new", updated_at=_now())
+            session.add(partition)
+            session.flush()
+        return partition
+
+    # ---- partition lifecycle --------------------------------------------------------------------------------
+    def record_missing(self, dataset: str, ds: date, run_id: str | None) -> None:
+        with self.session() as session, session.begin():
+            partition = self._partition(session, dataset, ds)
+            self._reset(session, partition)
+            partition.status = "missing"
+            partition.airflow_run_id = run_id
+
+    def record_ingest(
+        self, dataset: str, ds: date, *, run_id: str | None, load_kind: str, files: Iterable[dict], rows_in: int,
+        raw_path: str, seconds: float,
+    ) -> None:
+        with self.session() as session, session.begin():
+            partition = self._partition(session, dataset, ds)
+            self._reset(session, partition)
+            partition.status = "ingested"
+            partition.load_kind = load_kind
+            partition.rows_in = rows_in
+            partition.raw_path = raw_path
+            partition.airflow_run_id = run_id
+            partition.timings = {"ingest": round(seconds, 3)}
+            partition.files = [PartitionFile(**f) for f in files]
+
+    def record_clean(
+        self, dataset: str, ds: date, *, run_id: str | None, ledger: dict, clean_path: str, quarantine_path: str,
+        seconds: float,
+    ) -> None:
+        with self.session() as session, session.begin():
+            partition = self._partition(session, dataset, ds)
+            if partition.rows_in != ledger["rows_in"]:
+                raise AssertionError(
+                    f"{dataset} {ds}: ingest recorded {partition.rows_in} rows but clean read {ledger['rows_in']}"
+                )
+            session.execute(delete(Validation).where(Validation.partition_id == partition.id))
+            partition.status = "cleaned"
+            partition.rows_clean = ledger["rows_clean"]
+            partition.rows_quarantined = ledger["rows_quarantined"]
+            partition.rows_duplicate = ledger["rows_duplicate"]
+            partition.quarantined_by_reason = ledger["quarantined_by_reason"]
+            partition.clean_path = clean_path
+            partition.quarantine_path = quarantine_path
+            partition.validation_success = None
+            partition.critical_failures = partition.warning_failures = None
+            partition.timings = {**(partition.timings or {}), "clean": round(seconds, 3)}
+            partition.airflow_run_id = run_id
+            partition.updated_at = _now()
+
+    def record_validation(
+        self, dataset: str, ds: date, *, run_id: str | None, suite: str, results: list[dict], seconds: float
+    ) -> None:
+        with self.session() as session, session.begin():
+            partition = self._partition(session, dataset, ds)
+            session.execute(delete(Validation).where(Validation.partition_id == partition.id))
+            for result in results:
+                session.add(Validation(partition_id=partition.id, suite=suite, airflow_run_id=run_id, **result))
+            critical = sum(1 for r in results if r["severity"] == "critical" and not r["success"])
+            warnings = sum(1 for r in results if r["severity"] == "warning" and not r["success"])
+            partition.critical_failures = critical
+            partition.warning_failures = warnings
+            partition.validation_success = critical == 0
+            partition.status = "validated" if critical == 0 else "failed_validation"
+            partition.timings = {**(partition.timings or {}), "validate": round(seconds, 3)}
+            partition.airflow_run_id = run_id
+            partition.updated_at = _now()
+
+    def record_failure(self, dataset: str, ds: date, *, step: str, error: str, run_id: str | None) -> None:
+        with self.session() as session, session.begin():
+            partition = self._partition(session, dataset, ds)
+            partition.status = "failed"
+            partition.error = f"{step}: {error}"[:4000]
+            partition.airflow_run_id = run_id
+            partition.updated_at = _now()
+
+    def _reset(self, session: Session, partition: Partition) -> None:
+        session.execute(delete(Validation).where(Validation.partition_id == partition.id))
+        session.execute(delete(PartitionFile).where(PartitionFile.partition_id == partition.id))
+        session.refresh(partition)
+        for column in (
+            "load_kind", "rows_in", "rows_clean", "rows_quarantined", "rows_duplicate", "quarantined_by_reason",
+            "raw_path", "clean_path", "quarantine_path", "validation_success", "critical_failures",
+            "warning_failures", "timings", "error",
+        ):
+            setattr(partition, column, None)
+        partition.updated_at = _now()
+
+    def record_lineage(
+        self, dataset: str, ds: date, *, task: str, inputs: list[str], outputs: list[str], run_id: str | None
+    ) -> None:
+        with self.session() as session, session.begin():
+            dataset_id = session.scalar(select(Dataset.id).where(Dataset.name == dataset))
+            edge = session.scalar(
+                select(LineageEdge).where(
+                    LineageEdge.dataset_id == dataset_id, LineageEdge.ds == ds, LineageEdge.task == task
+                )
+            )
+            if edge is None:
+                edge = LineageEdge(dataset_id=dataset_id, ds=ds, task=task)
+                session.add(edge)
+            edge.inputs, edge.outputs, edge.airflow_run_id, edge.recorded_at = inputs, outputs, run_id, _now()
+
+    # ---- reads ----------------------------------------------------------------------------------------------
+    def partitions(self, dataset: str | None = None, ds: date | None = None) -> list[Partition]:
+        with self.session() as session:
+            query = (
+                select(Partition)
+                .join(Dataset)
+                .options(selectinload(Partition.dataset), selectinload(Partition.files))
+                .order_by(Dataset.name, Partition.ds)
+            )
+            if dataset:
+                query = query.where(Dataset.name == dataset)
+            if ds:
+                query = query.where(Partition.ds == ds)
+            return list(session.scalars(query))
+
+    def validations(self, dataset: str, ds: date) -> list[Validation]:
+        with self.session() as session:
+            return list(
+                session.scalars(
+                    select(Validation)
+                    .join(Partition)
+                    .join(Dataset)
+                    .where(Dataset.name == dataset, Partition.ds == ds)
+                    .order_by(Validation.id)
+                )
+            )
+
+    def lineage(self, dataset: str, ds: date) -> list[LineageEdge]:
+        with self.session() as session:
+            return list(
+                session.scalars(
+                    select(LineageEdge)
+                    .join(Dataset)
+                    .where(Dataset.name == dataset, LineageEdge.ds == ds)
+                    .order_by(LineageEdge.task)
+                )
+            )

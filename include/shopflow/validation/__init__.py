@@ -1,0 +1,1 @@
+"""Great Expectations gate: one suite per dataset, defined in code, each expectation tagged critical or warning."""
