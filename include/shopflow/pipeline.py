@@ -149,8 +149,9 @@ def validate(settings: Settings, source: str, ds: date, run_id: str | None = Non
     failed_critical = [r for r in results if r["severity"] == "critical" and not r["success"]]
     failed_warning = [r for r in results if r["severity"] == "warning" and not r["success"]]
     for r in results:
+        seen = r["observed_value"] if r["observed_value"] is not None else f"{r['unexpected_percent'] or 0:.2f}% unexpected"
         log.info("%s %s: %-8s %-4s %s(%s) observed=%s", source, ds, r["severity"], "ok" if r["success"] else "FAIL",
-                 r["expectation"], r["column_name"] or "", _short(r["observed_value"]))
+                 r["expectation"], r["column_name"] or "", _short(seen))
     log.info("%s %s: %s expectations, %s critical failures, %s warnings (%.2fs)", source, ds, len(results),
              len(failed_critical), len(failed_warning), seconds)
     summary = {"dataset": source, "ds": ds.isoformat(), "rows": len(frame), "expectations": len(results),
