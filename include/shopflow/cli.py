@@ -74,7 +74,7 @@ def cmd_run(settings: Settings, args) -> int:
 def cmd_status(settings: Settings, args) -> int:
     from shopflow.status import render_status
 
-    print(render_status(settings, dataset=args.dataset, as_json=args.json))
+    print(render_status(settings, dataset=args.dataset, as_json=args.json, show_missing=args.all))
     return 0
 
 
@@ -108,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="partitions, ledgers and validation state from the metadata store")
     status.add_argument("--dataset")
     status.add_argument("--json", action="store_true")
+    status.add_argument("--all", action="store_true", help="also list partitions recorded as missing")
     status.set_defaults(func=cmd_status)
     as_of = sub.add_parser("catalog-as-of", help="reconstruct the clean catalogue as of a day")
     as_of.add_argument("ds", type=_day)
@@ -118,5 +119,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
     return args.func(Settings.from_env(), args)

@@ -1,0 +1,47 @@
+# shopflow: `make demo` (set up + run the pipeline on the real sample data), `make test` (all tests), `make ui`.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+export AIRFLOW_HOME ?= $(CURDIR)/.airflow
+export SHOPFLOW_HOME ?= $(CURDIR)/.shopflow
+export SHOPFLOW_SOURCE_DATA ?= $(abspath $(CURDIR)/../shared/data)
+export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
+export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
+export AIRFLOW__CORE__LOAD_EXAMPLES := False
+export AIRFLOW__CORE__EXECUTOR := LocalExecutor
+export AIRFLOW__CORE__PARALLELISM ?= 4
+export PYTHONPATH := $(CURDIR)/plugins
+
+.PHONY: demo test ui venv bench clean-demo print-env
+
+$(BIN)/.installed: requirements.txt pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (set PYTHON=...)"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements.txt
+	$(BIN)/pip install -q --no-deps -e .
+	touch $@
+
+venv: $(BIN)/.installed
+
+demo: venv
+	$(BIN)/python scripts/demo.py
+
+test: venv
+	$(BIN)/python -m pytest -q -ra $(PYTEST_ARGS)
+
+ui: venv
+	@echo "Airflow UI on http://127.0.0.1:8080 (user admin, password in $(AIRFLOW_HOME)/simple_auth_manager_passwords.json.generated); Ctrl-C stops it"
+	AIRFLOW__CORE__PARALLELISM=4 AIRFLOW__API__PORT=8080 exec $(BIN)/airflow standalone
+
+bench: venv
+	$(BIN)/python bench/pipeline.py
+
+clean-demo:
+	rm -rf .airflow .shopflow
+
+print-env:
+	@echo "export AIRFLOW_HOME=$(AIRFLOW_HOME) SHOPFLOW_HOME=$(SHOPFLOW_HOME) SHOPFLOW_SOURCE_DATA=$(SHOPFLOW_SOURCE_DATA)"
+	@echo "export AIRFLOW__CORE__DAGS_FOLDER=$(AIRFLOW__CORE__DAGS_FOLDER) AIRFLOW__CORE__PLUGINS_FOLDER=$(AIRFLOW__CORE__PLUGINS_FOLDER)"
+	@echo "export AIRFLOW__CORE__LOAD_EXAMPLES=False AIRFLOW__CORE__EXECUTOR=LocalExecutor PYTHONPATH=$(PYTHONPATH)"

@@ -1,0 +1,201 @@
+"""Run shopflow's Airflow locally as real services (api-server, scheduler, dag-processor) and drive backfills.
+
+Used by the demo (`make demo`) and by the backfill test. The services run in their own process groups and are
+stopped with SIGTERM (twice: the scheduler sometimes needs a second one), then SIGKILL as a last resort.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+DAG_ID = "shopflow_daily"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def airflow_env(airflow_home: Path, shopflow_home: Path, *, airflow_db_url: str | None = None,
+                store_url: str | None = None, port: int = 8080, parallelism: int = 4) -> dict[str, str]:
+    """Environment for an embedded Airflow that runs this repo's DAGs against one shopflow home."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW_", "AIRFLOW__"))}
+    env.update({
+        "AIRFLOW_HOME": str(airflow_home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__PARALLELISM": str(parallelism),
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+        "AIRFLOW__API__PORT": str(port),
+        "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+        "AIRFLOW__API_AUTH__JWT_SECRET": env.get("AIRFLOW__API_AUTH__JWT_SECRET") or os.urandom(48).hex(),
+        "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "5",
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+        "SHOPFLOW_HOME": str(shopflow_home),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "plugins"), str(REPO / "scripts"), os.environ.get("PYTHONPATH")])),
+        "TQDM_DISABLE": "1",
+    })
+    if airflow_db_url:
+        env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = airflow_db_url
+    if not airflow_db_url or airflow_db_url.startswith("sqlite"):
+        env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS"] = "airflow_sqlite.CONNECT_ARGS"
+    if store_url:
+        env["SHOPFLOW_STORE_URL"] = store_url
+    return env
+
+
+def airflow(env: dict[str, str], *args: str, check: bool = True, timeout: int = 300) -> subprocess.CompletedProcess:
+    command = [str(Path(sys.executable).parent / "airflow"), *args]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return result
+
+
+@dataclass
+class Services:
+    env: dict[str, str]
+    log_dir: Path
+    processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    def start(self, *components: str) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        for component in components:
+            log = open(self.log_dir / f"{component}.log", "ab")
+            self.processes[component] = subprocess.Popen(
+                [str(Path(sys.executable).parent / "airflow"), component], env=self.env, stdout=log,
+                stderr=subprocess.STDOUT, start_new_session=True,
+            )
+
+    def wait_healthy(self, timeout: float = 120) -> None:
+        url = self.env["AIRFLOW__API__BASE_URL"] + "/api/v2/monitor/health"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self._raise_if_dead()
+            try:
+                with urllib.request.urlopen(url, timeout=5) as response:
+                    health = json.load(response)
+                if health.get("scheduler", {}).get("status") == "healthy":
+                    return
+            except OSError:
+                pass
+            time.sleep(2)
+        raise TimeoutError(f"Airflow did not become healthy in {timeout}s; logs in {self.log_dir}")
+
+    def _raise_if_dead(self) -> None:
+        for name, process in self.processes.items():
+            if process.poll() is not None:
+                raise RuntimeError(f"airflow {name} exited with {process.returncode}; see {self.log_dir / (name + '.log')}")
+
+    def stop(self, grace: float = 30) -> None:
+        for attempt in range(2):
+            for process in self.processes.values():
+                if process.poll() is None:
+                    try:
+                        os.killpg(process.pid, signal.SIGTERM)
+                    except ProcessLookupError:
+                        pass
+            deadline = time.monotonic() + grace / 2
+            while time.monotonic() < deadline and any(p.poll() is None for p in self.processes.values()):
+                time.sleep(0.5)
+        for process in self.processes.values():
+            if process.poll() is None:
+                try:
+                    os.killpg(process.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                process.wait(10)
+
+
+@contextmanager
+def running_airflow(env: dict[str, str], log_dir: Path):
+    services = Services(env, log_dir)
+    try:
+        services.start("api-server", "scheduler", "dag-processor")
+        services.wait_healthy()
+        yield services
+    finally:
+        services.stop()
+
+
+def dag_runs(env: dict[str, str]) -> list[dict]:
+    result = airflow(env, "dags", "list-runs", DAG_ID, "-o", "json", check=False)
+    if result.returncode != 0:
+        return []
+    # The CLI may print log lines ("[warning ] …") before the JSON document, which is the last line.
+    for line in reversed(result.stdout.strip().splitlines()):
+        if line.startswith("[{") or line == "[]":
+            return json.loads(line)
+    return []
+
+
+def wait_for_dag(env: dict[str, str], timeout: float = 120) -> None:
+    """Until the dag-processor has serialised the DAG (backfill needs it in the database)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if airflow(env, "dags", "details", DAG_ID, check=False).returncode == 0:
+            return
+        time.sleep(3)
+    raise TimeoutError(f"{DAG_ID} was not parsed within {timeout}s")
+
+
+def backfill(env: dict[str, str], windows: list[tuple[str, str]], *, max_active_runs: int = 2,
+             timeout: float = 1800, progress=print) -> list[dict]:
+    """Backfill each (from, to) window in turn (Airflow allows one active backfill per DAG); return all runs."""
+    wait_for_dag(env)
+    airflow(env, "dags", "unpause", DAG_ID)
+    deadline = time.monotonic() + timeout
+    for first, last in windows:
+        for attempt in range(3):  # on SQLite the scheduler can hold the write lock for a while
+            result = airflow(env, "backfill", "create", "--dag-id", DAG_ID, "--from-date", first, "--to-date", last,
+                             "--max-active-runs", str(max_active_runs), "--reprocess-behavior", "completed",
+                             check=attempt == 2)
+            if result.returncode == 0:
+                break
+            time.sleep(5)
+        progress(f"backfill created: {DAG_ID} {first} .. {last}")
+        _wait_for_days(env, _days(first, last), deadline, progress)
+    expected = set().union(*(_days(a, b) for a, b in windows))
+    return [r for r in dag_runs(env) if (r.get("logical_date") or "")[:10] in expected]
+
+
+def _wait_for_days(env: dict[str, str], days: set[str], deadline: float, progress) -> None:
+    last_report = ""
+    while time.monotonic() < deadline:
+        finished = {r["logical_date"][:10]: r["state"] for r in dag_runs(env)
+                    if (r.get("logical_date") or "")[:10] in days and r.get("state") in ("success", "failed")}
+        report = f"  {len(finished)}/{len(days)} runs finished" + (
+            f" ({sum(1 for s in finished.values() if s == 'failed')} failed)" if finished else "")
+        if report != last_report:
+            progress(report)
+            last_report = report
+        if len(finished) == len(days):
+            return
+        time.sleep(5)
+    raise TimeoutError(f"backfill did not finish in time ({last_report})")
+
+
+def _days(first: str, last: str) -> set[str]:
+    from datetime import date, timedelta
+
+    day, end, days = date.fromisoformat(first), date.fromisoformat(last), set()
+    while day <= end:
+        days.add(day.isoformat())
+        day += timedelta(days=1)
+    return days

@@ -1,0 +1,127 @@
+"""Shared fixtures: where the real sample data is, a throwaway PostgreSQL 15 cluster, and embedded Airflow sandboxes."""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+os.environ.setdefault("AIRFLOW_HOME", str(Path(tempfile.gettempdir()) / "shopflow-pytest-airflow-home"))
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+
+from local_airflow import airflow, airflow_env, free_port  # noqa: E402
+
+TEST_KEY = "test-pseudonym-key-not-a-secret"
+
+
+def source_data_dir() -> Path:
+    return Path(os.environ.get("SHOPFLOW_SOURCE_DATA", REPO.parent / "shared" / "data")).resolve()
+
+
+@pytest.fixture(scope="session")
+def source_data() -> Path:
+    path = source_data_dir()
+    if not (path / "SOURCES.md").is_file():
+        pytest.fail(f"sample data not found at {path}: set SHOPFLOW_SOURCE_DATA")
+    return path
+
+
+# ---- PostgreSQL ------------------------------------------------------------------------------------------------
+def _pg_binary(name: str) -> str:
+    found = shutil.which(name) or next(iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)), None)
+    if not found:
+        pytest.fail(f"PostgreSQL server binary {name!r} not found: install Debian's postgresql package (.ci/run does)")
+    return found
+
+
+@dataclass
+class PostgresServer:
+    port: int
+    socket_dir: str
+
+    def url(self, database: str) -> str:
+        return f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}/{database}"
+
+    def create_database(self, name: str) -> str:
+        import psycopg2
+
+        connection = psycopg2.connect(host="127.0.0.1", port=self.port, user="postgres", dbname="postgres")
+        connection.autocommit = True
+        with connection.cursor() as cursor:
+            cursor.execute(f'DROP DATABASE IF EXISTS "{name}"')
+            cursor.execute(f'CREATE DATABASE "{name}"')
+        connection.close()
+        return self.url(name)
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A PostgreSQL cluster on a free loopback port for this test session, removed afterwards."""
+    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    base = Path(tempfile.mkdtemp(prefix="shopflow-pg-"))
+    data, sockets = base / "data", base / "sock"
+    sockets.mkdir()
+    if as_postgres:
+        shutil.chown(base, "postgres")
+        shutil.chown(sockets, "postgres")
+    subprocess.run([*as_postgres, _pg_binary("initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
+                    "--locale=C.UTF-8"], check=True, capture_output=True)
+    port = free_port()
+    options = f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
+    subprocess.run([*as_postgres, _pg_binary("pg_ctl"), "-D", str(data), "-o", options, "-l", str(base / "server.log"),
+                    "-w", "start"], check=True, capture_output=True)
+    try:
+        yield PostgresServer(port=port, socket_dir=str(sockets))
+    finally:
+        subprocess.run([*as_postgres, _pg_binary("pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"],
+                       capture_output=True)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+# ---- Airflow + shopflow sandboxes ------------------------------------------------------------------------------
+@dataclass
+class Sandbox:
+    root: Path
+    env: dict[str, str]
+
+    @property
+    def shopflow_home(self) -> Path:
+        return Path(self.env["SHOPFLOW_HOME"])
+
+    @property
+    def store_url(self) -> str:
+        return self.env.get("SHOPFLOW_STORE_URL") or f"sqlite:///{self.shopflow_home / 'shopflow.db'}"
+
+    def shopflow(self, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "shopflow", *args], env=self.env, capture_output=True, text=True,
+                              check=True)
+
+    def dags_test(self, day: str) -> subprocess.CompletedProcess:
+        return airflow(self.env, "dags", "test", "shopflow_daily", day, check=False, timeout=600)
+
+    def settings(self):
+        from shopflow.settings import Settings
+
+        return Settings.from_env(self.env)
+
+
+def make_sandbox(root: Path, source_data: Path, *, airflow_db_url: str | None = None,
+                 store_url: str | None = None) -> Sandbox:
+    """A fresh Airflow home + shopflow home with the sample data landed and both databases migrated."""
+    env = airflow_env(root / "airflow", root / "shopflow", airflow_db_url=airflow_db_url, store_url=store_url,
+                      port=free_port(), parallelism=2)
+    env["SHOPFLOW_SOURCE_DATA"] = str(source_data)
+    env["SHOPFLOW_PSEUDONYM_KEY"] = TEST_KEY
+    sandbox = Sandbox(root=root, env=env)
+    sandbox.shopflow("db", "upgrade")
+    sandbox.shopflow("land")
+    airflow(env, "db", "migrate", timeout=600)
+    return sandbox

@@ -1,0 +1,136 @@
+"""End to end: `airflow dags test shopflow_daily` on real sample days, on SQLite and on PostgreSQL 15."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+from datetime import date
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from conftest import make_sandbox
+from shopflow.landing_io import read_parquet
+from shopflow.store.repository import MetadataStore
+from store_snapshot import lake_digests, store_rows
+
+pytestmark = [pytest.mark.airflow, pytest.mark.slow]
+
+# One real day per source: orders (UK), catalogue snapshot + generated search, behaviour (China).
+DAYS = ["2010-12-01", "2015-12-03", "2017-11-25"]
+EXPECTED = {("orders", "2010-12-01"), ("catalog", "2015-12-03"), ("search", "2015-12-03"), ("behavior", "2017-11-25")}
+
+
+def _run_days(sandbox, days):
+    for day in days:
+        result = sandbox.dags_test(day)
+        assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+
+
+def _raw_customer_ids(landing_file: Path) -> set[str]:
+    with open(landing_file, newline="") as handle:
+        ids = {row["CustomerID"].strip() for row in csv.DictReader(handle)} - {""}
+    return ids | {i.removesuffix(".0") for i in ids}
+
+
+def assert_day_outputs(sandbox) -> None:
+    store = MetadataStore(sandbox.store_url)
+    by_key = {(p.dataset.name, p.ds.isoformat()): p for p in store.partitions()}
+    for dataset, day in EXPECTED:
+        partition = by_key[(dataset, day)]
+        assert partition.status == "validated", (dataset, day, partition.error)
+        reasons = partition.quarantined_by_reason or {}
+        assert partition.rows_in == partition.rows_clean + sum(reasons.values()) + partition.rows_duplicate
+        assert partition.rows_quarantined == sum(reasons.values())
+        assert partition.files and all(len(f.sha256) == 64 and f.size_bytes > 0 for f in partition.files)
+        clean = read_parquet(Path(partition.clean_path))
+        quarantine = read_parquet(Path(partition.quarantine_path))
+        assert len(clean) == partition.rows_clean and len(quarantine) == partition.rows_quarantined
+        assert partition.validation_success is True and partition.critical_failures == 0
+        validations = store.validations(dataset, date.fromisoformat(day))
+        assert len(validations) >= 5 and all(v.result for v in validations)
+        assert {v.severity for v in validations} == {"critical", "warning"}
+        assert {e.task for e in store.lineage(dataset, date.fromisoformat(day))} == {"ingest", "clean", "validate"}
+    # Days without a landing partition are recorded as missing, not crashed.
+    assert by_key[("orders", "2015-12-03")].status == "missing"
+    assert by_key[("behavior", "2010-12-01")].status == "missing"
+
+    orders = by_key[("orders", "2010-12-01")]
+    assert orders.rows_in == 3108 and orders.rows_duplicate > 0
+    assert orders.quarantined_by_reason.get("non_positive_price", 0) > 0
+    clean_orders = read_parquet(Path(orders.clean_path))
+    assert clean_orders["is_cancellation"].any(), "cancellations are kept and flagged"
+    assert clean_orders["customer_key"].dropna().str.fullmatch(r"[0-9a-f]{24}").all()
+    catalog = by_key[("catalog", "2015-12-03")]
+    assert catalog.load_kind == "snapshot" and catalog.rows_clean == 16028
+    assert catalog.quarantined_by_reason == {"blank_row": 3995}
+
+    raw_ids = _raw_customer_ids(sandbox.shopflow_home / "landing/orders/ds=2010-12-01/orders.csv")
+    assert len(raw_ids) > 50
+    for parquet in (sandbox.shopflow_home / "lake").rglob("*.parquet"):
+        frame = pd.read_parquet(parquet)
+        for column in frame.columns:
+            values = set(frame[column].dropna().astype(str))
+            leaked = values & raw_ids
+            assert not leaked, f"raw CustomerID {sorted(leaked)[:3]} in {parquet} column {column}"
+
+
+@pytest.fixture(scope="module")
+def sqlite_sandbox(tmp_path_factory, source_data):
+    sandbox = make_sandbox(tmp_path_factory.mktemp("e2e-sqlite"), source_data)
+    _run_days(sandbox, DAYS)
+    return sandbox
+
+
+def test_daily_dag_on_sqlite(sqlite_sandbox):
+    assert_day_outputs(sqlite_sandbox)
+
+
+def test_status_cli_matches_store(sqlite_sandbox):
+    output = sqlite_sandbox.shopflow("status").stdout
+    assert "orders" in output and "2010-12-01" in output and "non_positive_price" in output
+    assert "search (generated)" in output
+    assert "3,108" in output and "16,028" in output
+
+
+def test_rerun_is_idempotent(sqlite_sandbox):
+    lake = sqlite_sandbox.shopflow_home / "lake"
+    before_files, before_rows = lake_digests(lake), store_rows(sqlite_sandbox.store_url)
+    _run_days(sqlite_sandbox, ["2010-12-01"])
+    assert lake_digests(lake) == before_files
+    assert store_rows(sqlite_sandbox.store_url) == before_rows
+
+
+def test_corrupted_landing_file_fails_naming_file_and_line(sqlite_sandbox):
+    landing = sqlite_sandbox.shopflow_home / "landing/orders/ds=2010-12-02/orders.csv"
+    lines = landing.read_text().splitlines(keepends=True)
+    lines[56] = lines[56].rstrip("\n") + ",EXTRA,FIELDS\n"  # physical line 57
+    landing.write_text("".join(lines))
+    digest = hashlib.sha256(landing.read_bytes()).hexdigest()
+
+    result = sqlite_sandbox.dags_test("2010-12-02")
+    output = result.stdout + result.stderr
+    assert f"{landing}, line 57: expected 8 fields, found 10" in output
+
+    store = MetadataStore(sqlite_sandbox.store_url)
+    [partition] = store.partitions("orders", date(2010, 12, 2))
+    assert partition.status == "failed" and "line 57" in partition.error
+    assert not list((sqlite_sandbox.shopflow_home / "lake").glob("*/orders/ds=2010-12-02/*"))
+    assert hashlib.sha256(landing.read_bytes()).hexdigest() == digest, "landing files are never modified"
+
+
+@pytest.mark.postgres
+def test_daily_dag_on_postgres(tmp_path, source_data, postgres_server):
+    sandbox = make_sandbox(
+        tmp_path,
+        source_data,
+        airflow_db_url=postgres_server.create_database("airflow_e2e"),
+        store_url=postgres_server.create_database("shopflow_e2e"),
+    )
+    assert sandbox.store_url.startswith("postgresql")
+    _run_days(sandbox, DAYS)
+    assert_day_outputs(sandbox)
+    before = lake_digests(sandbox.shopflow_home / "lake"), store_rows(sandbox.store_url)
+    _run_days(sandbox, ["2017-11-25"])
+    assert (lake_digests(sandbox.shopflow_home / "lake"), store_rows(sandbox.store_url)) == before

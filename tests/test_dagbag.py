@@ -1,0 +1,57 @@
+"""The DAG files import cleanly, follow the project's Airflow 3 rules, and stay light at parse time."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def dagbag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=str(REPO / "dags"), include_examples=False)
+
+
+def test_no_import_errors(dagbag):
+    assert dagbag.import_errors == {}
+    assert "shopflow_daily" in dagbag.dags
+
+
+def test_daily_dag_shape(dagbag):
+    dag = dagbag.dags["shopflow_daily"]
+    assert set(dag.tags) >= {"shopflow", "daily"}
+    assert dag.catchup is False and dag.doc_md
+    assert type(dag.timetable).__name__ == "CronDataIntervalTimetable"
+    groups = {task_id.split(".")[0] for task_id in dag.task_ids}
+    assert groups == {"orders", "behavior", "catalog", "search"}
+    for group in groups:
+        ingest, clean, validate = (dag.get_task(f"{group}.{step}") for step in ("ingest", "clean", "validate"))
+        assert clean.upstream_task_ids == {ingest.task_id} and validate.upstream_task_ids == {clean.task_id}
+        assert [a.name for a in validate.outlets] == [f"shopflow_clean_{group}"]
+    for task in dag.tasks:
+        assert task.retries >= 1 and task.retry_delay.total_seconds() > 0, task.task_id
+        assert task.owner == "data-platform"
+
+
+def test_dag_file_has_no_heavy_imports():
+    code = (
+        "import sys, runpy; runpy.run_path('dags/shopflow_daily.py');"
+        "heavy = [m for m in ('pandas', 'torch', 'transformers', 'great_expectations', 'pyarrow') if m in sys.modules];"
+        "print(','.join(heavy))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "", f"heavy modules imported at DAG parse time: {result.stdout}"
+
+
+def test_no_airflow2_idioms():
+    banned = ("airflow.decorators", "airflow.operators.python", "schedule_interval", "execution_date", "days_ago")
+    for path in [*REPO.glob("dags/**/*.py"), *REPO.glob("plugins/**/*.py")]:
+        text = path.read_text()
+        for word in banned:
+            assert word not in text, f"{path.relative_to(REPO)} uses {word}"
