@@ -11,7 +11,9 @@ export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__CORE__EXECUTOR := LocalExecutor
 export AIRFLOW__CORE__PARALLELISM ?= 4
-export PYTHONPATH := $(CURDIR)/plugins
+export PYTHONPATH := $(CURDIR)/plugins:$(CURDIR)/scripts
+# SQLite: wait for locks instead of failing after 5 s (scripts/airflow_sqlite.py)
+export AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS ?= airflow_sqlite.CONNECT_ARGS
 
 .PHONY: demo test ui venv bench clean-demo print-env
 
@@ -33,7 +35,7 @@ test: venv
 
 ui: venv
 	@echo "Airflow UI on http://127.0.0.1:8080 (user admin, password in $(AIRFLOW_HOME)/simple_auth_manager_passwords.json.generated); Ctrl-C stops it"
-	AIRFLOW__CORE__PARALLELISM=4 AIRFLOW__API__PORT=8080 exec $(BIN)/airflow standalone
+	PATH=$(CURDIR)/$(BIN):$$PATH AIRFLOW__CORE__PARALLELISM=4 AIRFLOW__API__PORT=8080 exec $(BIN)/airflow standalone
 
 bench: venv
 	$(BIN)/python bench/pipeline.py

@@ -25,7 +25,7 @@ def test_backfill_three_days_with_scheduler_on_postgres(tmp_path, source_data, p
 
     assert sorted(r["logical_date"][:10] for r in runs) == ["2010-12-01", "2010-12-02", "2010-12-03"]
     assert {r["state"] for r in runs} == {"success"}
-    assert {r["run_type"] for r in runs} == {"backfill"}
+    assert all(r["run_id"].startswith("backfill__") for r in runs)
 
     store = MetadataStore(sandbox.store_url)
     for offset in range(3):
