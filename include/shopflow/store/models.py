@@ -101,3 +101,86 @@ class LineageEdge(Base):
     outputs: Mapped[list] = mapped_column(JSON)
     airflow_run_id: Mapped[str | None] = mapped_column(String(250))
     recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ModelVersion(Base):
+    """The model registry: one row per trained candidate, with its lineage, metrics and blessing decision."""
+
+    __tablename__ = "models"
+    __table_args__ = (UniqueConstraint("name", "version", name="uq_models_name_version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))  # e.g. category_classifier
+    version: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))  # candidate | champion | rejected | retired
+    base_model: Mapped[str] = mapped_column(Text)
+    hyperparameters: Mapped[dict] = mapped_column(JSON)
+    data_lineage: Mapped[dict] = mapped_column(JSON)  # catalogue partitions used, rows per split
+    metrics: Mapped[dict] = mapped_column(JSON)
+    baseline_metrics: Mapped[dict] = mapped_column(JSON)
+    training: Mapped[dict] = mapped_column(JSON)  # device, steps, samples/s, peak memory
+    macro_f1: Mapped[float] = mapped_column(Float)
+    artifact_path: Mapped[str] = mapped_column(Text)
+    decision_reason: Mapped[str | None] = mapped_column(Text)
+    trained_on_ds: Mapped[date] = mapped_column(Date)
+    airflow_run_id: Mapped[str | None] = mapped_column(String(250))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class RepairRun(Base):
+    """One repair of one catalogue day by one model: its output, ledger and measured precision."""
+
+    __tablename__ = "repair_runs"
+    __table_args__ = (UniqueConstraint("ds", name="uq_repair_runs_ds"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ds: Mapped[date] = mapped_column(Date)
+    model_version: Mapped[int] = mapped_column(Integer)
+    threshold: Mapped[float] = mapped_column(Float)
+    rows_in: Mapped[int] = mapped_column(BigInteger)
+    rows_filled: Mapped[int] = mapped_column(BigInteger)
+    rows_flagged: Mapped[int] = mapped_column(BigInteger)
+    rows_review: Mapped[int] = mapped_column(BigInteger)
+    rows_unchanged: Mapped[int] = mapped_column(BigInteger)
+    masked_n: Mapped[int | None] = mapped_column(Integer)
+    masked_filled: Mapped[int | None] = mapped_column(Integer)
+    masked_precision: Mapped[float | None] = mapped_column(Float)
+    output_path: Mapped[str] = mapped_column(Text)
+    airflow_run_id: Mapped[str | None] = mapped_column(String(250))
+    recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class RepairAudit(Base):
+    """Every fill and flag: product, before, after or suggestion, confidence, model, run; revertible."""
+
+    __tablename__ = "repair_audit"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ds: Mapped[date] = mapped_column(Date)
+    uniq_id: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(16))  # fill | flag | review
+    field: Mapped[str] = mapped_column(String(64))
+    before: Mapped[str | None] = mapped_column(Text)
+    after: Mapped[str | None] = mapped_column(Text)
+    confidence: Mapped[float] = mapped_column(Float)
+    model_version: Mapped[int] = mapped_column(Integer)
+    airflow_run_id: Mapped[str | None] = mapped_column(String(250))
+    reverted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class SearchIntent(Base):
+    """A normalised query of one search day, attributed to a category by a model."""
+
+    __tablename__ = "search_intents"
+    __table_args__ = (UniqueConstraint("ds", "query", name="uq_search_intents_ds_query"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ds: Mapped[date] = mapped_column(Date)
+    query: Mapped[str] = mapped_column(Text)
+    searches: Mapped[int] = mapped_column(Integer)
+    category: Mapped[str] = mapped_column(String(200))
+    confidence: Mapped[float] = mapped_column(Float)
+    model_version: Mapped[int] = mapped_column(Integer)
+    airflow_run_id: Mapped[str | None] = mapped_column(String(250))

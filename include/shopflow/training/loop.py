@@ -1,0 +1,161 @@
+"""The training loop: length-bucketed batches with dynamic padding, AdamW (fused on CUDA), bf16 autocast and TF32
+on CUDA, linear warm-up then decay, and progress lines (loss, learning rate, samples/s) a task log can show.
+
+On a CPU the loop stops after `cpu_max_steps` so a daily run stays within minutes; on CUDA it runs whole epochs.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from shopflow.training.config import TrainingConfig
+
+
+def pick_device(config: TrainingConfig) -> torch.device:
+    if config.device == "cuda" or (config.device == "auto" and torch.cuda.is_available()):
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def tokenize(tokenizer, texts: list[str], max_length: int) -> list[list[int]]:
+    return tokenizer(list(texts), truncation=True, max_length=max_length, padding=False)["input_ids"]
+
+
+def length_bucketed_batches(lengths: list[int], batch_size: int, rng: random.Random, pool: int = 50) -> list[list[int]]:
+    """Shuffle, then sort by length inside pools of `pool` batches: batches of similar lengths pad little,
+    while the order of batches stays random."""
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    batches = []
+    for start in range(0, len(order), batch_size * pool):
+        chunk = sorted(order[start:start + batch_size * pool], key=lambda i: lengths[i])
+        batches.extend(chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size))
+    rng.shuffle(batches)
+    return batches
+
+
+def pad_batch(ids: list[list[int]], rows: list[int], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(ids[r]) for r in rows)
+    input_ids = np.full((len(rows), width), pad_id, dtype=np.int64)
+    mask = np.zeros((len(rows), width), dtype=np.int64)
+    for row, index in enumerate(rows):
+        sequence = ids[index]
+        input_ids[row, : len(sequence)] = sequence
+        mask[row, : len(sequence)] = 1
+    return torch.from_numpy(input_ids), torch.from_numpy(mask)
+
+
+@dataclass
+class TrainStats:
+    steps: int
+    samples: int
+    tokens: int
+    seconds: float
+    final_loss: float
+    first_loss: float
+    device: str
+
+    @property
+    def samples_per_second(self) -> float:
+        return self.samples / self.seconds if self.seconds else 0.0
+
+
+def train(model: nn.Module, ids: list[list[int]], top: np.ndarray, l2: np.ndarray, pad_id: int,
+          config: TrainingConfig, log: Callable[[str], None] = print, device: torch.device | None = None) -> TrainStats:
+    device = device or pick_device(config)
+    cuda = device.type == "cuda"
+    torch.manual_seed(config.seed)
+    rng = random.Random(config.seed)
+    if cuda:
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    model.to(device).train()
+    batch_size = config.gpu_batch_size if cuda else config.cpu_batch_size
+    lengths = [len(s) for s in ids]
+    epochs = config.gpu_epochs if cuda else max(1, math.ceil(config.cpu_max_steps * batch_size / max(1, len(ids))))
+    plan = [b for _ in range(epochs) for b in length_bucketed_batches(lengths, batch_size, rng)]
+    if not cuda:
+        plan = plan[: config.cpu_max_steps]
+    total = len(plan)
+    warmup = max(1, int(total * config.warmup_fraction))
+    decay, no_decay = [], []
+    for name, parameter in model.named_parameters():
+        (no_decay if parameter.ndim < 2 or "LayerNorm" in name or "bias" in name else decay).append(parameter)
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=config.learning_rate, fused=cuda,
+    )
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: min((step + 1) / warmup, max(0.0, (total - step) / max(1, total - warmup))))
+    loss_fn = nn.CrossEntropyLoss()
+    top_t, l2_t = torch.as_tensor(np.array(top, dtype=np.int64)), torch.as_tensor(np.array(l2, dtype=np.int64))
+    log(f"training on {device.type}: {len(ids):,} examples, {total} steps of {batch_size} "
+        f"({'bf16 autocast, TF32, fused AdamW' if cuda else 'fp32, CPU step budget ' + str(config.cpu_max_steps)})")
+
+    started = time.perf_counter()
+    window_start, window_samples = started, 0
+    samples = tokens = 0
+    first_loss = last_loss = float("nan")
+    running = []
+    for step, rows in enumerate(plan, start=1):
+        input_ids, mask = pad_batch(ids, rows, pad_id)
+        index = torch.tensor(rows)
+        y_top, y_l2 = top_t[index], l2_t[index]
+        if cuda:
+            input_ids, mask = input_ids.pin_memory().to(device, non_blocking=True), mask.pin_memory().to(device, non_blocking=True)
+            y_top, y_l2 = y_top.to(device, non_blocking=True), y_l2.to(device, non_blocking=True)
+        with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=cuda):
+            logits_top, logits_l2 = model(input_ids, mask)
+            loss = loss_fn(logits_top.float(), y_top) + config.l2_loss_weight * loss_fn(logits_l2.float(), y_l2)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        samples += len(rows)
+        window_samples += len(rows)
+        tokens += int(mask.sum())
+        running.append(loss.detach())
+        if step == 1:
+            first_loss = loss.detach().item()
+        if step % config.log_every == 0 or step == total:
+            last_loss = float(torch.stack(running).mean())
+            running.clear()
+            now = time.perf_counter()
+            log(f"step {step}/{total} loss {last_loss:.4f} lr {schedule.get_last_lr()[0]:.2e} "
+                f"{window_samples / (now - window_start):.1f} samples/s")
+            window_start, window_samples = now, 0
+    if cuda:
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - started
+    return TrainStats(steps=total, samples=samples, tokens=tokens, seconds=seconds, final_loss=last_loss,
+                      first_loss=first_loss, device=device.type)
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, ids: list[list[int]], pad_id: int, batch_size: int,
+                   device: torch.device) -> tuple[np.ndarray, np.ndarray]:
+    """Logits of both heads for every sequence, batched by length, returned in input order."""
+    model.to(device).eval()
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    top_out, l2_out = [None] * len(ids), [None] * len(ids)
+    cuda = device.type == "cuda"
+    for start in range(0, len(order), batch_size):
+        rows = order[start:start + batch_size]
+        input_ids, mask = pad_batch(ids, rows, pad_id)
+        with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=cuda):
+            logits_top, logits_l2 = model(input_ids.to(device), mask.to(device))
+        for row, index in enumerate(rows):
+            top_out[index] = logits_top[row].float().cpu().numpy()
+            l2_out[index] = logits_l2[row].float().cpu().numpy()
+    if not ids:
+        return np.zeros((0, 0)), np.zeros((0, 0))
+    return np.stack(top_out), np.stack(l2_out)

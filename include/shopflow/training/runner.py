@@ -1,0 +1,43 @@
+"""Parent side of training: write the job, spawn `python -m shopflow.training.worker` in a fresh interpreter (the
+caller -- an Airflow worker -- never initialises CUDA), relay its progress lines, and return its result."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections import deque
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+
+from shopflow.training.config import TrainingConfig
+
+
+class TrainingFailed(RuntimeError):
+    pass
+
+
+def run_training(examples: pd.DataFrame, output_dir: Path, config: TrainingConfig,
+                 log: Callable[[str], None] = print) -> dict:
+    output_dir.mkdir(parents=True, exist_ok=True)
+    examples_path = output_dir / "examples.parquet"
+    examples.to_parquet(examples_path, index=False)
+    job_path = output_dir / "job.json"
+    job_path.write_text(json.dumps({"examples": str(examples_path), "output_dir": str(output_dir),
+                                    "config": config.as_dict()}, indent=2))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+           "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen([sys.executable, "-m", "shopflow.training.worker", str(job_path)], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    tail: deque[str] = deque(maxlen=40)
+    assert process.stdout is not None
+    for line in process.stdout:
+        line = line.rstrip()
+        tail.append(line)
+        log(line)
+    if process.wait() != 0:
+        raise TrainingFailed(f"training worker exited with {process.returncode}:\n" + "\n".join(tail))
+    return json.loads((output_dir / "result.json").read_text())
