@@ -8,7 +8,7 @@ from pathlib import Path
 
 from shopflow.settings import Settings
 
-ZONES = ("raw", "clean", "quarantine")
+ZONES = ("raw", "clean", "quarantine", "repaired")
 
 
 def partition_dir(root: Path, dataset: str, ds: date) -> Path:
