@@ -7,11 +7,12 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from airflow.sdk import CronDataIntervalTimetable, TaskGroup, dag
+from airflow.sdk import CronDataIntervalTimetable, TaskGroup, TriggerRule, dag
 
 from shopflow.sources import load_sources
 from shopflow_airflow.assets import clean_asset
-from shopflow_airflow.operators import CleanPartitionOperator, IngestPartitionOperator, ValidatePartitionOperator
+from shopflow_airflow.operators import (CleanPartitionOperator, IngestPartitionOperator, ModelStepOperator,
+                                        ValidatePartitionOperator)
 
 DOC = """
 ### shopflow_daily
@@ -28,6 +29,13 @@ recorded; a missing day is recorded and the group is skipped) -> **clean** (type
 bad rows quarantined with a reason; the row ledger must add up) -> **validate** (the dataset's Great Expectations
 suite; a failed *critical* expectation fails the task, warnings are recorded). A validated partition updates the
 dataset's Asset (`shopflow_clean_<dataset>`) with its row count.
+
+**Model branch** (task group `model`): `training_gate` decides from the store whether the clean catalogue changed
+enough since the last model (or the model is too old); `train` fine-tunes a candidate on queue `gpu` (a spawned
+subprocess; CUDA when present, a bounded CPU budget otherwise); `bless` promotes it only if it beats the floor and
+the champion; `repair` fills missing categories of the day's catalogue partition with the champion and flags
+suspected miscategorisations (a repaired copy, never an overwrite); `search_intent` attributes the day's queries to
+categories. Without a champion, repair and search intent are skipped.
 
 Status from the metadata store: `python -m shopflow status`.
 """
@@ -50,12 +58,26 @@ Status from the metadata store: `python -m shopflow status`.
     },
 )
 def shopflow_daily():
+    validated = {}
     for source in load_sources().values():
         with TaskGroup(group_id=source.name, tooltip=source.description):
             ingest = IngestPartitionOperator(task_id="ingest", dataset=source.name)
             clean = CleanPartitionOperator(task_id="clean", dataset=source.name)
             validate = ValidatePartitionOperator(task_id="validate", dataset=source.name, asset=clean_asset(source.name))
             ingest >> clean >> validate
+        validated[source.name] = validate
+
+    with TaskGroup(group_id="model", tooltip="train, bless, repair the catalogue, attribute search queries"):
+        # none_failed: a day without a new catalogue partition may still train (model too old) or use the champion.
+        gate = ModelStepOperator(task_id="training_gate", step="training_gate", trigger_rule=TriggerRule.NONE_FAILED)
+        train = ModelStepOperator(task_id="train", step="train", queue="gpu", max_active_tis_per_dag=1,
+                                  execution_timeout=timedelta(hours=3), retries=1)
+        bless = ModelStepOperator(task_id="bless", step="bless_candidate")
+        repair = ModelStepOperator(task_id="repair", step="repair", trigger_rule=TriggerRule.NONE_FAILED)
+        intents = ModelStepOperator(task_id="search_intent", step="search_intent", trigger_rule=TriggerRule.NONE_FAILED)
+        validated["catalog"] >> gate >> train >> bless >> [repair, intents]
+        validated["catalog"] >> repair
+        validated["search"] >> intents
 
 
 shopflow_daily()

@@ -30,14 +30,27 @@ def test_daily_dag_shape(dagbag):
     assert dag.catchup is False and dag.doc_md
     assert type(dag.timetable).__name__ == "CronDataIntervalTimetable"
     groups = {task_id.split(".")[0] for task_id in dag.task_ids}
-    assert groups == {"orders", "behavior", "catalog", "search"}
-    for group in groups:
+    assert groups == {"orders", "behavior", "catalog", "search", "model"}
+    for group in groups - {"model"}:
         ingest, clean, validate = (dag.get_task(f"{group}.{step}") for step in ("ingest", "clean", "validate"))
         assert clean.upstream_task_ids == {ingest.task_id} and validate.upstream_task_ids == {clean.task_id}
         assert [a.name for a in validate.outlets] == [f"shopflow_clean_{group}"]
     for task in dag.tasks:
         assert task.retries >= 1 and task.retry_delay.total_seconds() > 0, task.task_id
         assert task.owner == "data-platform"
+
+
+def test_model_branch_wiring(dagbag):
+    dag = dagbag.dags["shopflow_daily"]
+    gate, train, bless = (dag.get_task(f"model.{t}") for t in ("training_gate", "train", "bless"))
+    repair, intents = dag.get_task("model.repair"), dag.get_task("model.search_intent")
+    assert train.queue == "gpu" and {t.queue for t in dag.tasks if t is not train} == {"default"}
+    assert gate.upstream_task_ids == {"catalog.validate"} and train.upstream_task_ids == {gate.task_id}
+    assert bless.upstream_task_ids == {train.task_id}
+    # Repair and search intent run with the champion even when training is skipped, never after a failure.
+    assert repair.upstream_task_ids == {"catalog.validate", bless.task_id} and repair.trigger_rule == "none_failed"
+    assert intents.upstream_task_ids == {"search.validate", bless.task_id} and intents.trigger_rule == "none_failed"
+    assert train.max_active_tis_per_dag == 1
 
 
 def test_dag_file_has_no_heavy_imports():

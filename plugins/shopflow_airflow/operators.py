@@ -64,6 +64,30 @@ class PartitionStepOperator(BaseOperator):
             self.log.exception("could not record the failure in the metadata store")
 
 
+class ModelStepOperator(BaseOperator):
+    """Run one model step of the day (`shopflow.model_pipeline.<step>`): training gate, train, bless, repair,
+    search intent. A step with nothing to do today is skipped; anything else that fails is recorded and raised."""
+
+    template_fields: Sequence[str] = ("partition_ds",)
+    ui_color = "#e8eef8"
+
+    def __init__(self, *, step: str, partition_ds: str = "{{ ds }}", **kwargs: Any):
+        super().__init__(**kwargs)
+        self.step = step
+        self.partition_ds = partition_ds
+
+    def execute(self, context) -> dict:
+        from shopflow import model_pipeline
+
+        settings = task_settings()
+        ds = date.fromisoformat(self.partition_ds)
+        self.log.info("%s for ds=%s (run %s)", self.step, ds, context["run_id"])
+        try:
+            return getattr(model_pipeline, self.step)(settings, ds, context["run_id"])
+        except model_pipeline.NothingToDo as exc:
+            raise AirflowSkipException(str(exc)) from exc
+
+
 class IngestPartitionOperator(PartitionStepOperator):
     """Landing files of the day -> raw Parquet (user ids pseudonymised); files, sizes and sha256 recorded."""
 

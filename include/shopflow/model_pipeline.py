@@ -1,0 +1,115 @@
+"""The model steps of a day: the training gate, training a candidate, the blessing gate, repair and search intent.
+
+Like `shopflow.pipeline`, each step reads the store and the lake, records what it did, and returns a small dict.
+`NothingToDo` means the step has no work today (no catalogue change, no champion, no partition): a skip.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from datetime import date
+
+from shopflow import lake
+from shopflow.registry import (MODEL_NAME, TrainingPolicy, bless, catalogue_lineage, champion, latest_model,
+                               register_candidate, training_due)
+from shopflow.settings import Settings
+from shopflow.store.repository import MetadataStore
+
+log = logging.getLogger("shopflow.model")
+
+
+class NothingToDo(Exception):
+    """The step has nothing to do for this day; the reason is the message."""
+
+
+def _store(settings: Settings) -> MetadataStore:
+    store = MetadataStore(settings.store_url)
+    store.check_schema()
+    return store
+
+
+def policy() -> TrainingPolicy:
+    return TrainingPolicy.from_env(dict(os.environ))
+
+
+def training_gate(settings: Settings, ds: date, run_id: str | None = None) -> dict:
+    decision = training_due(_store(settings), ds, policy())
+    log.info("training gate for %s: %s (%s)", ds, "train" if decision.promote else "skip", decision.reason)
+    if not decision.promote:
+        raise NothingToDo(decision.reason)
+    return {"ds": ds.isoformat(), "train": True, "reason": decision.reason}
+
+
+def train(settings: Settings, ds: date, run_id: str | None = None, config=None) -> dict:
+    from shopflow.catalog_view import catalog_as_of
+    from shopflow.training.config import TrainingConfig
+    from shopflow.training.data import labelled_examples
+    from shopflow.training.runner import run_training
+
+    store = _store(settings)
+    decision = training_due(store, ds, policy())  # again: another run may have trained meanwhile
+    if not decision.promote:
+        raise NothingToDo(decision.reason)
+    config = config or TrainingConfig()
+    catalog = catalog_as_of(store, ds)
+    examples = labelled_examples(catalog, config.rare_class_min)
+    tag = hashlib.sha1(f"{ds}|{run_id}".encode()).hexdigest()[:8]
+    output = settings.models_dir / MODEL_NAME / f"trained_{ds.isoformat()}_{tag}"
+    log.info("training a candidate on the catalogue as of %s: %s labelled products of %s; base model %s",
+             ds, f"{len(examples):,}", f"{len(catalog):,}", config.base_model)
+    result = run_training(examples, output, config, log=log.info)
+    lineage = {"catalog_partitions": catalogue_lineage(store, ds), "examples": len(examples),
+               "splits": result["split_sizes"]}
+    version = register_candidate(store, result=result, ds=ds, lineage=lineage, run_id=run_id)
+    store.record_lineage("catalog", ds, task="train", inputs=[p["path"] for p in lineage["catalog_partitions"]],
+                         outputs=[result["artifact_path"]], run_id=run_id)
+    summary = {"version": version, "macro_f1": result["metrics"]["top"]["macro_f1"],
+               "baseline_macro_f1": result["baseline"]["top"]["macro_f1"], "artifact_path": result["artifact_path"],
+               "device": result["training"]["device"], "samples_per_second": round(result["training"]["samples_per_second"], 1)}
+    log.info("registered candidate v%s: %s", version, summary)
+    return summary
+
+
+def bless_candidate(settings: Settings, ds: date, run_id: str | None = None) -> dict:
+    store = _store(settings)
+    candidate = latest_model(store)
+    if candidate is None or candidate.status != "candidate" or candidate.trained_on_ds != ds:
+        raise NothingToDo(f"no candidate trained on {ds} awaits a decision")
+    decision = bless(store, candidate.version, policy())
+    log.info("v%s %s: %s", candidate.version, "PROMOTED to champion" if decision.promote else "rejected", decision.reason)
+    return {"version": candidate.version, "promoted": decision.promote, "reason": decision.reason}
+
+
+def _predictor(store: MetadataStore):
+    from shopflow.inference import Predictor
+
+    current = champion(store)
+    if current is None:
+        raise NothingToDo("no champion model yet")
+    return Predictor(current.artifact_path), current.version
+
+
+def repair(settings: Settings, ds: date, run_id: str | None = None) -> dict:
+    from shopflow.repair import repair_partition
+
+    store = _store(settings)
+    partitions = [p for p in store.partitions("catalog", ds) if p.status == "validated"]
+    if not partitions:
+        raise NothingToDo(f"no validated catalogue partition for {ds}")
+    predictor, version = _predictor(store)
+    summary = repair_partition(settings, store, ds, predictor, version, policy(), run_id=run_id)
+    store.record_lineage("catalog", ds, task="repair", inputs=[partitions[0].clean_path],
+                         outputs=[str(lake.lake_file(settings, "repaired", "catalog", ds))], run_id=run_id)
+    return summary
+
+
+def search_intent(settings: Settings, ds: date, run_id: str | None = None) -> dict:
+    from shopflow.search_intent import classify_queries
+
+    store = _store(settings)
+    if not [p for p in store.partitions("search", ds) if p.status == "validated"]:
+        raise NothingToDo(f"no validated search partition for {ds}")
+    predictor, version = _predictor(store)
+    return classify_queries(settings, store, ds, predictor, version, run_id=run_id)
