@@ -52,7 +52,7 @@ def train(settings: Settings, ds: date, run_id: str | None = None, config=None) 
     decision = training_due(store, ds, policy())  # again: another run may have trained meanwhile
     if not decision.promote:
         raise NothingToDo(decision.reason)
-    config = config or TrainingConfig()
+    config = config or TrainingConfig.from_env()
     catalog = catalog_as_of(store, ds)
     examples = labelled_examples(catalog, config.rare_class_min)
     tag = hashlib.sha1(f"{ds}|{run_id}".encode()).hexdigest()[:8]

@@ -39,6 +39,17 @@ class TrainingConfig:
         return asdict(self)
 
     @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> "TrainingConfig":
+        """Defaults, overridden by SHOPFLOW_TRAIN_* variables (e.g. SHOPFLOW_TRAIN_CPU_MAX_STEPS=300)."""
+        env = dict(os.environ if env is None else env)
+        values = {}
+        for name, spec in cls.__dataclass_fields__.items():
+            raw = env.get(f"SHOPFLOW_TRAIN_{name.upper()}")
+            if raw is not None and name != "base_model":
+                values[name] = type(getattr(cls(base_model=""), name))(raw)
+        return cls(**values)
+
+    @classmethod
     def from_dict(cls, values: dict) -> "TrainingConfig":
         known = {k: v for k, v in values.items() if k in cls.__dataclass_fields__}
         return cls(**known)
