@@ -49,6 +49,8 @@ def main() -> int:
     failed = sorted(r["logical_date"][:10] for r in runs if r["state"] != "success")
     print("\n== what the metadata store recorded (python -m shopflow status)")
     shopflow(env, "status")
+    print("\n== models, repairs and search intents (python -m shopflow models)")
+    shopflow(env, "models")
     print(f"\nDAG runs: {len(runs)} ({len(runs) - len(failed)} succeeded" + (f", failed: {failed}" if failed else "") + ")")
     print(f"Clean / quarantine Parquet: {shopflow_home / 'lake'}")
     print(f"Task logs: {airflow_home / 'logs'}; browse them with `make ui` (user/password: see README)")

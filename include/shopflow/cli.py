@@ -78,6 +78,13 @@ def cmd_status(settings: Settings, args) -> int:
     return 0
 
 
+def cmd_models(settings: Settings, _args) -> int:
+    from shopflow.status import render_models
+
+    print(render_models(settings))
+    return 0
+
+
 def cmd_catalog_as_of(settings: Settings, args) -> int:
     from shopflow.catalog_view import catalog_as_of
     from shopflow.store.repository import MetadataStore
@@ -110,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true")
     status.add_argument("--all", action="store_true", help="also list partitions recorded as missing")
     status.set_defaults(func=cmd_status)
+    sub.add_parser("models", help="model registry, catalogue repairs and search intents").set_defaults(func=cmd_models)
     as_of = sub.add_parser("catalog-as-of", help="reconstruct the clean catalogue as of a day")
     as_of.add_argument("ds", type=_day)
     as_of.add_argument("--output")

@@ -52,3 +52,46 @@ def render_status(settings: Settings, dataset: str | None = None, as_json: bool 
 
 def _n(value) -> str:
     return "-" if value is None else f"{value:,}"
+
+
+def render_models(settings: Settings) -> str:
+    """The model registry, the repairs and the search-intent attributions recorded in the store."""
+    from collections import Counter
+
+    from sqlalchemy import select
+
+    from shopflow.store.models import ModelVersion, RepairRun, SearchIntent
+
+    store = MetadataStore(settings.store_url)
+    with store.session() as session:
+        versions = list(session.scalars(select(ModelVersion).order_by(ModelVersion.version)))
+        repairs = list(session.scalars(select(RepairRun).order_by(RepairRun.ds)))
+        intents = list(session.scalars(select(SearchIntent).order_by(SearchIntent.ds)))
+    lines = ["model registry (category_classifier, test split, top level)"]
+    fmt = "{:>3} {:<9} {:<10} {:<6} {:>9} {:>9} {:>10}  {}"
+    lines.append(fmt.format("v", "status", "trained", "device", "macro-F1", "accuracy", "TF-IDF F1", "decision"))
+    for m in versions:
+        lines.append(fmt.format(m.version, m.status, m.trained_on_ds.isoformat(), m.training.get("device", "?"),
+                                f"{m.macro_f1:.4f}", f"{m.metrics['top']['accuracy']:.4f}",
+                                f"{m.baseline_metrics['top']['macro_f1']:.4f}", m.decision_reason or "-"))
+    if not versions:
+        lines.append("  (no model trained yet)")
+    lines.append("\ncatalogue repairs (a repaired copy beside the clean catalogue; precision measured on masked test products)")
+    fmt = "{:<10} {:>3} {:>9} {:>7} {:>7} {:>7} {:>9} {:>16}"
+    lines.append(fmt.format("ds", "v", "threshold", "filled", "review", "flagged", "unchanged", "masked precision"))
+    for r in repairs:
+        precision = "-" if r.masked_precision is None else f"{r.masked_precision:.3f} ({r.masked_filled}/{r.masked_n})"
+        lines.append(fmt.format(r.ds.isoformat(), r.model_version, f"{r.threshold:.2f}", f"{r.rows_filled:,}",
+                                f"{r.rows_review:,}", f"{r.rows_flagged:,}", f"{r.rows_unchanged:,}", precision))
+    if not repairs:
+        lines.append("  (no repair yet)")
+    lines.append("\nsearch intent (GENERATED search log), top categories by searches")
+    by_day: dict = {}
+    for intent in intents:
+        by_day.setdefault(intent.ds, Counter())[intent.category] += intent.searches
+    for ds, counter in by_day.items():
+        top = ", ".join(f"{c} {n:,}" for c, n in counter.most_common(3))
+        lines.append(f"{ds.isoformat()}: {sum(counter.values()):,} searches, {sum(1 for i in intents if i.ds == ds):,} queries; {top}")
+    if not intents:
+        lines.append("  (no search intents yet)")
+    return "\n".join(lines)
