@@ -27,7 +27,8 @@ EVENT_TYPES = {"pv": "view", "fav": "favourite", "cart": "cart", "buy": "buy"}
 
 def _positive_ints(text: pd.Series) -> pd.Series:
     values = pd.to_numeric(text.str.strip(), errors="coerce")
-    return values.where((values > 0) & (values == values.round())).astype("Int64")
+    # Above 2**53 a float-parsed id is no longer exact and the Int64 cast would wrap around to a negative id.
+    return values.where((values > 0) & (values <= 2**53) & (values == values.round())).astype("Int64")
 
 
 def clean(raw: pd.DataFrame, ds: date, spec: SourceSpec) -> tuple[pd.DataFrame, RowVerdicts]:
@@ -40,6 +41,8 @@ def clean(raw: pd.DataFrame, ds: date, spec: SourceSpec) -> tuple[pd.DataFrame, 
     seconds = seconds.where((seconds > 0) & (seconds < 4102444800) & (seconds == seconds.round()))
     event_ts = pd.to_datetime(seconds, unit="s", utc=True)
     local_day = event_ts.dt.tz_convert(timezone).dt.date
+    if local_day.dtype != object:  # no valid timestamp at all: pandas gives an all-NaT datetime column, not dates
+        local_day = pd.Series(None, index=raw.index, dtype=object)
 
     verdicts.reject(raw["user_key"].isna(), "missing_user_id", "user_id")
     verdicts.reject(item.isna(), "invalid_item_id", "item_id")

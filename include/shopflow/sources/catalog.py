@@ -2,8 +2,9 @@
 
 Quirks handled (see SOURCES.md): the name/category file has no header; the full-columns file is mostly blank
 rows (quarantined as `blank_row`, each with its line); category trees are JSON-ish strings with `>>`
-separators, some leaves are truncated with '...', and 260 depth-1 "trees" are only the product name (kept, with
-`category_status` saying so: a later repair step fills them); "No rating available" becomes null.
+separators, some leaves are truncated with '...', and 255 of the 260 depth-1 "trees" are only the product name,
+maybe cut off or with a variant such as '(Red)' (kept, with `category_status` saying so: a later repair step fills
+them; the other 5 are the real category 'Sunglasses'); "No rating available" becomes null.
 """
 
 from __future__ import annotations
@@ -118,13 +119,15 @@ def parse_category_tree(tree: str | None, product_name: str | None) -> tuple[lis
     name = (normalise_text(product_name) or "").casefold()
     if len(levels) <= 1:
         only = levels[0].casefold().rstrip(".") if levels else ""
-        if not levels or (only and name.startswith(only)) or only == name:
+        # The tree is the name itself, a cut-off name, or the name plus a variant: 'Sumo Baby Walker (Red)'.
+        if not levels or (only and name.startswith(only)) or only == name or (name and only.startswith(name + " (")):
             return [], "name_only"
     return levels, status
 
 
 def _prices(text: pd.Series) -> pd.Series:
-    return pd.to_numeric(text.str.replace(",", "", regex=False).str.strip(), errors="coerce")
+    values = pd.to_numeric(text.str.replace(",", "", regex=False).str.strip(), errors="coerce")
+    return values.where(values.abs() < float("inf"))  # 'inf' / '1e400' parse, but are not prices
 
 
 def _ratings(text: pd.Series) -> pd.Series:
@@ -143,7 +146,9 @@ def clean(raw: pd.DataFrame, ds: date, spec: SourceSpec) -> tuple[pd.DataFrame, 
     crawl = pd.to_datetime(raw["crawl_timestamp"].str.strip().mask(raw["crawl_timestamp"].str.strip() == ""),
                            utc=True, errors="coerce", format="%Y-%m-%d %H:%M:%S %z")
 
-    blank = raw[ALL_FIELDS].apply(lambda col: col.str.strip().eq("")).all(axis=1)
+    blank = pd.Series(True, index=raw.index)  # (a column-wise apply breaks on a partition without rows)
+    for column in ALL_FIELDS:
+        blank &= raw[column].str.strip().eq("")
     verdicts.reject(blank, "blank_row", "*")
     verdicts.reject(uniq_id == "", "missing_key", "uniq_id")
     verdicts.reject(~uniq_id.str.fullmatch(UNIQ_ID_PATTERN), "invalid_key", "uniq_id")

@@ -46,7 +46,10 @@ NON_PRODUCT_CODES = {
     "AMAZONFEE": "fee",
 }
 INVOICE_PATTERN = r"[A-Z]?\d{5,7}"
+# Beyond 2**53 a float-parsed number is no longer exact and Int64 casts wrap around: such values are invalid.
+MAX_EXACT_NUMBER = 2**53
 TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"
+EARLIEST, LATEST = pd.Timestamp("1970-01-01"), pd.Timestamp("2100-01-01")
 
 
 def line_types(stock_code: pd.Series) -> pd.Series:
@@ -62,8 +65,11 @@ def clean(raw: pd.DataFrame, ds: date, spec: SourceSpec) -> tuple[pd.DataFrame, 
     stock = raw["StockCode"].str.strip().str.upper()
     quantity_text = raw["Quantity"].str.strip()
     quantity = pd.to_numeric(quantity_text, errors="coerce")
+    quantity = quantity.where(quantity.abs() <= MAX_EXACT_NUMBER)  # '1e20', 'inf' are not quantities
     price = pd.to_numeric(raw["UnitPrice"].str.strip(), errors="coerce")
+    price = price.where(price.abs() <= MAX_EXACT_NUMBER)  # nor is 'inf' a price
     local = pd.to_datetime(raw["InvoiceDate"].str.strip(), format=TIMESTAMP_FORMAT, errors="coerce")
+    local = local.where((local >= EARLIEST) & (local < LATEST))  # '0000-01-01 …' parses, but year 0 has no date
     local = local.dt.tz_localize(timezone, ambiguous="NaT", nonexistent="NaT")
 
     verdicts.reject(invoice == "", "missing_invoice_no", "InvoiceNo")

@@ -25,12 +25,15 @@ CLEAN_SCHEMA = {
 }
 DEDUP_KEY = ["event_ts_utc", "session_id", "user_key", "query", "clicked_product_id"]
 PRODUCT_ID_PATTERN = r"[0-9a-f]{32}"
+EARLIEST, LATEST = pd.Timestamp("1970-01-01", tz="UTC"), pd.Timestamp("2100-01-01", tz="UTC")
 
 
 def clean(raw: pd.DataFrame, ds: date, spec: SourceSpec) -> tuple[pd.DataFrame, RowVerdicts]:
     verdicts = RowVerdicts(raw.index)
     timezone = spec.timezone
     event_ts = pd.to_datetime(raw["event_time"].str.strip(), utc=True, errors="coerce", format="ISO8601")
+    # ISO 8601 also parses '-0' or '0000-01-01' (year 0), which has no calendar date: keep to a sane range.
+    event_ts = event_ts.where((event_ts >= EARLIEST) & (event_ts < LATEST))
     session = raw["session_id"].str.strip()
     distinct = raw["query"].unique()
     normalised = dict(zip(distinct, (normalise_query(q) for q in distinct)))
