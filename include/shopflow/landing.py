@@ -2,7 +2,7 @@
 
 - orders:   one file per InvoiceDate day (UK local time), header kept, records unchanged.
 - behavior: one file per China-local day (no header, as in the source). Rows outside the documented window
-            (the stray 2017-09-11 row, the 2017-11-24 rows) ride in the first window day's export, where cleaning
+            (the stray 2017-09-11 row) ride in the first window day's export, where cleaning
             quarantines them.
 - catalog:  a snapshot source. The first crawl day (2015-12-03) lands the full snapshot: the product/category
             file and the price/brand file whole, plus the full-columns rows crawled that day and the file's blank
