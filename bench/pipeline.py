@@ -20,8 +20,14 @@ increment is visible. The clean frame's memory is `memory_usage(deep=True).sum()
 with `shopflow.landing_io.read_parquet` (what validate works on), measured in the (b) worker after its peak RSS was
 read.
 
+Wall-clock seconds are the measure (best of --repeat); the process CPU seconds (all threads, `time.process_time`)
+are printed beside them because they move less when other work shares the machine.
+
 Targets (printed with each number, never enforced): (b)/(a) time <= 3; peak RSS / clean frame memory <= 3;
-time(4M)/time(1M) for (b) <= 4.4.
+time(4M)/time(1M) for (b) <= 4.4. The RSS ratio is printed both ways: total peak (the stricter reading, the one
+the target is meant for) and the increment over the idle baseline. Peak RSS is the highest of the --repeat runs.
+Resampling 370,931 real lines with replacement makes most rows exact duplicates (about 65% at 1M, 90% at 4M), so
+the clean frame stays near 340-370k rows whatever the size: the ratio to the raw frame is printed as context.
 """
 
 from __future__ import annotations
@@ -131,10 +137,10 @@ def worker(mode: str, args: dict) -> dict:
         import_s = _import_a()
         import pandas as pd
 
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         frame = pd.read_csv(args["path"])
-        seconds = time.perf_counter() - started
-        return {"import_s": import_s, "seconds": seconds, "rows": len(frame), "peak_rss": _peak_rss_bytes(),
+        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+        return {"import_s": import_s, "seconds": seconds, "cpu": cpu, "rows": len(frame), "peak_rss": _peak_rss_bytes(),
                 "frame_memory": int(frame.memory_usage(deep=True).sum())}
     if mode == "pipeline":
         import_s = _import_b()
@@ -144,22 +150,25 @@ def worker(mode: str, args: dict) -> dict:
 
         settings = Settings.from_env(args["env"])
         ds = date.fromisoformat(args["ds"])
-        steps = {}
-        started = time.perf_counter()
+        steps, cpu_steps = {}, {}
+        started, cpu_started = time.perf_counter(), time.process_time()
         ingested = pipeline.ingest(settings, "orders", ds, run_id="bench")
-        steps["ingest"] = time.perf_counter() - started
-        mark = time.perf_counter()
+        steps["ingest"], cpu_steps["ingest"] = time.perf_counter() - started, time.process_time() - cpu_started
+        mark, cpu_mark = time.perf_counter(), time.process_time()
         cleaned = pipeline.clean(settings, "orders", ds, run_id="bench")
-        steps["clean"] = time.perf_counter() - mark
-        mark = time.perf_counter()
+        steps["clean"], cpu_steps["clean"] = time.perf_counter() - mark, time.process_time() - cpu_mark
+        mark, cpu_mark = time.perf_counter(), time.process_time()
         validated = pipeline.validate(settings, "orders", ds, run_id="bench")
-        steps["validate"] = time.perf_counter() - mark
-        seconds = time.perf_counter() - started
+        steps["validate"], cpu_steps["validate"] = time.perf_counter() - mark, time.process_time() - cpu_mark
+        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_started
         peak = _peak_rss_bytes()  # read before anything else is loaded in this process
         clean_frame = read_parquet(lake.lake_file(settings, "clean", "orders", ds))
+        raw_frame_memory = int(read_parquet(lake.lake_file(settings, "raw", "orders", ds)).memory_usage(deep=True).sum())
         outputs = {zone: str(lake.lake_file(settings, zone, "orders", ds)) for zone in lake.ZONES}
-        return {"import_s": import_s, "seconds": seconds, "steps": steps, "rows": ingested["rows_in"],
+        return {"import_s": import_s, "seconds": seconds, "cpu": cpu, "steps": steps, "cpu_steps": cpu_steps,
+                "rows": ingested["rows_in"],
                 "peak_rss": peak, "clean_frame_memory": int(clean_frame.memory_usage(deep=True).sum()),
+                "raw_frame_memory": raw_frame_memory,
                 "clean_rows": len(clean_frame), "ledger": {k: cleaned[k] for k in (
                     "rows_in", "rows_clean", "rows_quarantined", "rows_duplicate", "quarantined_by_reason")},
                 "validation": validated, "outputs": outputs}
@@ -270,16 +279,19 @@ def main(argv: list[str] | None = None) -> int:
             steps = b["steps"]
             ledger = b["ledger"]
             print(f"(a) pandas.read_csv:              {a['seconds']:7.2f}s  {_rate(rows, a['seconds']):>18}  "
-                  f"peak RSS {_mib(peak_a)} (+{_mib(peak_a - idle_a['peak_rss'])} over idle)")
+                  f"cpu {a['cpu']:6.2f}s  peak RSS {_mib(peak_a)} (+{_mib(peak_a - idle_a['peak_rss'])} over idle)")
             print(f"(b) ingest + clean + validate:    {b['seconds']:7.2f}s  {_rate(rows, b['seconds']):>18}  "
-                  f"peak RSS {_mib(peak_b)} (+{_mib(peak_b - idle_b['peak_rss'])} over idle)")
+                  f"cpu {b['cpu']:6.2f}s  peak RSS {_mib(peak_b)} (+{_mib(peak_b - idle_b['peak_rss'])} over idle)")
+            cpu_steps = b["cpu_steps"]
             print(f"    ingest {steps['ingest']:.2f}s | clean {steps['clean']:.2f}s | validate {steps['validate']:.2f}s"
+                  f"   cpu: {cpu_steps['ingest']:.2f}s | {cpu_steps['clean']:.2f}s | {cpu_steps['validate']:.2f}s"
                   f"   (module import, not timed: {b['import_s']:.2f}s)")
             print(f"    ledger: {ledger['rows_in']:,} in = {ledger['rows_clean']:,} clean + "
                   f"{ledger['rows_quarantined']:,} quarantined + {ledger['rows_duplicate']:,} duplicate; "
                   f"validation success={b['validation']['success']} "
                   f"({b['validation']['expectations']} expectations, {b['validation']['warning_failures']} warnings)")
-            print(f"time ratio (b)/(a):               {ratio:7.2f}  {_verdict(ratio, TARGET_TIME_RATIO)}")
+            print(f"time ratio (b)/(a):               {ratio:7.2f}  {_verdict(ratio, TARGET_TIME_RATIO)}"
+                  f"   [cpu-time ratio {b['cpu'] / a['cpu']:.2f}]")
             clean_mem = b["clean_frame_memory"]
             print(f"clean frame memory:               {_mib(clean_mem)} ({b['clean_rows']:,} rows, "
                   f"memory_usage(deep=True) of the clean Parquet read back)")
@@ -289,6 +301,10 @@ def main(argv: list[str] | None = None) -> int:
                   f"{_verdict(total_ratio, TARGET_RSS_RATIO)}")
             print(f"RSS ratio, (peak - idle baseline) / clean frame: {incr_ratio:5.2f}  "
                   f"{_verdict(incr_ratio, TARGET_RSS_RATIO)}")
+            raw_mem = b["raw_frame_memory"]
+            print(f"  context: raw frame (raw Parquet read back, {rows:,} rows) {_mib(raw_mem)}; "
+                  f"(peak - idle) / raw frame {(peak_b - idle_b['peak_rss']) / raw_mem:.2f}; "
+                  f"read_csv frame {_mib(a['frame_memory'])}")
             if not opts.keep:
                 shutil.rmtree(landing)
 
@@ -298,8 +314,9 @@ def main(argv: list[str] | None = None) -> int:
             scale = results[big][1]["seconds"] / results[small][1]["seconds"]
             scale_a = results[big][0]["seconds"] / results[small][0]["seconds"]
             target = TARGET_SCALING * (big / small) / 4
+            scale_cpu = results[big][1]["cpu"] / results[small][1]["cpu"]
             print(f"\nscaling (b) time({big:,})/time({small:,}): {scale:.2f}  {_verdict(scale, target)}"
-                  f"   [(a): {scale_a:.2f}; linear would be {big / small:g}]")
+                  f"   [cpu time: {scale_cpu:.2f}; (a): {scale_a:.2f}; linear would be {big / small:g}]")
             for step in ("ingest", "clean", "validate"):
                 s = results[big][1]["steps"][step] / results[small][1]["steps"][step]
                 print(f"    {step:8s} {s:.2f}")

@@ -53,8 +53,8 @@ def file_facts(path: Path) -> FileFacts:
     return FileFacts(name=path.name, size_bytes=path.stat().st_size, sha256=digest.hexdigest())
 
 
-def _open_bytes(path: Path) -> bytes:
-    data = path.read_bytes()
+def _open_bytes(path: Path, data: bytes | None = None) -> bytes:
+    data = path.read_bytes() if data is None else data
     if path.suffix == ".gz":
         try:
             data = gzip.decompress(data)
@@ -80,13 +80,28 @@ def read_delimited(path: Path, columns: list[str], *, has_header: bool, delimite
     A fast Arrow parser is used when the file has one record per line; otherwise (quoted newlines, blank
     lines, or any parse problem) Python's csv module reads it and pinpoints the offending line.
     """
-    data = _open_bytes(path)
-    if not data.strip():
+    return _parse(path, _open_bytes(path), columns, has_header, delimiter)
+
+
+def read_landing_file(
+    path: Path, columns: list[str], *, has_header: bool, delimiter: str = ","
+) -> tuple[FileFacts, pd.DataFrame]:
+    """`file_facts(path)` and `read_delimited(path, ...)` together, reading the file from disk only once."""
+    raw = path.read_bytes()
+    facts = FileFacts(name=path.name, size_bytes=len(raw), sha256=hashlib.sha256(raw).hexdigest())
+    data = _open_bytes(path, raw)
+    del raw  # a .gz file's compressed bytes are not needed while parsing
+    return facts, _parse(path, data, columns, has_header, delimiter)
+
+
+def _parse(path: Path, data: bytes, columns: list[str], has_header: bool, delimiter: str) -> pd.DataFrame:
+    if not data or data.isspace():  # same test as `not data.strip()`, without copying the whole file
         if has_header:
             raise LandingFileError(path, 1, "file is empty: expected a header row")
         return _empty_frame(columns, path)
     if has_header:
-        first_line = _decode(path, data.split(b"\n", 1)[0])
+        end = data.find(b"\n")
+        first_line = _decode(path, data if end < 0 else data[:end])
         header = [h.strip() for h in next(csv.reader([first_line], delimiter=delimiter))]
         if header != columns:
             raise LandingFileError(path, 1, f"header {header} does not match the expected columns {columns}")
@@ -111,7 +126,8 @@ def _read_fast(data: bytes, columns: list[str], has_header: bool, delimiter: str
             read_options=pacsv.ReadOptions(column_names=columns, skip_rows=1 if has_header else 0),
             parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=False),
             convert_options=pacsv.ConvertOptions(
-                column_types={c: pa.string() for c in columns},
+                # large_string is what pandas' Arrow-backed StringDtype holds: no cast when converting below.
+                column_types={c: pa.large_string() for c in columns},
                 strings_can_be_null=False,
                 quoted_strings_can_be_null=False,
             ),
@@ -121,7 +137,7 @@ def _read_fast(data: bytes, columns: list[str], has_header: bool, delimiter: str
     physical_lines = data.count(b"\n") + (0 if data.endswith(b"\n") else 1) - (1 if has_header else 0)
     if table.num_rows != physical_lines:
         return None  # blank lines were skipped, so line numbers would be wrong: take the exact path
-    frame = table.to_pandas(types_mapper={pa.string(): pd.StringDtype()}.get)
+    frame = table.to_pandas(types_mapper={pa.string(): pd.StringDtype(), pa.large_string(): pd.StringDtype()}.get)
     frame[SOURCE_LINE] = pd.RangeIndex(table.num_rows) + (2 if has_header else 1)
     return frame
 

@@ -14,7 +14,7 @@ import pandas as pd
 
 from shopflow import lake
 from shopflow.cleaning import clean_partition
-from shopflow.landing_io import file_facts, read_delimited, read_parquet, write_parquet_atomic
+from shopflow.landing_io import read_landing_file, read_parquet, write_parquet_atomic
 from shopflow.pseudonym import pseudonymise_series
 from shopflow.settings import Settings
 from shopflow.sources import SourceSpec, get_source
@@ -68,8 +68,8 @@ def ingest(settings: Settings, source: str, ds: date, run_id: str | None = None)
     for file_spec in present:
         path = folder / file_spec.name
         path = path if path.is_file() else folder / f"{file_spec.name}.gz"
-        facts = file_facts(path)
-        frame = read_delimited(path, file_spec.columns, has_header=file_spec.header, delimiter=file_spec.delimiter)
+        facts, frame = read_landing_file(path, file_spec.columns, has_header=file_spec.header,
+                                         delimiter=file_spec.delimiter)
         frames[file_spec.name] = frame
         files.append({**facts.as_dict(), "rows": len(frame)})
         log.info("%s %s: read %s (%s bytes, sha256 %s…): %s rows", source, ds, path, f"{facts.size_bytes:,}",

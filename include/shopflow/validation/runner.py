@@ -10,6 +10,7 @@ import logging
 import math
 import os
 
+import numpy as np
 import pandas as pd
 
 from shopflow.validation.suites import SUITES, ExpectationSpec
@@ -65,13 +66,20 @@ def _finite(value) -> float | None:
     return float(value) if value is not None and math.isfinite(float(value)) else None
 
 
+_GX_STRING = pd.StringDtype("pyarrow", na_value=np.nan)
+
+
 def _gx_friendly(frame: pd.DataFrame) -> pd.DataFrame:
-    """Nullable extension dtypes confuse some GX metrics; give it plain object/float/bool columns."""
+    """Nullable extension dtypes confuse some GX metrics; give it NaN-missing strings and float/bool columns.
+
+    Text becomes pandas' default `str` dtype (Arrow-backed, missing = NaN): GX treats it like object strings (same
+    results) but hashes, factorises and matches it far faster, and it does not cost a Python object per value.
+    """
     out = frame.copy()
     for column in out.columns:
         dtype = out[column].dtype
         if isinstance(dtype, pd.StringDtype):
-            out[column] = out[column].astype(object).where(out[column].notna(), None)
+            out[column] = out[column].astype(_GX_STRING)
         elif str(dtype) == "boolean":
             out[column] = out[column].astype("float64")
         elif str(dtype) == "Int64":
