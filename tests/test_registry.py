@@ -83,3 +83,5 @@ def test_training_gate_follows_catalogue_changes_and_age(tmp_path, source_data):
     assert not training_due(store, date(2015, 12, 4), strict).promote
     assert "days old" in training_due(store, date(2016, 1, 10), strict).reason
     assert training_due(store, date(2016, 1, 10), strict).promote
+    disabled = TrainingPolicy.from_env({"SHOPFLOW_TRAIN_ENABLED": "false"})
+    assert "disabled" in training_due(store, date(2016, 1, 10), disabled).reason

@@ -22,6 +22,7 @@ MODEL_NAME = "category_classifier"
 
 @dataclass(frozen=True)
 class TrainingPolicy:
+    enabled: bool = True
     min_changed_products: int = 500
     max_age_days: int = 30
     macro_f1_floor: float = 0.5
@@ -39,7 +40,9 @@ class TrainingPolicy:
             "repair_threshold": ("SHOPFLOW_REPAIR_THRESHOLD", float),
             "flag_threshold": ("SHOPFLOW_FLAG_THRESHOLD", float),
         }
-        return cls(**{name: cast(env[var]) for name, (var, cast) in fields.items() if env.get(var)})
+        values = {name: cast(env[var]) for name, (var, cast) in fields.items() if env.get(var)}
+        enabled = env.get("SHOPFLOW_TRAIN_ENABLED", "true").strip().lower() not in ("0", "false", "no", "off")
+        return cls(enabled=enabled, **values)
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,8 @@ def changed_labelled_products(store: MetadataStore, after: date | None, until: d
 
 
 def training_due(store: MetadataStore, ds: date, policy: TrainingPolicy) -> Decision:
+    if not policy.enabled:
+        return Decision(False, "training is disabled (SHOPFLOW_TRAIN_ENABLED=false)")
     last = latest_model(store)
     changed, partitions = changed_labelled_products(store, last.trained_on_ds if last else None, ds)
     if last is None:
