@@ -6,13 +6,22 @@ from datetime import date, datetime, timezone
 from functools import cache
 from typing import Iterable
 
-from sqlalchemy import Engine, create_engine, delete, event, select
+from sqlalchemy import Engine, and_, create_engine, delete, event, insert, not_, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from shopflow.settings import ConfigurationError
 from shopflow.sources import SourceSpec
 from shopflow.store import migrate
-from shopflow.store.models import Dataset, LineageEdge, Partition, PartitionFile, Validation
+from shopflow.store.models import (
+    Dataset,
+    LineageEdge,
+    Partition,
+    PartitionFile,
+    RepairAudit,
+    RepairRun,
+    SearchIntent,
+    Validation,
+)
 
 
 @cache
@@ -218,3 +227,74 @@ class MetadataStore:
                     .order_by(LineageEdge.task)
                 )
             )
+
+    # ---- catalogue repairs ----------------------------------------------------------------------------------
+    def record_repair(self, ds: date, *, run: dict, audit: Iterable[dict], run_id: str | None) -> None:
+        """Replace the day's repair run and audit trail with this run's, in one transaction.
+
+        Reverted fills are the exception: a person's revert is history, so those audit rows stay.
+        """
+        now = _now()
+        with self.session() as session, session.begin():
+            session.execute(delete(RepairAudit).where(
+                RepairAudit.ds == ds, not_(and_(RepairAudit.action == "fill", RepairAudit.reverted_at.is_not(None)))))
+            rows = [{**row, "ds": ds, "airflow_run_id": run_id, "reverted_at": None, "recorded_at": now}
+                    for row in audit]
+            if rows:
+                session.execute(insert(RepairAudit), rows)
+            record = session.scalar(select(RepairRun).where(RepairRun.ds == ds))
+            if record is None:
+                record = RepairRun(ds=ds)
+                session.add(record)
+            for column, value in run.items():
+                setattr(record, column, value)
+            record.airflow_run_id, record.recorded_at = run_id, now
+
+    def repair_run(self, ds: date) -> RepairRun | None:
+        with self.session() as session:
+            return session.scalar(select(RepairRun).where(RepairRun.ds == ds))
+
+    def repair_audit(self, ds: date, action: str | None = None) -> list[RepairAudit]:
+        with self.session() as session:
+            query = select(RepairAudit).where(RepairAudit.ds == ds)
+            if action:
+                query = query.where(RepairAudit.action == action)
+            return list(session.scalars(query.order_by(RepairAudit.uniq_id, RepairAudit.action, RepairAudit.id)))
+
+    def mark_reverted(self, ds: date, uniq_ids: Iterable[str], at: datetime | None = None) -> int:
+        """Mark the day's not yet reverted fills of these products reverted; the run's ledger moves them from
+        filled to unchanged. Returns how many fills were marked."""
+        ids = sorted(set(uniq_ids))
+        if not ids:
+            return 0
+        with self.session() as session, session.begin():
+            marked = 0
+            for start in range(0, len(ids), 500):  # keep IN lists short
+                marked += session.execute(
+                    update(RepairAudit)
+                    .where(RepairAudit.ds == ds, RepairAudit.action == "fill", RepairAudit.reverted_at.is_(None),
+                           RepairAudit.uniq_id.in_(ids[start:start + 500]))
+                    .values(reverted_at=at or _now())
+                    .execution_options(synchronize_session=False)
+                ).rowcount
+            record = session.scalar(select(RepairRun).where(RepairRun.ds == ds))
+            if record is not None and marked:
+                record.rows_filled -= marked
+                record.rows_unchanged += marked
+            return marked
+
+    # ---- search intents -------------------------------------------------------------------------------------
+    def record_search_intents(self, ds: date, rows: Iterable[dict], *, model_version: int,
+                              run_id: str | None) -> int:
+        """Replace the day's query -> category attributions (rows: query, searches, category, confidence)."""
+        records = [{**row, "ds": ds, "model_version": model_version, "airflow_run_id": run_id} for row in rows]
+        with self.session() as session, session.begin():
+            session.execute(delete(SearchIntent).where(SearchIntent.ds == ds))
+            if records:
+                session.execute(insert(SearchIntent), records)
+        return len(records)
+
+    def search_intents(self, ds: date) -> list[SearchIntent]:
+        with self.session() as session:
+            return list(session.scalars(select(SearchIntent).where(SearchIntent.ds == ds)
+                                        .order_by(SearchIntent.searches.desc(), SearchIntent.query)))

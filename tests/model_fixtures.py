@@ -1,0 +1,117 @@
+"""A small category classifier trained once per test session on the real catalogue, through the library.
+
+The full real catalogue (16,028 products) takes minutes to predict on a shared CPU, so the fixture lands a
+deterministic slice of the real Flipkart files (every row kept byte for byte in its values, chosen by a salted hash of
+`uniq_id` that is independent of the train/validation/test split, plus a share of the depth-1 "name only" trees
+that the repair step fills, plus the one full-columns row that makes 2015-12-03 the snapshot day). From there it is
+the production path: land_catalog, ingest, clean, validate, labelled_examples, run_training (a spawned worker).
+
+The model gets a tiny CPU step budget: it is weak on purpose, tests assert mechanics, not accuracy.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import io
+import shutil
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+SNAPSHOT_DAY = date(2015, 12, 3)
+KEY = "model-fixture-pseudonym-key"
+SAMPLE_PERCENT = 6  # of all products
+NAME_ONLY_PERCENT = 30  # of the products whose tree is only their name
+NAMES = "catalog/flipkart_name_category_tree.csv.gz"
+PRICES = "catalog/flipkart_prices_brand.csv.gz"
+FULL = "catalog/flipkart_full_columns_first999.csv.gz"
+
+
+@dataclass
+class TrainedModel:
+    settings: object  # shopflow.settings.Settings
+    store: object  # shopflow.store.repository.MetadataStore
+    ds: date
+    model_dir: Path
+    result: dict
+    catalog: pd.DataFrame  # the clean catalogue partition of ds
+    source_data: Path  # the real data folder (for files the slice does not hold, e.g. WANDS)
+
+
+def _bucket(uniq_id: str) -> int:
+    return int(hashlib.sha256(f"model-fixture:{uniq_id}".encode()).hexdigest()[:8], 16) % 100
+
+
+def _read(path: Path) -> list[list[str]]:
+    with gzip.open(path, "rt", encoding="utf-8", newline="") as handle:
+        return list(csv.reader(handle))
+
+
+def _write(path: Path, rows: list[list[str]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerows(rows)
+    path.write_bytes(gzip.compress(buffer.getvalue().encode("utf-8"), mtime=0))
+
+
+def slice_source_data(source: Path, target: Path) -> Path:
+    """A deterministic slice of the real catalogue files (see the module docstring), in the same layout."""
+    names = _read(source / NAMES)
+    prices_header, *prices = _read(source / PRICES)
+    full_header, *full = _read(source / FULL)
+    crawl = full_header.index("crawl_timestamp")
+    snapshot_rows = [r for r in full if len(r) > crawl and r[crawl].startswith(SNAPSHOT_DAY.isoformat())]
+    chosen = {r[0] for r in snapshot_rows}
+    for uniq_id, _title, tree in names:
+        if _bucket(uniq_id) < SAMPLE_PERCENT or (">>" not in tree and _bucket(uniq_id) < NAME_ONLY_PERCENT):
+            chosen.add(uniq_id)
+    _write(target / NAMES, [r for r in names if r[0] in chosen])
+    _write(target / PRICES, [prices_header] + [r for r in prices if r[0] in chosen])
+    blank = [r for r in full if not any(v.strip() for v in r)][:50]  # the source's blank rows, a few of them
+    _write(target / FULL, [full_header] + [r for r in full if r and r[0] in chosen] + blank)
+    shutil.copy(source / "SOURCES.md", target / "SOURCES.md")
+    return target
+
+
+@pytest.fixture(scope="session")
+def trained_model(tmp_path_factory, source_data) -> TrainedModel:
+    from shopflow import lake, pipeline
+    from shopflow.landing import land_catalog
+    from shopflow.landing_io import read_parquet
+    from shopflow.settings import Settings
+    from shopflow.store import migrate
+    from shopflow.store.repository import MetadataStore
+    from shopflow.training.config import TrainingConfig
+    from shopflow.training.data import labelled_examples
+    from shopflow.training.runner import run_training
+
+    root = tmp_path_factory.mktemp("trained_model")
+    data = slice_source_data(source_data, root / "data")
+    settings = Settings.from_env({"SHOPFLOW_HOME": str(root / "home"), "SHOPFLOW_SOURCE_DATA": str(data),
+                                  "SHOPFLOW_PSEUDONYM_KEY": KEY})
+    settings.home.mkdir(parents=True)
+    migrate.upgrade(settings.store_url)
+    land_catalog(settings)
+    for step in (pipeline.ingest, pipeline.clean, pipeline.validate):
+        step(settings, "catalog", SNAPSHOT_DAY)
+    catalog = read_parquet(lake.lake_file(settings, "clean", "catalog", SNAPSHOT_DAY))
+    model_dir = settings.models_dir / "category_classifier" / "v1"
+    # 12 steps of 16 on a CPU: enough to produce a saved, calibrated model, far too few to learn much.
+    config = TrainingConfig(cpu_max_steps=12, cpu_batch_size=16, log_every=4, device="cpu")
+    result = run_training(labelled_examples(catalog, 40), model_dir, config, log=lambda line: None)
+    return TrainedModel(settings=settings, store=MetadataStore(settings.store_url), ds=SNAPSHOT_DAY,
+                        model_dir=Path(result["artifact_path"]), result=result, catalog=catalog,
+                        source_data=source_data)
+
+
+@pytest.fixture(scope="session")
+def model_predictor(trained_model):
+    """A Predictor on the fixture's model, shared by the session (its answer cache makes re-runs cheap)."""
+    from shopflow.inference import Predictor
+
+    return Predictor(trained_model.model_dir, device="cpu")
