@@ -8,7 +8,6 @@ from datetime import date
 import pandas as pd
 import pytest
 
-pytest_plugins = ["model_fixtures"]  # the trained_model and model_predictor fixtures (session-scoped)
 from shopflow import lake, repair
 from shopflow.catalog_view import catalog_as_of
 from shopflow.landing_io import read_parquet

@@ -7,7 +7,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-pytest_plugins = ["model_fixtures"]  # the trained_model and model_predictor fixtures (session-scoped)
 from shopflow import lake, pipeline
 from shopflow.inference import Predictor
 from shopflow.landing import land_search

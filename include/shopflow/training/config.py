@@ -20,7 +20,7 @@ def default_base_model() -> str:
 class TrainingConfig:
     base_model: str = field(default_factory=default_base_model)
     max_length: int = 64
-    learning_rate: float = 1e-4
+    learning_rate: float = 3e-4
     weight_decay: float = 0.01
     warmup_fraction: float = 0.06
     l2_loss_weight: float = 0.5
@@ -30,7 +30,7 @@ class TrainingConfig:
     gpu_batch_size: int = 128
     gpu_epochs: int = 4
     cpu_batch_size: int = 32
-    cpu_max_steps: int = 150
+    cpu_max_steps: int = 300
     rare_class_min: int = 40
     eval_batch_size: int = 256
     device: str = "auto"  # auto | cpu | cuda
