@@ -85,6 +85,15 @@ def cmd_models(settings: Settings, _args) -> int:
     return 0
 
 
+def cmd_revert_repair(settings: Settings, args) -> int:
+    from shopflow.repair import revert
+    from shopflow.store.repository import MetadataStore
+
+    count = revert(settings, MetadataStore(settings.store_url), args.ds, args.product or None)
+    print(f"reverted {count} model fills of the catalogue partition {args.ds}")
+    return 0
+
+
 def cmd_catalog_as_of(settings: Settings, args) -> int:
     from shopflow.catalog_view import catalog_as_of
     from shopflow.store.repository import MetadataStore
@@ -118,6 +127,10 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--all", action="store_true", help="also list partitions recorded as missing")
     status.set_defaults(func=cmd_status)
     sub.add_parser("models", help="model registry, catalogue repairs and search intents").set_defaults(func=cmd_models)
+    revert = sub.add_parser("revert-repair", help="undo a day's model fills from the audit trail")
+    revert.add_argument("ds", type=_day)
+    revert.add_argument("--product", action="append", help="uniq_id to revert (repeatable); default: every fill")
+    revert.set_defaults(func=cmd_revert_repair)
     as_of = sub.add_parser("catalog-as-of", help="reconstruct the clean catalogue as of a day")
     as_of.add_argument("ds", type=_day)
     as_of.add_argument("--output")
