@@ -35,6 +35,9 @@ def main() -> int:
     port = int(os.environ.get("SHOPFLOW_DEMO_PORT", free_port()))
     env = airflow_env(airflow_home, shopflow_home, port=port, parallelism=4)
     env["SHOPFLOW_SOURCE_DATA"] = os.environ.get("SHOPFLOW_SOURCE_DATA", str(REPO.parent / "shared" / "data"))
+    # The sample's sources lie years apart: without this the 2017 behaviour days would retrain the catalogue model
+    # only because it is two years "old".
+    env.setdefault("SHOPFLOW_TRAIN_MAX_AGE_DAYS", os.environ.get("SHOPFLOW_TRAIN_MAX_AGE_DAYS", "3650"))
     windows = [tuple(w.split(":")) for w in os.environ.get("SHOPFLOW_DEMO_WINDOWS", DEFAULT_WINDOWS).split(",")]
 
     print(f"== shopflow demo: Airflow home {airflow_home}, shopflow home {shopflow_home}")
