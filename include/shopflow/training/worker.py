@@ -44,6 +44,7 @@ def run(job: dict) -> dict:
         + f"; {len(labels.top)} top-level classes, {len(labels.l2)} second-level classes")
 
     device = loop.pick_device(config)
+    torch.manual_seed(config.seed)  # the new heads' initialisation, so a rerun trains the same model
     classifier, tokenizer = model_io.build(config.base_model, labels)
     pad_id = tokenizer.pad_token_id
     ids = {name: loop.tokenize(tokenizer, part["text"].tolist(), config.max_length) for name, part in parts.items()}
