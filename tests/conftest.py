@@ -126,3 +126,9 @@ def make_sandbox(root: Path, source_data: Path, *, airflow_db_url: str | None = 
     sandbox.shopflow("land")
     airflow(env, "db", "migrate", timeout=600)
     return sandbox
+
+
+def make_postgres_sandbox(root: Path, source_data: Path, server: PostgresServer, name: str) -> Sandbox:
+    """A sandbox whose Airflow database and shopflow store are both fresh databases on the test cluster."""
+    return make_sandbox(root, source_data, airflow_db_url=server.create_database(f"airflow_{name}"),
+                        store_url=server.create_database(f"shopflow_{name}"))

@@ -6,7 +6,7 @@ from datetime import date, timedelta
 
 import pytest
 
-from conftest import make_sandbox
+from conftest import make_postgres_sandbox
 from local_airflow import backfill, running_airflow
 from shopflow.store.repository import MetadataStore
 
@@ -14,12 +14,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.airflow, pytest.mark.slow]
 
 
 def test_backfill_three_days_with_scheduler_on_postgres(tmp_path, source_data, postgres_server):
-    sandbox = make_sandbox(
-        tmp_path,
-        source_data,
-        airflow_db_url=postgres_server.create_database("airflow_backfill"),
-        store_url=postgres_server.create_database("shopflow_backfill"),
-    )
+    sandbox = make_postgres_sandbox(tmp_path, source_data, postgres_server, "backfill")
     with running_airflow(sandbox.env, tmp_path / "service-logs"):
         runs = backfill(sandbox.env, [("2010-12-01", "2010-12-03")], timeout=900)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import make_sandbox
+from conftest import make_postgres_sandbox, make_sandbox
 from shopflow.landing_io import read_parquet
 from shopflow.store.repository import MetadataStore
 from store_snapshot import lake_digests, store_rows
@@ -157,12 +157,7 @@ def test_corrupted_landing_file_fails_naming_file_and_line(sqlite_sandbox):
 
 @pytest.mark.postgres
 def test_daily_dag_on_postgres(tmp_path, source_data, postgres_server):
-    sandbox = make_sandbox(
-        tmp_path,
-        source_data,
-        airflow_db_url=postgres_server.create_database("airflow_e2e"),
-        store_url=postgres_server.create_database("shopflow_e2e"),
-    )
+    sandbox = make_postgres_sandbox(tmp_path, source_data, postgres_server, "e2e")
     assert sandbox.store_url.startswith("postgresql")
     sandbox.env["SHOPFLOW_TRAIN_ENABLED"] = "false"  # the model branch is covered on SQLite; keep this one short
     _run_days(sandbox, DAYS)
