@@ -9,13 +9,17 @@ partition leaves byte-identical Parquet.
 from __future__ import annotations
 
 import csv
+import ctypes
+import functools
 import gzip
 import hashlib
 import io
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -23,6 +27,7 @@ import pyarrow.parquet as pq
 
 SOURCE_FILE = "_source_file"
 SOURCE_LINE = "_source_line"
+_DEFAULT_STR = pd.Series([""]).dtype  # what `frame[column] = "text"` gives: in pandas 3, `str` (Arrow-backed)
 
 
 class LandingFileError(ValueError):
@@ -108,8 +113,19 @@ def _parse(path: Path, data: bytes, columns: list[str], has_header: bool, delimi
     frame = _read_fast(data, columns, has_header, delimiter)
     if frame is None:
         frame = _read_exact(path, _decode(path, data), columns, has_header, delimiter)
-    frame.insert(0, SOURCE_FILE, path.name)
+    frame.insert(0, SOURCE_FILE, constant_strings(path.name, len(frame), frame.index))
     return frame
+
+
+def constant_strings(value: str, length: int, index: pd.Index | None = None) -> pd.Series:
+    """A Series repeating `value`, as inserting the scalar would give it (pandas' default `str` dtype, Arrow-backed),
+    built straight from one Arrow buffer instead of a million Python references."""
+    if not (isinstance(_DEFAULT_STR, pd.StringDtype) and _DEFAULT_STR.storage == "pyarrow"):
+        return pd.Series(value, index=index if index is not None else pd.RangeIndex(length), dtype=_DEFAULT_STR)
+    encoded = value.encode("utf-8")
+    offsets = np.arange(length + 1, dtype=np.int64) * len(encoded)
+    array = pa.LargeStringArray.from_buffers(length, pa.py_buffer(offsets), pa.py_buffer(encoded * length))
+    return pd.Series(pd.arrays.ArrowStringArray(array, dtype=_DEFAULT_STR), index=index, copy=False)
 
 
 def _empty_frame(columns: list[str], path: Path) -> pd.DataFrame:
@@ -169,13 +185,43 @@ def _read_exact(path: Path, text: str, columns: list[str], has_header: bool, del
     return frame
 
 
-def write_parquet_atomic(frame: pd.DataFrame, path: Path) -> Path:
-    """Write `frame` to `path` atomically and deterministically (same frame -> same bytes)."""
+# The raw zone is written once and read back once (by clean), whole: column statistics (min/max of every string
+# column) serve no reader there, and a light zstd level compresses these columns nearly as well as the default.
+RAW_ZONE_OPTIONS = {"compression_level": 1, "write_statistics": False}
+
+
+def release_unused_memory() -> None:
+    """Give memory that was freed, but that the allocators keep for reuse, back to the system: Arrow's pool, and on
+    glibc the C heap (numpy's buffers), which otherwise keeps what big temporary arrays once used. Called between
+    the big phases of a step so that the next phase's frames do not stack on the previous phase's leftovers."""
+    pa.default_memory_pool().release_unused()
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@functools.cache
+def _malloc_trim():
+    if sys.platform != "linux":
+        return None
+    try:
+        return ctypes.CDLL(None).malloc_trim  # glibc only; musl and others have no malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+def write_parquet_atomic(frame: pd.DataFrame, path: Path, *, compression_level: int | None = None,
+                         write_statistics: bool = True) -> Path:
+    """Write `frame` to `path` atomically and deterministically (same frame -> same bytes).
+
+    zstd-compressed; columns whose values are all distinct (like `_source_line`) are not dictionary-encoded."""
     path.parent.mkdir(parents=True, exist_ok=True)
     table = pa.Table.from_pandas(frame, preserve_index=False)
+    dictionary = [name for name in table.column_names if name not in (SOURCE_LINE, "source_line")]
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        pq.write_table(table, tmp, compression="zstd", write_statistics=True)
+        pq.write_table(table, tmp, compression="zstd", compression_level=compression_level,
+                       write_statistics=write_statistics, use_dictionary=dictionary)
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -185,5 +231,49 @@ def write_parquet_atomic(frame: pd.DataFrame, path: Path) -> Path:
     return path
 
 
-def read_parquet(path: Path) -> pd.DataFrame:
-    return pq.read_table(path).to_pandas(types_mapper={pa.string(): pd.StringDtype(), pa.large_string(): pd.StringDtype()}.get)
+_TEXT_TYPES = {pa.string(): pd.StringDtype(), pa.large_string(): pd.StringDtype()}
+
+
+def read_parquet(path: Path, *, text_as_dictionary: bool = False, columns: list[str] | None = None) -> pd.DataFrame:
+    """A lake file as a frame; text columns are pandas' "string" dtype (Arrow-backed, missing = NA).
+
+    With `text_as_dictionary`, text columns come back dictionary-encoded instead (`pd.ArrowDtype` of Arrow
+    `dictionary<string>`): one small integer per row and each distinct text once, which is how Parquet stores them,
+    so a column of a million repeated texts costs a few MiB instead of tens. `plain_text` turns such columns (or a
+    selection of their rows) back into what the default read gives. `columns` reads only those columns.
+    """
+    if not text_as_dictionary:
+        return pq.read_table(path, columns=columns).to_pandas(types_mapper=_TEXT_TYPES.get)
+    schema = pq.read_schema(path)
+    text = [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
+    table = pq.read_table(path, columns=columns, read_dictionary=text)
+    return table.to_pandas(types_mapper=lambda t: pd.ArrowDtype(t) if pa.types.is_dictionary(t) else _TEXT_TYPES.get(t))
+
+
+def is_dictionary_text(dtype) -> bool:
+    """Whether `dtype` is a dictionary-encoded text column (see `read_parquet(text_as_dictionary=True)`)."""
+    if not isinstance(dtype, pd.ArrowDtype) or not pa.types.is_dictionary(dtype.pyarrow_dtype):
+        return False
+    value_type = dtype.pyarrow_dtype.value_type
+    return pa.types.is_string(value_type) or pa.types.is_large_string(value_type)
+
+
+def plain_text(values: pd.Series, dtype: pd.StringDtype | None = None) -> pd.Series:
+    """A dictionary-encoded text column decoded to `dtype` (default: "string", as `read_parquet` gives it), in
+    Arrow: pandas' own astype would go through Python strings. Any other column is returned as it is."""
+    if not is_dictionary_text(values.dtype):
+        return values
+    dtype = pd.StringDtype() if dtype is None else dtype
+    if dtype.storage != "pyarrow":
+        return values.astype(dtype)
+    decoded = pa.array(values.array).cast(pa.large_string())  # __arrow_array__: no copy before the cast
+    return pd.Series(pd.arrays.ArrowStringArray(decoded, dtype=dtype), index=values.index, name=values.name,
+                     copy=False)
+
+
+def plain_text_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """`plain_text` of every column."""
+    if not any(is_dictionary_text(dtype) for dtype in frame.dtypes):
+        return frame
+    return pd.DataFrame({name: plain_text(frame[name]) for name in frame.columns}, columns=frame.columns,
+                        index=frame.index)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 
 class LedgerMismatch(AssertionError):
@@ -46,17 +48,86 @@ class RowVerdicts:
 
     Cleaners call `reject(mask, reason, field)` rule by rule; a row keeps the first reason it earned, so the
     order of the calls is the precedence of the rules.
+
+    Internally each row holds a small integer: 0 for "not rejected", k for the k-th distinct (reason, field) pair
+    seen. `reason` and `field` (string Series, missing where the row was not rejected) are built from it when
+    read, so a rule costs a few vectorised operations on integers rather than masked writes into string columns.
     """
 
     def __init__(self, index: pd.Index):
-        self.reason = pd.Series(pd.NA, index=index, dtype="string")
-        self.field = pd.Series(pd.NA, index=index, dtype="string")
+        self.index = index
+        self._codes = np.zeros(len(index), dtype=np.int8)
+        self._pairs: list[tuple[str, str]] = []  # code k stands for self._pairs[k - 1]
+        self._built: tuple[pd.Series, pd.Series] | None = None
 
-    def reject(self, mask: pd.Series, reason: str, field_name: str) -> None:
-        fresh = mask.fillna(False).astype(bool) & self.reason.isna()
-        self.reason[fresh] = reason
-        self.field[fresh] = field_name
+    def reject(self, mask, reason: str, field_name: str) -> None:
+        """Reject the rows where `mask` is true (missing counts as false) that no earlier rule rejected.
+
+        `mask` is a boolean Series (plain or nullable, aligned on the frame's index) or a boolean array of the
+        frame's length, in the frame's row order.
+        """
+        hit = self._as_bool(mask)
+        fresh = hit & (self._codes == 0)
+        if not fresh.any():
+            return
+        pair = (reason, field_name)
+        try:
+            code = self._pairs.index(pair) + 1
+        except ValueError:
+            self._pairs.append(pair)
+            code = len(self._pairs)
+            if code > np.iinfo(self._codes.dtype).max:
+                self._codes = self._codes.astype(np.int32)
+        self._codes[fresh] = code
+        self._built = None
+
+    def _as_bool(self, mask) -> np.ndarray:
+        if isinstance(mask, pd.Series):
+            if not mask.index.equals(self.index):
+                mask = mask.reindex(self.index)  # as `&` between misaligned Series would: absent rows are false
+            if mask.dtype == bool:
+                return mask.to_numpy()
+            return mask.fillna(False).astype(bool).to_numpy()
+        values = np.asarray(mask)
+        if values.shape != self._codes.shape:
+            raise ValueError(f"mask of shape {values.shape} for {len(self._codes)} rows")
+        if values.dtype != bool:
+            values = pd.Series(values).fillna(False).astype(bool).to_numpy()
+        return values
+
+    def _build(self) -> tuple[pd.Series, pd.Series]:
+        if self._built is None:
+            self._built = (self._column(0), self._column(1))
+        return self._built
+
+    def _column(self, part: int, rows: np.ndarray | None = None) -> pd.Series:
+        names = pa.array([None] + [pair[part] for pair in self._pairs], type=pa.large_string())
+        codes = self._codes if rows is None else self._codes[rows]
+        values = names.take(pa.array(codes))
+        index = self.index if rows is None else self.index[rows]
+        return pd.Series(pd.arrays.ArrowStringArray(values), index=index, dtype="string", copy=False)
+
+    def reasons_of(self, rows: np.ndarray) -> tuple[pd.Series, pd.Series]:
+        """(`reason[rows]`, `field[rows]`) for a boolean array `rows`, without building the columns for every row."""
+        if self._built is not None:
+            return self._built[0][rows], self._built[1][rows]
+        return self._column(0, rows), self._column(1, rows)
+
+    @property
+    def codes(self) -> np.ndarray:
+        """The per-row integer verdicts (0 = not rejected); read-only view."""
+        view = self._codes.view()
+        view.flags.writeable = False
+        return view
+
+    @property
+    def reason(self) -> pd.Series:
+        return self._build()[0]
+
+    @property
+    def field(self) -> pd.Series:
+        return self._build()[1]
 
     @property
     def rejected(self) -> pd.Series:
-        return self.reason.notna()
+        return pd.Series(self._codes != 0, index=self.index)

@@ -14,7 +14,13 @@ import pandas as pd
 
 from shopflow import lake
 from shopflow.cleaning import clean_partition
-from shopflow.landing_io import read_landing_file, read_parquet, write_parquet_atomic
+from shopflow.landing_io import (
+    RAW_ZONE_OPTIONS,
+    read_landing_file,
+    read_parquet,
+    release_unused_memory,
+    write_parquet_atomic,
+)
 from shopflow.pseudonym import pseudonymise_series
 from shopflow.settings import Settings
 from shopflow.sources import SourceSpec, get_source
@@ -74,20 +80,31 @@ def ingest(settings: Settings, source: str, ds: date, run_id: str | None = None)
         files.append({**facts.as_dict(), "rows": len(frame)})
         log.info("%s %s: read %s (%s bytes, sha256 %s…): %s rows", source, ds, path, f"{facts.size_bytes:,}",
                  facts.sha256[:12], f"{len(frame):,}")
+        del frame
     combine = getattr(spec.module, "combine", None)
-    raw = combine(frames) if combine else pd.concat(frames.values(), ignore_index=True)
+    raw = combine(frames) if combine else _concat(list(frames.values()))
+    frames.clear()  # drop the per-file frames before the next copies are made
     raw = _pseudonymise(raw, spec, settings)
 
-    raw_path = write_parquet_atomic(raw, lake.lake_file(settings, "raw", source, ds))
+    rows_in = len(raw)
+    raw_path = write_parquet_atomic(raw, lake.lake_file(settings, "raw", source, ds), **RAW_ZONE_OPTIONS)
+    del raw
+    release_unused_memory()
     load_kind = _load_kind(spec, [f.name for f in present])
     seconds = time.perf_counter() - started
-    store.record_ingest(source, ds, run_id=run_id, load_kind=load_kind, files=files, rows_in=len(raw),
+    store.record_ingest(source, ds, run_id=run_id, load_kind=load_kind, files=files, rows_in=rows_in,
                         raw_path=str(raw_path), seconds=seconds)
     store.record_lineage(source, ds, task="ingest", inputs=[str(folder / f["name"]) for f in files],
                          outputs=[str(raw_path)], run_id=run_id)
-    log.info("%s %s: ingested %s rows (%s load) into %s in %.2fs", source, ds, f"{len(raw):,}", load_kind, raw_path, seconds)
-    return {"dataset": source, "ds": ds.isoformat(), "rows_in": len(raw), "raw_path": str(raw_path),
+    log.info("%s %s: ingested %s rows (%s load) into %s in %.2fs", source, ds, f"{rows_in:,}", load_kind, raw_path, seconds)
+    return {"dataset": source, "ds": ds.isoformat(), "rows_in": rows_in, "raw_path": str(raw_path),
             "load_kind": load_kind, "files": [f["name"] for f in files]}
+
+
+def _concat(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    if len(parts) == 1:  # what concat(ignore_index=True) gives for one frame, without copying it
+        return parts[0].reset_index(drop=True)
+    return pd.concat(parts, ignore_index=True)
 
 
 def _pseudonymise(raw: pd.DataFrame, spec: SourceSpec, settings: Settings) -> pd.DataFrame:
@@ -114,11 +131,15 @@ def clean(settings: Settings, source: str, ds: date, run_id: str | None = None) 
     spec = get_source(source)
     store = _store(settings)
     raw_path = lake.lake_file(settings, "raw", source, ds)
-    raw = read_parquet(raw_path)
-    result = clean_partition(spec, raw, ds)
+    as_dictionary = getattr(spec.module, "RAW_TEXT_AS_DICTIONARY", False)
+    # A loader rather than the frame, so that clean_partition holds the only reference and can drop the raw rows
+    # once the typed rows and the quarantine are built.
+    result = clean_partition(spec, lambda: read_parquet(raw_path, text_as_dictionary=as_dictionary), ds)
     clean_path = write_parquet_atomic(result.clean, lake.lake_file(settings, "clean", source, ds))
     quarantine_path = write_parquet_atomic(result.quarantine, lake.lake_file(settings, "quarantine", source, ds))
     ledger = result.ledger.as_dict()
+    del result
+    release_unused_memory()
     seconds = time.perf_counter() - started
     store.record_clean(source, ds, run_id=run_id, ledger=ledger, clean_path=str(clean_path),
                        quarantine_path=str(quarantine_path), seconds=seconds)
@@ -135,12 +156,15 @@ def clean(settings: Settings, source: str, ds: date, run_id: str | None = None) 
 
 def validate(settings: Settings, source: str, ds: date, run_id: str | None = None) -> dict:
     """Run the dataset's GX suite on the clean partition; record every expectation; fail on a critical one."""
-    from shopflow.validation.runner import validate_frame
+    import pyarrow.parquet as pq
+
+    from shopflow.validation.runner import columns_needed, validate_frame
 
     started = time.perf_counter()
     store = _store(settings)
     clean_path = lake.lake_file(settings, "clean", source, ds)
-    frame = read_parquet(clean_path)
+    # Only the columns the suite reads (every row: the row count is checked on the same frame).
+    frame = read_parquet(clean_path, columns=columns_needed(source, pq.read_schema(clean_path).names))
     results = validate_frame(source, frame)
     seconds = time.perf_counter() - started
     store.record_validation(source, ds, run_id=run_id, suite=f"shopflow_{source}", results=results, seconds=seconds)

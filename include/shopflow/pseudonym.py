@@ -9,7 +9,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 TOKEN_HEX_CHARS = 24
 
@@ -37,5 +39,8 @@ def pseudonymise_series(values: pd.Series, key: bytes) -> pd.Series:
     for raw in uniques:
         canon = canonical_id(raw)
         tokens.append(None if canon is None else pseudonymise(canon, key))
-    mapped = pd.array(tokens + [None], dtype="string")
-    return pd.Series(mapped[codes], index=values.index, dtype="string")
+    # One Arrow take of the distinct tokens (a missing id, code -1, takes the trailing null).
+    mapped = pa.array(tokens + [None], type=pa.large_string())
+    codes = np.where(codes < 0, len(tokens), codes) if len(codes) and codes.min() < 0 else codes
+    taken = mapped.take(pa.array(codes))
+    return pd.Series(pd.arrays.ArrowStringArray(taken), index=values.index, dtype="string", copy=False)

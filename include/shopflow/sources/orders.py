@@ -11,9 +11,10 @@ from datetime import date
 
 import pandas as pd
 
+from shopflow.cleaning import KEY_ID, Distinct, combine_codes
 from shopflow.ledger import RowVerdicts
 from shopflow.sources import SourceSpec
-from shopflow.text import normalise_text_series
+from shopflow.text import normalise_text
 
 CLEAN_SCHEMA = {
     "invoice_no": "string",
@@ -50,6 +51,9 @@ INVOICE_PATTERN = r"[A-Z]?\d{5,7}"
 MAX_EXACT_NUMBER = 2**53
 TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"
 EARLIEST, LATEST = pd.Timestamp("1970-01-01"), pd.Timestamp("2100-01-01")
+# `clean` takes its raw text columns plain or dictionary-encoded (the cheaper read of the raw zone, see
+# shopflow.landing_io.read_parquet): the pipeline reads this source's raw partition dictionary-encoded.
+RAW_TEXT_AS_DICTIONARY = True
 
 
 def line_types(stock_code: pd.Series) -> pd.Series:
@@ -59,49 +63,82 @@ def line_types(stock_code: pd.Series) -> pd.Series:
 
 
 def clean(raw: pd.DataFrame, ds: date, spec: SourceSpec) -> tuple[pd.DataFrame, RowVerdicts]:
+    # Every rule below looks at one value at a time, so each column is factorised once and its rule runs on the
+    # distinct values only (a partition repeats its invoice numbers, stock codes, quantities, prices, timestamps and
+    # texts many times over); the results are spread back to the rows by code. Text columns come back
+    # dictionary-encoded (see Distinct.strings): the clean schema's cast makes them plain strings.
     verdicts = RowVerdicts(raw.index)
     timezone = spec.timezone
-    invoice = raw["InvoiceNo"].str.strip().str.upper()
-    stock = raw["StockCode"].str.strip().str.upper()
-    quantity_text = raw["Quantity"].str.strip()
-    quantity = pd.to_numeric(quantity_text, errors="coerce")
+    invoice_d = Distinct(raw["InvoiceNo"])
+    invoice = invoice_d.values.str.strip().str.upper()
+    stock_d = Distinct(raw["StockCode"])
+    stock = stock_d.values.str.strip().str.upper()
+    quantity_d = Distinct(raw["Quantity"])
+    quantity = pd.to_numeric(quantity_d.values.str.strip(), errors="coerce")
     quantity = quantity.where(quantity.abs() <= MAX_EXACT_NUMBER)  # '1e20', 'inf' are not quantities
-    price = pd.to_numeric(raw["UnitPrice"].str.strip(), errors="coerce")
+    price_d = Distinct(raw["UnitPrice"])
+    price = pd.to_numeric(price_d.values.str.strip(), errors="coerce")
     price = price.where(price.abs() <= MAX_EXACT_NUMBER)  # nor is 'inf' a price
-    local = pd.to_datetime(raw["InvoiceDate"].str.strip(), format=TIMESTAMP_FORMAT, errors="coerce")
+    date_d = Distinct(raw["InvoiceDate"])
+    local = pd.to_datetime(date_d.values.str.strip(), format=TIMESTAMP_FORMAT, errors="coerce")
     local = local.where((local >= EARLIEST) & (local < LATEST))  # '0000-01-01 …' parses, but year 0 has no date
     local = local.dt.tz_localize(timezone, ambiguous="NaT", nonexistent="NaT")
-
-    verdicts.reject(invoice == "", "missing_invoice_no", "InvoiceNo")
-    verdicts.reject(~invoice.str.fullmatch(INVOICE_PATTERN), "invalid_invoice_no", "InvoiceNo")
-    verdicts.reject(stock == "", "missing_stock_code", "StockCode")
-    verdicts.reject(quantity.isna() | (quantity != quantity.round()), "invalid_quantity", "Quantity")
-    verdicts.reject(quantity == 0, "zero_quantity", "Quantity")
-    verdicts.reject(price.isna(), "invalid_price", "UnitPrice")
-    verdicts.reject(price <= 0, "non_positive_price", "UnitPrice")
-    verdicts.reject(local.isna(), "invalid_timestamp", "InvoiceDate")
-    verdicts.reject(local.dt.date != ds, "outside_partition", "InvoiceDate")
     is_cancellation = invoice.str.startswith("C")
-    verdicts.reject(is_cancellation & (quantity > 0), "cancellation_with_positive_quantity", "Quantity")
 
-    typed = pd.DataFrame(
-        {
-            "invoice_no": invoice,
-            "stock_code": stock,
-            "description": normalise_text_series(raw["Description"]),
-            "quantity": _to_int(quantity),
-            "unit_price_gbp": price.astype("float64"),
-            "line_amount_gbp": (quantity * price).round(2),
-            "invoice_ts_utc": local.dt.tz_convert("UTC"),
-            "customer_key": raw["customer_key"],
-            "country": normalise_text_series(raw["Country"]),
-            "is_cancellation": is_cancellation.astype("boolean"),
-            "line_type": line_types(stock),
-            "source_line": raw["_source_line"],
-        },
-        index=raw.index,
+    verdicts.reject(invoice_d.mask(invoice == ""), "missing_invoice_no", "InvoiceNo")
+    verdicts.reject(invoice_d.mask(~invoice.str.fullmatch(INVOICE_PATTERN)), "invalid_invoice_no", "InvoiceNo")
+    verdicts.reject(stock_d.mask(stock == ""), "missing_stock_code", "StockCode")
+    verdicts.reject(quantity_d.mask(quantity.isna() | (quantity != quantity.round())), "invalid_quantity", "Quantity")
+    verdicts.reject(quantity_d.mask(quantity == 0), "zero_quantity", "Quantity")
+    verdicts.reject(price_d.mask(price.isna()), "invalid_price", "UnitPrice")
+    verdicts.reject(price_d.mask(price <= 0), "non_positive_price", "UnitPrice")
+    verdicts.reject(date_d.mask(local.isna()), "invalid_timestamp", "InvoiceDate")
+    verdicts.reject(date_d.mask(local.dt.date != ds), "outside_partition", "InvoiceDate")
+    verdicts.reject(invoice_d.mask(is_cancellation) & quantity_d.mask(quantity > 0),
+                    "cancellation_with_positive_quantity", "Quantity")
+
+    line_amount = (quantity_d.rows(quantity) * price_d.rows(price)).round(2)
+    description_d = Distinct(raw["Description"])
+    country_d = Distinct(raw["Country"])
+    customer_d = Distinct(raw["customer_key"])
+    # Each typed column as (Distinct of its raw column, its value per distinct raw value); line_amount_gbp (two
+    # columns' product) and source_line are the only ones computed row by row.
+    per_value = {
+        "invoice_no": (invoice_d, invoice),
+        "stock_code": (stock_d, stock),
+        "description": (description_d, _normalised(description_d.values)),
+        "quantity": (quantity_d, _to_int(quantity)),
+        "unit_price_gbp": (price_d, price.astype("float64")),
+        "invoice_ts_utc": (date_d, local.dt.tz_convert("UTC")),
+        "customer_key": (customer_d, customer_d.values),
+        "country": (country_d, _normalised(country_d.values)),
+        "is_cancellation": (invoice_d, is_cancellation.astype("boolean")),
+        "line_type": (stock_d, line_types(stock)),
+    }
+    columns = {}
+    for name in CLEAN_SCHEMA:
+        if name == "line_amount_gbp":
+            columns[name] = line_amount
+        elif name == "source_line":
+            columns[name] = raw["_source_line"]
+        else:
+            distinct, values = per_value[name]
+            is_text = CLEAN_SCHEMA[name] == "string"
+            columns[name] = distinct.strings(values) if is_text else distinct.rows(values)
+    # The dedup key's id per row from codes already at hand (see cleaning.KEY_ID), rather than by factorising the
+    # million-row typed columns again.
+    columns[KEY_ID] = combine_codes(
+        pd.factorize(line_amount, use_na_sentinel=True) if name == "line_amount_gbp"
+        else per_value[name][0].key_codes(per_value[name][1])
+        for name in DEDUP_KEY
     )
-    return typed, verdicts
+    return pd.DataFrame(columns, index=raw.index), verdicts
+
+
+def _normalised(values: pd.Series) -> pd.Series:
+    """`normalise_text` of each (distinct) value, as a string Series (missing stays missing)."""
+    cleaned = [None if v is pd.NA or v is None else normalise_text(v) for v in values]
+    return pd.Series(pd.array(cleaned, dtype="string"), index=values.index)
 
 
 def _to_int(values: pd.Series) -> pd.Series:

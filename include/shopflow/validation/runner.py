@@ -23,43 +23,135 @@ def _jsonable(value):
     return json.loads(json.dumps(value, default=str, allow_nan=True).replace("NaN", "null"))
 
 
+# Table-level expectations that only look at the number of rows (they need no column, only the rows).
+_ROW_COUNT_ONLY = {"ExpectTableRowCountToBeBetween", "ExpectTableRowCountToEqual"}
+# Expectations whose pandas metrics never copy the batch's rows (no null-filtered or per-value domain frame), so
+# they can share one batch with each other and the row-count expectations at no cost per extra column.
+_SHARE_A_BATCH = _ROW_COUNT_ONLY | {
+    "ExpectColumnValuesToNotBeNull",
+    "ExpectColumnMeanToBeBetween",
+    "ExpectColumnProportionOfUniqueValuesToBeBetween",
+    "ExpectColumnDistinctValuesToContainSet",
+}
+
+
+def _columns_of(spec: ExpectationSpec) -> tuple[str, ...] | None:
+    """The columns an expectation reads; None for a table-level expectation."""
+    kwargs = spec.kwargs
+    if "column" in kwargs:
+        return (kwargs["column"],)
+    if "column_A" in kwargs and "column_B" in kwargs:
+        return (kwargs["column_A"], kwargs["column_B"])
+    if "column_list" in kwargs:
+        return tuple(kwargs["column_list"])
+    return None
+
+
+def _batches(specs: list[ExpectationSpec]) -> dict[tuple[str, ...] | None, list[int]]:
+    """Positions of the suite's expectations, grouped by the columns of the batch they are validated on (None: the
+    whole frame). A column whose expectations all copy no rows joins the shared batch, with the row-count
+    expectations; any other column gets a batch of its own; an expectation over several columns gets those."""
+    by_columns: dict[tuple[str, ...] | None, list[int]] = {}
+    for position, spec in enumerate(specs):
+        columns = _columns_of(spec)
+        if columns is None and spec.expectation in _ROW_COUNT_ONLY:
+            columns = ()
+        by_columns.setdefault(columns, []).append(position)
+    shared_columns: list[str] = []
+    shared: list[int] = []
+    batches: dict[tuple[str, ...] | None, list[int]] = {}
+    for columns, positions in by_columns.items():
+        if columns is not None and len(columns) <= 1 and all(specs[i].expectation in _SHARE_A_BATCH for i in positions):
+            shared_columns.extend(columns)
+            shared.extend(positions)
+        else:
+            batches[columns] = positions
+    if shared:
+        batches[tuple(shared_columns)] = sorted(batches.get(tuple(shared_columns), []) + shared)
+    return batches
+
+
+def columns_needed(dataset: str, available: list[str]) -> list[str]:
+    """The columns of `available` that the dataset's suite reads, in `available`'s order: what validate_frame needs
+    of a partition. Every column when an expectation reads the whole table (anything but a row count), or when
+    the suite names none of them (a frame needs a column to carry its rows)."""
+    named: set[str] = set()
+    for spec in SUITES[dataset]:
+        columns = _columns_of(spec)
+        if columns is None:
+            if spec.expectation not in _ROW_COUNT_ONLY:
+                return list(available)
+            continue
+        named.update(columns)
+    chosen = [c for c in available if c in named]
+    return chosen or list(available)
+
+
 def validate_frame(dataset: str, frame: pd.DataFrame) -> list[dict]:
-    """Validate `frame` against the dataset's suite; one dict per expectation, ready for the store."""
+    """Validate `frame` against the dataset's suite; one dict per expectation, ready for the store.
+
+    The expectations are grouped by the columns they read and each group is validated on a batch holding only
+    those columns (same index, same row count): GX's pandas engine filters and copies the whole batch frame for
+    most column-map expectations, so a narrow batch does the same checks with far less copying. Expectations that
+    copy no rows (not-null, mean, row count, ...) share one batch of their columns (see `_batches`); a table-level
+    expectation other than a row count gets every column.
+    The results come back in the order, and with the contents, that one validation of the whole frame would give.
+    """
     os.environ.setdefault("TQDM_DISABLE", "1")  # GX's metric progress bars would flood the task log
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
     import great_expectations as gx
+    from great_expectations.validator.v1_validator import Validator as V1Validator
 
     specs: list[ExpectationSpec] = SUITES[dataset]
     context = gx.get_context(mode="ephemeral")
-    batch = (
+    batch_definition = (
         context.data_sources.add_pandas(f"shopflow_{dataset}")
         .add_dataframe_asset(dataset)
         .add_batch_definition_whole_dataframe("partition")
-        .get_batch(batch_parameters={"dataframe": _gx_friendly(frame)})
     )
-    suite = gx.ExpectationSuite(name=f"shopflow_{dataset}")
-    for spec in specs:
-        expectation_class = getattr(gx.expectations, spec.expectation)
-        suite.add_expectation(expectation_class(**spec.kwargs, meta={"severity": spec.severity}))
-    outcome = batch.validate(suite, result_format="SUMMARY")
-    described = {i: d for i, d in enumerate(outcome.describe_dict()["expectations"])}
-    results = []
-    for index, item in enumerate(outcome.results):
-        config = item.expectation_config
-        summary = item.result or {}
-        results.append(
-            {
+    groups = _batches(specs)
+
+    results: list[dict | None] = [None] * len(specs)
+    for columns, positions in groups.items():
+        part = frame if columns is None else frame[list(columns)]
+        suite = gx.ExpectationSuite(name=f"shopflow_{dataset}")
+        for position in positions:
+            spec = specs[position]
+            expectation_class = getattr(gx.expectations, spec.expectation)
+            suite.add_expectation(expectation_class(**spec.kwargs, meta={"severity": spec.severity}))
+        # What `batch_definition.get_batch(...).validate(suite)` does, without building (and fingerprinting) the
+        # batch twice: the validator gets its batch once.
+        validator = V1Validator(batch_definition=batch_definition, result_format="SUMMARY",
+                                batch_parameters={"dataframe": _gx_friendly(part)})
+        del part
+        outcome = validator.validate_expectation_suite(suite)
+        del validator
+        described = outcome.describe_dict()["expectations"]
+        for index, (position, item) in enumerate(zip(positions, outcome.results)):
+            config = item.expectation_config
+            summary = item.result or {}
+            results[position] = {
                 "expectation": config.type,
                 "column_name": config.kwargs.get("column") or config.kwargs.get("column_A"),
                 "severity": (config.meta or {}).get("severity", "critical"),
                 "success": bool(item.success),
                 "observed_value": _jsonable(summary.get("observed_value")),
                 "unexpected_percent": _finite(summary.get("unexpected_percent")),
-                "result": _jsonable(described.get(index, {})),
+                "result": _jsonable(described[index] if index < len(described) else {}),
             }
-        )
-    return results
+    return [results[position] for position in _gx_order(specs)]
+
+
+def _gx_order(specs: list[ExpectationSpec]) -> list[int]:
+    """The order in which one GX validation of the whole suite reports its results: grouped by the `column` kwarg
+    (expectations without one form a group), groups in order of first appearance, suite order within a group
+    (`Validator.process_expectations_for_validation`)."""
+    groups: dict[str | None, list[int]] = {}
+    for position, spec in enumerate(specs):
+        column = spec.kwargs.get("column")
+        groups.setdefault(column if isinstance(column, str) else None, []).append(position)
+    return [position for members in groups.values() for position in members]
 
 
 def _finite(value) -> float | None:
@@ -75,13 +167,13 @@ def _gx_friendly(frame: pd.DataFrame) -> pd.DataFrame:
     Text becomes pandas' default `str` dtype (Arrow-backed, missing = NaN): GX treats it like object strings (same
     results) but hashes, factorises and matches it far faster, and it does not cost a Python object per value.
     """
-    out = frame.copy()
-    for column in out.columns:
-        dtype = out[column].dtype
+    columns = {}
+    for column in frame.columns:
+        values = frame[column]
+        dtype = values.dtype
         if isinstance(dtype, pd.StringDtype):
-            out[column] = out[column].astype(_GX_STRING)
-        elif str(dtype) == "boolean":
-            out[column] = out[column].astype("float64")
-        elif str(dtype) == "Int64":
-            out[column] = out[column].astype("float64")
-    return out
+            values = values.astype(_GX_STRING)
+        elif str(dtype) in ("boolean", "Int64"):
+            values = values.astype("float64")
+        columns[column] = values
+    return pd.DataFrame(columns, index=frame.index)
