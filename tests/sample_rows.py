@@ -21,7 +21,7 @@ import pandas as pd
 
 from shopflow import landing
 from shopflow.landing_io import read_delimited
-from shopflow.pseudonym import pseudonymise_series
+from shopflow.pseudonym import pseudonymise_columns
 from shopflow.sources import SourceSpec, get_source
 
 TESTS_DIR = Path(__file__).resolve().parent
@@ -157,13 +157,8 @@ def write_csv_landing(folder: Path, name: str, header: list[str] | None, rows: I
 
 
 def pseudonymise_like_ingest(raw: pd.DataFrame, spec: SourceSpec, key: bytes = TEST_KEY) -> pd.DataFrame:
-    """What pipeline._pseudonymise does: each raw id column is replaced, in place, by its token column."""
-    for raw_column, token_column in spec.pseudonymise.items():
-        position = raw.columns.get_loc(raw_column)
-        tokens = pseudonymise_series(raw[raw_column], key)
-        raw = raw.drop(columns=[raw_column])
-        raw.insert(position, token_column, tokens)
-    return raw
+    """What ingest does: each raw id column is replaced, in place, by its token column."""
+    return pseudonymise_columns(raw, spec.pseudonymise, key)
 
 
 def ingest_like_pipeline(source: str, folder: Path, key: bytes = TEST_KEY) -> pd.DataFrame:

@@ -21,7 +21,7 @@ from shopflow.landing_io import (
     release_unused_memory,
     write_parquet_atomic,
 )
-from shopflow.pseudonym import pseudonymise_series
+from shopflow.pseudonym import pseudonymise_columns
 from shopflow.settings import Settings
 from shopflow.sources import SourceSpec, get_source
 from shopflow.store.repository import MetadataStore
@@ -110,13 +110,7 @@ def _concat(parts: list[pd.DataFrame]) -> pd.DataFrame:
 def _pseudonymise(raw: pd.DataFrame, spec: SourceSpec, settings: Settings) -> pd.DataFrame:
     if not spec.pseudonymise:
         return raw
-    key = settings.resolve_pseudonym_key()
-    for raw_column, token_column in spec.pseudonymise.items():
-        position = raw.columns.get_loc(raw_column)
-        tokens = pseudonymise_series(raw[raw_column], key)
-        raw = raw.drop(columns=[raw_column])
-        raw.insert(position, token_column, tokens)
-    return raw
+    return pseudonymise_columns(raw, spec.pseudonymise, settings.resolve_pseudonym_key())
 
 
 def _load_kind(spec: SourceSpec, file_names: list[str]) -> str:

@@ -44,3 +44,13 @@ def pseudonymise_series(values: pd.Series, key: bytes) -> pd.Series:
     codes = np.where(codes < 0, len(tokens), codes) if len(codes) and codes.min() < 0 else codes
     taken = mapped.take(pa.array(codes))
     return pd.Series(pd.arrays.ArrowStringArray(taken), index=values.index, dtype="string", copy=False)
+
+
+def pseudonymise_columns(raw: pd.DataFrame, columns: dict[str, str], key: bytes) -> pd.DataFrame:
+    """Replace each raw id column (`columns`: raw name -> token name) by its token column, in the same place."""
+    for raw_column, token_column in columns.items():
+        position = raw.columns.get_loc(raw_column)
+        tokens = pseudonymise_series(raw[raw_column], key)
+        raw = raw.drop(columns=[raw_column])
+        raw.insert(position, token_column, tokens)
+    return raw
