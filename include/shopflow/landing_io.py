@@ -16,6 +16,7 @@ import hashlib
 import io
 import os
 import sys
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,7 +64,7 @@ def _open_bytes(path: Path, data: bytes | None = None) -> bytes:
     if path.suffix == ".gz":
         try:
             data = gzip.decompress(data)
-        except (OSError, EOFError) as exc:
+        except (OSError, EOFError, zlib.error) as exc:
             raise LandingFileError(path, None, f"not a readable gzip file ({exc})") from exc
     return data
 
@@ -107,7 +108,10 @@ def _parse(path: Path, data: bytes, columns: list[str], has_header: bool, delimi
     if has_header:
         end = data.find(b"\n")
         first_line = _decode(path, data if end < 0 else data[:end])
-        header = [h.strip() for h in next(csv.reader([first_line], delimiter=delimiter))]
+        try:
+            header = [h.strip() for h in next(csv.reader([first_line], delimiter=delimiter))]
+        except csv.Error as exc:
+            raise LandingFileError(path, 1, f"malformed header ({exc})") from exc
         if header != columns:
             raise LandingFileError(path, 1, f"header {header} does not match the expected columns {columns}")
     frame = _read_fast(data, columns, has_header, delimiter)
