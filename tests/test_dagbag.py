@@ -59,8 +59,11 @@ def test_dag_file_has_no_heavy_imports():
         "heavy = [m for m in ('pandas', 'torch', 'transformers', 'great_expectations', 'pyarrow') if m in sys.modules];"
         "print(','.join(heavy))"
     )
-    env = {**os.environ, "PYTHONPATH": str(REPO / "plugins")}
-    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True, env=env)
+    # Extend, not replace, PYTHONPATH: `make test` also puts scripts/ there for the SQLite connect args.
+    path = os.pathsep.join(filter(None, [str(REPO / "plugins"), str(REPO / "scripts"), os.environ.get("PYTHONPATH")]))
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": path})
+    assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip() == "", f"heavy modules imported at DAG parse time: {result.stdout}"
 
 
