@@ -7,6 +7,7 @@
 | SHOPFLOW_LANDING_DIR          | $SHOPFLOW_HOME/landing                    |
 | SHOPFLOW_LAKE_DIR             | $SHOPFLOW_HOME/lake                       |
 | SHOPFLOW_MODELS_DIR           | $SHOPFLOW_HOME/models                     |
+| SHOPFLOW_REPORTS_DIR          | $SHOPFLOW_HOME/reports                    |
 | SHOPFLOW_STORE_URL            | sqlite:///$SHOPFLOW_HOME/shopflow.db      |
 | SHOPFLOW_PSEUDONYM_KEY        | (none)                                    |
 | SHOPFLOW_PSEUDONYM_KEY_FILE   | $SHOPFLOW_HOME/pseudonym.key              |
@@ -30,6 +31,7 @@ class Settings:
     landing_dir: Path
     lake_dir: Path
     models_dir: Path
+    reports_dir: Path
     store_url: str
     pseudonym_key: str | None
     pseudonym_key_file: Path
@@ -44,6 +46,7 @@ class Settings:
             landing_dir=Path(env.get("SHOPFLOW_LANDING_DIR", home / "landing")).resolve(),
             lake_dir=Path(env.get("SHOPFLOW_LAKE_DIR", home / "lake")).resolve(),
             models_dir=Path(env.get("SHOPFLOW_MODELS_DIR", home / "models")).resolve(),
+            reports_dir=Path(env.get("SHOPFLOW_REPORTS_DIR", home / "reports")).resolve(),
             store_url=env.get("SHOPFLOW_STORE_URL") or f"sqlite:///{home / 'shopflow.db'}",
             pseudonym_key=env.get("SHOPFLOW_PSEUDONYM_KEY") or None,
             pseudonym_key_file=Path(env.get("SHOPFLOW_PSEUDONYM_KEY_FILE", home / "pseudonym.key")),

@@ -184,3 +184,22 @@ class SearchIntent(Base):
     confidence: Mapped[float] = mapped_column(Float)
     model_version: Mapped[int] = mapped_column(Integer)
     airflow_run_id: Mapped[str | None] = mapped_column(String(250))
+
+
+class Report(Base):
+    """The shop report of one day: where its HTML and JSON are, their checksums and the headline it showed."""
+
+    __tablename__ = "reports"
+    __table_args__ = (UniqueConstraint("ds", name="uq_reports_ds"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ds: Mapped[date] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(16))  # ok | warning | failed | empty
+    datasets: Mapped[dict] = mapped_column(JSON)  # dataset -> partition status of the day
+    summary: Mapped[dict] = mapped_column(JSON)  # headline numbers shown at the top of the page
+    html_path: Mapped[str] = mapped_column(Text)
+    json_path: Mapped[str] = mapped_column(Text)
+    html_sha256: Mapped[str] = mapped_column(String(64))
+    json_sha256: Mapped[str] = mapped_column(String(64))
+    airflow_run_id: Mapped[str | None] = mapped_column(String(250))
+    generated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

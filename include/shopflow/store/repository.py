@@ -19,6 +19,7 @@ from shopflow.store.models import (
     PartitionFile,
     RepairAudit,
     RepairRun,
+    Report,
     SearchIntent,
     Validation,
 )
@@ -298,3 +299,32 @@ class MetadataStore:
         with self.session() as session:
             return list(session.scalars(select(SearchIntent).where(SearchIntent.ds == ds)
                                         .order_by(SearchIntent.searches.desc(), SearchIntent.query)))
+
+    # ---- reports --------------------------------------------------------------------------------------------
+    def record_report(self, ds: date, *, status: str, datasets: dict, summary: dict, html_path: str,
+                      json_path: str, html_sha256: str, json_sha256: str, run_id: str | None,
+                      generated_at: datetime | None = None) -> None:
+        """Insert or replace the report of the day."""
+        with self.session() as session, session.begin():
+            record = session.scalar(select(Report).where(Report.ds == ds))
+            if record is None:
+                record = Report(ds=ds)
+                session.add(record)
+            record.status, record.datasets, record.summary = status, datasets, summary
+            record.html_path, record.json_path = html_path, json_path
+            record.html_sha256, record.json_sha256 = html_sha256, json_sha256
+            record.airflow_run_id, record.generated_at = run_id, generated_at or _now()
+
+    def report(self, ds: date) -> Report | None:
+        with self.session() as session:
+            return session.scalar(select(Report).where(Report.ds == ds))
+
+    def report_for_run(self, run_id: str) -> Report | None:
+        with self.session() as session:
+            return session.scalar(select(Report).where(Report.airflow_run_id == run_id))
+
+    def reports(self, dataset: str | None = None) -> list[Report]:
+        """All reports, newest day first; with a dataset, only the days on which it had a partition."""
+        with self.session() as session:
+            rows = list(session.scalars(select(Report).order_by(Report.ds.desc())))
+        return [row for row in rows if dataset is None or dataset in (row.datasets or {})]
