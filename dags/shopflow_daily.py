@@ -7,12 +7,13 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from airflow.sdk import CronDataIntervalTimetable, TaskGroup, TriggerRule, dag
+from airflow.sdk import CronDataIntervalTimetable, TaskGroup, TriggerRule, dag, task
+from airflow.sdk.exceptions import AirflowFailException
 
 from shopflow.sources import load_sources
-from shopflow_airflow.assets import clean_asset
-from shopflow_airflow.operators import (CleanPartitionOperator, IngestPartitionOperator, ModelStepOperator,
-                                        ValidatePartitionOperator)
+from shopflow_airflow.assets import clean_asset, report_asset
+from shopflow_airflow.operators import (CleanPartitionOperator, DailyReportOperator, IngestPartitionOperator,
+                                        ModelStepOperator, ValidatePartitionOperator)
 
 DOC = """
 ### shopflow_daily
@@ -37,6 +38,11 @@ the champion; `repair` fills missing categories of the day's catalogue partition
 suspected miscategorisations (a repaired copy, never an overwrite); `search_intent` attributes the day's queries to
 categories. Without a champion, repair and search intent are skipped.
 
+**Report** (`report`, trigger rule *all_done*): writes the day's shop report (HTML + JSON, recorded in the store)
+whatever happened upstream, so a failed day is reported too; open it from the run's "shopflow report" link or the
+**shopflow** entry of the UI menu. `fail_if_any_task_failed` keeps the run's state honest: it fails the run when
+any task failed, since the report itself succeeds on a bad day. Regenerate a day: `python -m shopflow report DS`.
+
 Status from the metadata store: `python -m shopflow status`.
 """
 
@@ -58,7 +64,7 @@ Status from the metadata store: `python -m shopflow status`.
     },
 )
 def shopflow_daily():
-    validated = {}
+    validated, steps = {}, []
     for source in load_sources().values():
         with TaskGroup(group_id=source.name, tooltip=source.description):
             ingest = IngestPartitionOperator(task_id="ingest", dataset=source.name)
@@ -66,6 +72,7 @@ def shopflow_daily():
             validate = ValidatePartitionOperator(task_id="validate", dataset=source.name, asset=clean_asset(source.name))
             ingest >> clean >> validate
         validated[source.name] = validate
+        steps += [ingest, clean, validate]
 
     with TaskGroup(group_id="model", tooltip="train, bless, repair the catalogue, attribute search queries"):
         # none_failed: a day without a new catalogue partition may still train (model too old) or use the champion.
@@ -78,6 +85,17 @@ def shopflow_daily():
         validated["catalog"] >> gate >> train >> bless >> [repair, intents]
         validated["catalog"] >> repair
         validated["search"] >> intents
+        steps += [gate, train, bless, repair, intents]
+
+    report = DailyReportOperator(task_id="report", asset=report_asset(), trigger_rule=TriggerRule.ALL_DONE,
+                                 retries=1)
+    steps >> report
+    steps >> fail_if_any_task_failed()
+
+
+@task(trigger_rule=TriggerRule.ONE_FAILED, retries=0)
+def fail_if_any_task_failed():
+    raise AirflowFailException("a task of this run failed; see the failed task's log and the day's report")
 
 
 shopflow_daily()

@@ -132,3 +132,28 @@ def make_postgres_sandbox(root: Path, source_data: Path, server: PostgresServer,
     """A sandbox whose Airflow database and shopflow store are both fresh databases on the test cluster."""
     return make_sandbox(root, source_data, airflow_db_url=server.create_database(f"airflow_{name}"),
                         store_url=server.create_database(f"shopflow_{name}"))
+
+
+# ---- the end-to-end sandbox shared by the DAG and report tests ---------------------------------------------------
+# One real day per source: orders (UK), catalogue snapshot + generated search, behaviour (China).
+DAYS = ["2010-12-01", "2015-12-03", "2017-11-25"]
+
+# The model branch on the CPU: a short training budget, a floor any model meets, a threshold that fills some.
+# The sample days span years: a large maximum age keeps the 2017 behaviour day from retraining on age alone.
+MODEL_ENV = {"SHOPFLOW_TRAIN_CPU_MAX_STEPS": "30", "SHOPFLOW_BLESS_MACRO_F1_FLOOR": "0.0",
+             "SHOPFLOW_REPAIR_THRESHOLD": "0.3", "SHOPFLOW_TRAIN_MAX_AGE_DAYS": "100000"}
+
+
+def run_days(sandbox: Sandbox, days: list[str]) -> None:
+    for day in days:
+        result = sandbox.dags_test(day)
+        assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+
+
+@pytest.fixture(scope="session")
+def sqlite_sandbox(tmp_path_factory, source_data) -> Sandbox:
+    """`airflow dags test shopflow_daily` on DAYS with the model branch, on SQLite: run once per session."""
+    sandbox = make_sandbox(tmp_path_factory.mktemp("e2e-sqlite"), source_data)
+    sandbox.env.update(MODEL_ENV)
+    run_days(sandbox, DAYS)
+    return sandbox

@@ -10,22 +10,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import make_postgres_sandbox, make_sandbox
+from conftest import DAYS, make_postgres_sandbox, run_days
 from shopflow.landing_io import read_parquet
 from shopflow.store.repository import MetadataStore
 from store_snapshot import lake_digests, store_rows
 
 pytestmark = [pytest.mark.airflow, pytest.mark.slow]
 
-# One real day per source: orders (UK), catalogue snapshot + generated search, behaviour (China).
-DAYS = ["2010-12-01", "2015-12-03", "2017-11-25"]
 EXPECTED = {("orders", "2010-12-01"), ("catalog", "2015-12-03"), ("search", "2015-12-03"), ("behavior", "2017-11-25")}
-
-
-def _run_days(sandbox, days):
-    for day in days:
-        result = sandbox.dags_test(day)
-        assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
 
 
 def _raw_customer_ids(landing_file: Path) -> set[str]:
@@ -82,20 +74,6 @@ def assert_day_outputs(sandbox) -> None:
             assert not leaked, f"raw CustomerID {sorted(leaked)[:3]} in {parquet} column {column}"
 
 
-# The model branch on the CPU: a short training budget, a floor any model meets, a threshold that fills some.
-# The sample days span years: a large maximum age keeps the 2017 behaviour day from retraining on age alone.
-MODEL_ENV = {"SHOPFLOW_TRAIN_CPU_MAX_STEPS": "30", "SHOPFLOW_BLESS_MACRO_F1_FLOOR": "0.0",
-             "SHOPFLOW_REPAIR_THRESHOLD": "0.3", "SHOPFLOW_TRAIN_MAX_AGE_DAYS": "100000"}
-
-
-@pytest.fixture(scope="module")
-def sqlite_sandbox(tmp_path_factory, source_data):
-    sandbox = make_sandbox(tmp_path_factory.mktemp("e2e-sqlite"), source_data)
-    sandbox.env.update(MODEL_ENV)
-    _run_days(sandbox, DAYS)
-    return sandbox
-
-
 def test_daily_dag_on_sqlite(sqlite_sandbox):
     assert_day_outputs(sqlite_sandbox)
 
@@ -132,7 +110,7 @@ def test_status_cli_matches_store(sqlite_sandbox):
 def test_rerun_is_idempotent(sqlite_sandbox):
     lake = sqlite_sandbox.shopflow_home / "lake"
     before_files, before_rows = lake_digests(lake), store_rows(sqlite_sandbox.store_url)
-    _run_days(sqlite_sandbox, ["2010-12-01"])
+    run_days(sqlite_sandbox, ["2010-12-01"])
     assert lake_digests(lake) == before_files
     assert store_rows(sqlite_sandbox.store_url) == before_rows
 
@@ -153,6 +131,11 @@ def test_corrupted_landing_file_fails_naming_file_and_line(sqlite_sandbox):
     assert partition.status == "failed" and "line 57" in partition.error
     assert not list((sqlite_sandbox.shopflow_home / "lake").glob("*/orders/ds=2010-12-02/*"))
     assert hashlib.sha256(landing.read_bytes()).hexdigest() == digest, "landing files are never modified"
+    # The run fails (fail_if_any_task_failed), and the day still gets its report, which says so.
+    assert result.returncode != 0
+    report = store.report(date(2010, 12, 2))
+    assert report is not None and report.status == "failed" and report.datasets["orders"] == "failed"
+    assert Path(report.html_path).is_file()
 
 
 @pytest.mark.postgres
@@ -160,8 +143,8 @@ def test_daily_dag_on_postgres(tmp_path, source_data, postgres_server):
     sandbox = make_postgres_sandbox(tmp_path, source_data, postgres_server, "e2e")
     assert sandbox.store_url.startswith("postgresql")
     sandbox.env["SHOPFLOW_TRAIN_ENABLED"] = "false"  # the model branch is covered on SQLite; keep this one short
-    _run_days(sandbox, DAYS)
+    run_days(sandbox, DAYS)
     assert_day_outputs(sandbox)
     before = lake_digests(sandbox.shopflow_home / "lake"), store_rows(sandbox.store_url)
-    _run_days(sandbox, ["2017-11-25"])
+    run_days(sandbox, ["2017-11-25"])
     assert (lake_digests(sandbox.shopflow_home / "lake"), store_rows(sandbox.store_url)) == before

@@ -29,15 +29,27 @@ def test_daily_dag_shape(dagbag):
     assert set(dag.tags) >= {"shopflow", "daily"}
     assert dag.catchup is False and dag.doc_md
     assert type(dag.timetable).__name__ == "CronDataIntervalTimetable"
-    groups = {task_id.split(".")[0] for task_id in dag.task_ids}
+    groups = {task_id.split(".")[0] for task_id in dag.task_ids if "." in task_id}
     assert groups == {"orders", "behavior", "catalog", "search", "model"}
     for group in groups - {"model"}:
         ingest, clean, validate = (dag.get_task(f"{group}.{step}") for step in ("ingest", "clean", "validate"))
         assert clean.upstream_task_ids == {ingest.task_id} and validate.upstream_task_ids == {clean.task_id}
         assert [a.name for a in validate.outlets] == [f"shopflow_clean_{group}"]
     for task in dag.tasks:
-        assert task.retries >= 1 and task.retry_delay.total_seconds() > 0, task.task_id
+        if task.task_id != "fail_if_any_task_failed":  # it fails on purpose; a retry would only fail again
+            assert task.retries >= 1 and task.retry_delay.total_seconds() > 0, task.task_id
         assert task.owner == "data-platform"
+
+
+def test_report_runs_last_and_failures_still_fail_the_run(dagbag):
+    dag = dagbag.dags["shopflow_daily"]
+    report, watcher = dag.get_task("report"), dag.get_task("fail_if_any_task_failed")
+    steps = {t for t in dag.task_ids if t not in (report.task_id, watcher.task_id)}
+    # The report is written whatever happened upstream; the watcher fails the run when any step failed.
+    assert report.trigger_rule == "all_done" and report.upstream_task_ids == steps
+    assert watcher.trigger_rule == "one_failed" and watcher.upstream_task_ids == steps
+    assert {t.task_id for t in dag.leaves} == {report.task_id, watcher.task_id}
+    assert [a.name for a in report.outlets] == ["shopflow_daily_report"]
 
 
 def test_model_branch_wiring(dagbag):

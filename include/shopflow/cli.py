@@ -107,6 +107,32 @@ def cmd_catalog_as_of(settings: Settings, args) -> int:
     return 0
 
 
+def cmd_report(settings: Settings, args) -> int:
+    """(Re)generate the report of each day from the store and the lake, without re-running the pipeline."""
+    from datetime import timedelta
+
+    from shopflow.report.build import ReportIncomplete, build_report
+    from shopflow.store.repository import MetadataStore
+
+    store = MetadataStore(settings.store_url)
+    last = args.until or args.ds
+    if last < args.ds:
+        print(f"--until {last} is before {args.ds}", file=sys.stderr)
+        return 2
+    failures, day = 0, args.ds
+    while day <= last:
+        previous = store.report(day)
+        try:
+            result = build_report(settings, day, store=store,
+                                  run_id=previous.airflow_run_id if previous else None)
+            print(f"{day}: {result['status']:8s} {result['html']}")
+        except ReportIncomplete as exc:
+            failures += 1
+            print(f"{day}: incomplete: {exc}", file=sys.stderr)
+        day += timedelta(days=1)
+    return 1 if failures else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m shopflow", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -135,6 +161,10 @@ def build_parser() -> argparse.ArgumentParser:
     as_of.add_argument("ds", type=_day)
     as_of.add_argument("--output")
     as_of.set_defaults(func=cmd_catalog_as_of)
+    report = sub.add_parser("report", help="(re)generate the daily report of a day (or a range) from the store")
+    report.add_argument("ds", type=_day)
+    report.add_argument("--until", type=_day, help="last day of a range (inclusive)")
+    report.set_defaults(func=cmd_report)
     return parser
 
 

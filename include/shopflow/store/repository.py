@@ -327,4 +327,5 @@ class MetadataStore:
         """All reports, newest day first; with a dataset, only the days on which it had a partition."""
         with self.session() as session:
             rows = list(session.scalars(select(Report).order_by(Report.ds.desc())))
-        return [row for row in rows if dataset is None or dataset in (row.datasets or {})]
+        return [row for row in rows
+                if dataset is None or (row.datasets or {}).get(dataset, "missing") not in ("missing", "not run")]

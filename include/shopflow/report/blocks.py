@@ -1,0 +1,61 @@
+"""The building blocks a report section is made of (tables, plots, notes, headline figures) as plain dicts.
+
+Sections return these; the template renders them and the JSON summary stores them (plots without their image).
+Values stay raw numbers; the column's `fmt` says how the page shows them (see `render.format_value`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+STATUS_ORDER = {"no_data": 0, "ok": 1, "warning": 2, "failed": 3}
+
+
+def column(key: str, label: str, fmt: str = "text") -> dict:
+    """fmt: text | code | int | float | pct | pp | delta | gbp | inr | status | date."""
+    return {"key": key, "label": label, "fmt": fmt}
+
+
+def table(title: str, columns: list[dict], rows: Iterable[dict], *, note: str | None = None,
+          empty: str = "nothing to show") -> dict:
+    return {"kind": "table", "title": title, "columns": columns, "rows": list(rows), "note": note, "empty": empty}
+
+
+def plot(title: str, image: str, *, alt: str | None = None) -> dict:
+    """`image` is a data: URI (see `plots.to_data_uri`); the JSON summary keeps only the title."""
+    return {"kind": "plot", "title": title, "image": image, "alt": alt or title}
+
+
+def note(text: str, level: str = "info") -> dict:
+    """level: info | warning | failed | generated."""
+    return {"kind": "note", "text": text, "level": level}
+
+
+def figures(items: list[tuple[str, Any, str]]) -> dict:
+    """Headline figures: (label, value, fmt)."""
+    return {"kind": "figures", "items": [{"label": label, "value": value, "fmt": fmt} for label, value, fmt in items]}
+
+
+def subsection(title: str, blocks: list[dict], *, status: str | None = None, collapsed: bool = False) -> dict:
+    """A titled group of blocks; `collapsed` renders it as a closed <details> element (no script needed)."""
+    return {"kind": "subsection", "title": title, "status": status, "blocks": blocks, "collapsed": collapsed}
+
+
+def section(section_id: str, title: str, blocks: list[dict], *, status: str = "ok", summary: dict | None = None,
+            intro: str | None = None) -> dict:
+    return {"id": section_id, "title": title, "status": status, "intro": intro, "summary": summary or {},
+            "blocks": blocks}
+
+
+def worst(statuses: Iterable[str | None]) -> str:
+    present = [s for s in statuses if s in STATUS_ORDER]
+    return max(present, key=STATUS_ORDER.__getitem__) if present else "no_data"
+
+
+def without_images(value):
+    """A copy of a section (or any block tree) for the JSON summary: plots keep their title, not their image."""
+    if isinstance(value, dict):
+        return {k: without_images(v) for k, v in value.items() if not (k == "image" and value.get("kind") == "plot")}
+    if isinstance(value, list):
+        return [without_images(v) for v in value]
+    return value

@@ -1,0 +1,157 @@
+"""Section 6, model and repairs: the category classifier that was champion on the report day, its test metrics
+against the TF-IDF baseline, its confusion matrix, the registry's history, and what the day's repair filled,
+sent to review and flagged (with confidence), with the precision measured on masked products."""
+
+from __future__ import annotations
+
+import numpy as np
+from sqlalchemy import select
+
+from shopflow.registry import MODEL_NAME
+from shopflow.report import blocks, plots
+from shopflow.report.context import ReportContext
+from shopflow.store.models import ModelVersion
+
+SHOWN_ACTIONS = 15
+METRICS = [("accuracy", "accuracy", "pct"), ("macro_f1", "macro-F1", "float"), ("ece", "ECE (calibrated)", "float")]
+
+
+def build(ctx: ReportContext) -> dict:
+    versions = _versions(ctx)
+    champion = next((m for m in reversed(versions) if m.status in ("champion", "retired")), None)
+    content = [_registry_table(versions)]
+    if champion is None:
+        content.insert(0, blocks.note(f"No model had been blessed by {ctx.ds}: nothing to compare and no repair. "
+                                      "Training runs when the clean catalogue changes (task group `model`)."))
+        return blocks.section("model", "Model and repairs", content, status="no_data",
+                              summary={"models": len(versions), "champion_version": None})
+    summary = {"champion_version": champion.version, "macro_f1": champion.macro_f1,
+               "baseline_macro_f1": champion.baseline_metrics["top"]["macro_f1"], "models": len(versions)}
+    content = [_champion_blocks(champion)] + content
+    repair = ctx.store.repair_run(ctx.ds)
+    status = "ok"
+    if repair is None:
+        content.append(blocks.note(f"No catalogue repair ran for {ctx.ds} (no catalogue partition that day, or no "
+                                   "champion when it ran)."))
+    else:
+        content.append(_repair_blocks(ctx, repair))
+        summary.update({"repair_filled": repair.rows_filled, "repair_review": repair.rows_review,
+                        "repair_flagged": repair.rows_flagged, "masked_precision": repair.masked_precision})
+        if repair.masked_precision is not None and repair.masked_precision < 0.9:
+            status = "warning"
+    return blocks.section("model", "Model and repairs", content, status=status, summary=summary,
+                          intro=f"Model `{MODEL_NAME}`: top-level category of a product from its title. Metrics are "
+                                "on the held-out test split; the TF-IDF + logistic-regression baseline is trained on "
+                                "the same split.")
+
+
+def _versions(ctx: ReportContext) -> list[ModelVersion]:
+    with ctx.store.session() as session:
+        return list(session.scalars(select(ModelVersion).where(ModelVersion.name == MODEL_NAME,
+                                                               ModelVersion.trained_on_ds <= ctx.ds)
+                                    .order_by(ModelVersion.version)))
+
+
+def _champion_blocks(model: ModelVersion) -> dict:
+    top, base = model.metrics["top"], model.baseline_metrics["top"]
+    rows = [{"metric": label, "model": top.get(key), "baseline": base.get(key),
+             "delta": (top[key] - base[key]) if key in top and key in base else None} for key, label, _ in METRICS]
+    per_class = sorted(top.get("per_class", {}).items(), key=lambda kv: (-kv[1]["support"], kv[0]))
+    content = [
+        blocks.figures([("champion version", f"v{model.version}", "text"), ("macro-F1", model.macro_f1, "float"),
+                        ("TF-IDF baseline macro-F1", base["macro_f1"], "float"),
+                        ("test products", top.get("n"), "int"), ("device", model.training.get("device"), "text")]),
+        blocks.table("Test metrics against the baseline", [
+            blocks.column("metric", "metric"), blocks.column("model", f"v{model.version}", "float"),
+            blocks.column("baseline", "TF-IDF baseline", "float"), blocks.column("delta", "model − baseline", "float")],
+            rows, note=f"Blessing decision: {model.decision_reason or '–'}"),
+        blocks.table("Per class (test split)", [
+            blocks.column("label", "category"), blocks.column("support", "products", "int"),
+            blocks.column("precision", "precision", "pct"), blocks.column("recall", "recall", "pct"),
+            blocks.column("f1", "F1", "float")],
+            [{"label": name, **values} for name, values in per_class]),
+    ]
+    matrix = top.get("confusion_matrix")
+    if matrix and matrix.get("matrix"):
+        content.append(blocks.plot(f"Confusion matrix of v{model.version} on the test split (row-normalised)",
+                                   _confusion_plot(matrix["labels"], matrix["matrix"])))
+    return blocks.subsection(f"Champion v{model.version} (trained on {model.trained_on_ds})", content)
+
+
+def _confusion_plot(labels: list[str], matrix: list[list[int]]) -> str:
+    counts = np.asarray(matrix, dtype=float)
+    shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    size = 2.5 + 0.32 * len(labels)
+    fig, axes = plots.figure(size + 1.5, size)
+    ax = axes[0][0]
+    short = [plots.shorten(label, 22) for label in labels]
+    with plots.plt.rc_context(plots.STYLE):
+        image = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+        ax.set_xticks(range(len(labels)), short, rotation=90, fontsize=7)
+        ax.set_yticks(range(len(labels)), short, fontsize=7)
+        ax.set_xlabel("predicted category")
+        ax.set_ylabel("true category")
+        ax.set_title("share of each true category's test products")
+        fig.colorbar(image, ax=ax, fraction=0.04, label="share of row")
+    return plots.to_data_uri(fig)
+
+
+def _registry_table(versions: list[ModelVersion]) -> dict:
+    rows = [{"version": f"v{m.version}", "status": m.status, "trained_on": m.trained_on_ds.isoformat(),
+             "device": m.training.get("device"), "macro_f1": m.macro_f1,
+             "accuracy": m.metrics["top"].get("accuracy"), "baseline": m.baseline_metrics["top"].get("macro_f1"),
+             "decision": m.decision_reason} for m in reversed(versions)]
+    return blocks.table("Model registry (up to the report day, newest first)", [
+        blocks.column("version", "version", "code"), blocks.column("status", "status", "status"),
+        blocks.column("trained_on", "trained on ds", "code"), blocks.column("device", "device"),
+        blocks.column("macro_f1", "macro-F1", "float"), blocks.column("accuracy", "accuracy", "pct"),
+        blocks.column("baseline", "TF-IDF macro-F1", "float"), blocks.column("decision", "blessing decision")],
+        rows, empty="no model trained yet")
+
+
+def _repair_blocks(ctx: ReportContext, repair) -> dict:
+    audit = ctx.store.repair_audit(ctx.ds)
+    catalog = ctx.clean("catalog")
+    titles = dict(zip(catalog["uniq_id"], catalog["product_name"])) if catalog is not None else {}
+    content = [
+        blocks.figures([("products in", repair.rows_in, "int"), ("filled", repair.rows_filled, "int"),
+                        ("to review", repair.rows_review, "int"), ("flagged", repair.rows_flagged, "int"),
+                        ("unchanged", repair.rows_unchanged, "int"),
+                        ("masked precision", repair.masked_precision, "pct")]),
+        blocks.note(f"Model v{repair.model_version}, threshold {repair.threshold:.2f}. Masked precision: the share "
+                    f"of {repair.masked_n or 0:,} held-out products (category hidden) that the repair filled "
+                    f"({repair.masked_filled or 0:,}) with their true category. Repairs go to a repaired copy; the "
+                    f"clean catalogue is never overwritten."),
+    ]
+    confidences = [a.confidence for a in audit]
+    if confidences:
+        content.append(blocks.plot("Confidence of the day's repair actions", _confidence_plot(audit, repair.threshold)))
+    for action, title in (("fill", "Filled (category was missing)"), ("review", "Sent to review (below threshold)"),
+                          ("flag", "Flagged (model disagrees with the given category)")):
+        chosen = sorted((a for a in audit if a.action == action), key=lambda a: (-a.confidence, a.uniq_id))
+        rows = [{"product": titles.get(a.uniq_id, a.uniq_id), "uniq_id": a.uniq_id, "before": a.before,
+                 "after": a.after, "confidence": a.confidence,
+                 "state": "reverted" if a.reverted_at else ""} for a in chosen[:SHOWN_ACTIONS]]
+        content.append(blocks.table(f"{title}: {len(chosen):,}, most confident first", [
+            blocks.column("product", "product title"), blocks.column("uniq_id", "uniq_id", "code"),
+            blocks.column("before", "given category"), blocks.column("after", "model's category"),
+            blocks.column("confidence", "confidence", "pct"), blocks.column("state", "")], rows,
+            empty="none today"))
+    return blocks.subsection(f"Repair of the catalogue partition {ctx.ds}", content)
+
+
+def _confidence_plot(audit, threshold: float) -> str:
+    fig, axes = plots.figure(7.0, 2.6)
+    ax = axes[0][0]
+    bins = np.linspace(0, 1, 21)
+    with plots.plt.rc_context(plots.STYLE):
+        for action in ("fill", "review", "flag"):
+            values = [a.confidence for a in audit if a.action == action]
+            if values:
+                ax.hist(values, bins=bins, alpha=0.7, label=f"{action} ({len(values):,})")
+        ax.axvline(threshold, color="#555753", linestyle="--", linewidth=1, label=f"threshold {threshold:.2f}")
+        ax.set_xlabel("model confidence (calibrated probability)")
+        ax.set_ylabel("products")
+        ax.set_title("Repair actions by confidence")
+        ax.legend(frameon=False, fontsize=8)
+    return plots.to_data_uri(fig)

@@ -1,0 +1,177 @@
+"""The shopflow reports app, mounted by the Airflow api-server under /shopflow (see reports_plugin.py).
+
+| route                         | what                                                                          |
+|-------------------------------|-------------------------------------------------------------------------------|
+| GET /                         | the reports by day, newest first: status, dataset badges, links; `?dataset=` |
+| GET /reports/{ds}             | the stored HTML report of day ds (YYYY-MM-DD)                                 |
+| GET /reports/{ds}.json        | its JSON                                                                      |
+| GET /runs/{run_id}[?dag_id=]  | redirect to the report of an Airflow run (the "shopflow report" tab of a run)|
+
+Data comes from shopflow's metadata store (`Settings.from_env()`, `MetadataStore`), never from Airflow's database;
+report files are served only from inside `SHOPFLOW_REPORTS_DIR`.
+
+Every route needs a user that may read shopflow_daily's runs: Airflow's own `get_user` dependency authenticates the
+JWT of an `Authorization: Bearer` header or, in the browser (the UI shows this app in an iframe), of the `_token`
+cookie the Airflow UI sets at login; the auth manager then decides `is_authorized_dag(GET, RUN, shopflow_daily)`.
+Anonymous callers get 401 (an expired token too), an invalid token 403, before any store access.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from airflow.api_fastapi.app import get_auth_manager
+from airflow.api_fastapi.auth.managers.models.base_user import BaseUser
+from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity, DagDetails
+from airflow.api_fastapi.core_api.security import GetUserDep
+from shopflow.settings import Settings
+from shopflow.store.models import Report
+from shopflow.store.repository import MetadataStore
+
+DAG_ID = "shopflow_daily"
+# Report pages are self-contained: inline CSS and data: images only, no script, shown in the Airflow UI's iframe.
+CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src data:; font-src data:; form-action 'self'; "
+       "base-uri 'none'; frame-ancestors 'self'")
+STATUS_CLASS = {  # report status and partition status -> badge colour (class names never come from data)
+    "ok": "good", "validated": "good", "cleaned": "info", "ingested": "info",
+    "warning": "warn", "empty": "muted", "missing": "muted", "not run": "muted",
+    "failed": "bad", "failed_validation": "bad",
+}
+
+templates = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
+                        autoescape=select_autoescape(default=True, default_for_string=True))
+templates.filters["badge"] = lambda status: STATUS_CLASS.get(str(status), "other")
+
+
+# ---- dependencies ---------------------------------------------------------------------------------------------
+def require_reader(user: GetUserDep) -> BaseUser:
+    """Airflow's authenticated user (Bearer header or `_token` cookie), allowed to read shopflow_daily's runs."""
+    allowed = get_auth_manager().is_authorized_dag(
+        method="GET", access_entity=DagAccessEntity.RUN, details=DagDetails(id=DAG_ID), user=user)
+    if not allowed:
+        raise HTTPException(status_code=403, detail="Forbidden: you may not read the runs of shopflow_daily")
+    return user
+
+
+def get_settings() -> Settings:
+    return Settings.from_env()
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+def get_store(settings: SettingsDep) -> MetadataStore:
+    return MetadataStore(settings.store_url)
+
+
+StoreDep = Annotated[MetadataStore, Depends(get_store)]
+
+
+# ---- the app --------------------------------------------------------------------------------------------------
+app = FastAPI(title="shopflow reports", dependencies=[Depends(require_reader)],
+              docs_url=None, redoc_url=None, openapi_url=None)
+
+
+@app.middleware("http")
+async def _security_headers(request: Request, call_next):
+    response = await call_next(request)
+    response.headers.setdefault("Content-Security-Policy", CSP)
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "same-origin"
+    response.headers["Cache-Control"] = "no-store"  # shop data: never in a shared cache
+    return response
+
+
+@app.exception_handler(StarletteHTTPException)
+async def _http_error(request: Request, exc: StarletteHTTPException):
+    """A readable page for browsers (the iframe), JSON for API clients."""
+    if "text/html" in request.headers.get("accept", ""):
+        try:
+            index_path = request.url_for("index").path
+        except Exception:  # noqa: BLE001 - an error page must render even without a router
+            index_path = "./"
+        return _page("message.html", exc.status_code, title=_TITLES.get(exc.status_code, "Error"),
+                     message=str(exc.detail), status=exc.status_code, index_path=index_path, headers=exc.headers)
+    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+
+_TITLES = {401: "Not logged in", 403: "Not allowed", 404: "Not found", 503: "Store not available"}
+
+
+@app.get("/", response_class=HTMLResponse, name="index")
+def index(store: StoreDep, dataset: str | None = None) -> HTMLResponse:
+    dataset = dataset or None  # the filter form sends an empty value for "all datasets"
+    everything = _query(store.reports)
+    shown = everything if dataset is None else _query(store.reports, dataset)
+    datasets = sorted({name for report in everything for name in (report.datasets or {})})
+    return _page("index.html", 200, reports=shown, datasets=datasets, dataset=dataset, total=len(everything))
+
+
+@app.get("/reports/{ds}.json", name="report_json")
+def report_json(ds: str, store: StoreDep, settings: SettingsDep) -> Response:
+    report = _report_of_day(store, ds)
+    return Response(_report_file(settings, report.json_path, ds).read_bytes(), media_type="application/json")
+
+
+@app.get("/reports/{ds}", response_class=HTMLResponse, name="report_html")
+def report_html(ds: str, store: StoreDep, settings: SettingsDep) -> Response:
+    report = _report_of_day(store, ds)
+    return HTMLResponse(_report_file(settings, report.html_path, ds).read_bytes())
+
+
+@app.get("/runs/{run_id:path}", name="run_report")
+def run_report(run_id: str, request: Request, store: StoreDep, dag_id: str | None = None) -> Response:
+    """The report recorded for this run (by its `report` task or a later `python -m shopflow report`).
+
+    The day is never guessed from the run id: Airflow names scheduled and backfill runs after their run-after
+    time, which for a daily data interval is the day after the one the run processes."""
+    if dag_id not in (None, DAG_ID):
+        raise HTTPException(404, f"shopflow writes reports for the runs of {DAG_ID} only, not of {dag_id}.")
+    report = _query(store.report_for_run, run_id)
+    if report is None:
+        raise HTTPException(404, f"The report of run {run_id} is not written yet (its report task has not run).")
+    return RedirectResponse(request.url_for("report_html", ds=report.ds.isoformat()).path, status_code=307)
+
+
+# ---- helpers --------------------------------------------------------------------------------------------------
+def _query(method, *args):
+    try:
+        return method(*args)
+    except SQLAlchemyError:
+        raise HTTPException(503, "The shopflow metadata store is not reachable or not migrated "
+                                 "(run `python -m shopflow db upgrade`).") from None
+
+
+def _report_of_day(store: MetadataStore, ds: str) -> Report:
+    try:
+        day = date.fromisoformat(ds)
+    except ValueError:
+        raise HTTPException(404, f"{ds!r} is not a day (YYYY-MM-DD).") from None
+    report = _query(store.report, day)
+    if report is None:
+        raise HTTPException(404, f"There is no report for {day.isoformat()}.")
+    return report
+
+
+def _report_file(settings: Settings, stored_path: str, ds: str) -> Path:
+    """The recorded file, only if it lies inside the reports directory (relative paths are relative to it)."""
+    root = settings.reports_dir.resolve()
+    path = (root / stored_path).resolve()  # an absolute stored_path replaces root
+    if not path.is_relative_to(root):
+        raise HTTPException(404, f"The report file of {ds} is outside the reports directory; it is not served.")
+    if not path.is_file():
+        raise HTTPException(404, f"The report of {ds} is recorded but its file is missing.")
+    return path
+
+
+def _page(template: str, status_code: int, headers: dict | None = None, **context) -> HTMLResponse:
+    return HTMLResponse(templates.get_template(template).render(**context), status_code=status_code,
+                        headers=headers)
