@@ -1,7 +1,9 @@
 """Run shopflow's Airflow locally as real services (api-server, scheduler, dag-processor) and drive backfills.
 
-Used by the demo (`make demo`) and by the backfill test. The services run in their own process groups and are
-stopped with SIGTERM (twice: the scheduler sometimes needs a second one), then SIGKILL as a last resort.
+Used by the demo (`make demo`), the backfill test and the distributed (CeleryExecutor) test, which adds Celery
+workers per queue (`Services.start_celery_worker`, settings from `celery_env`). The services run in their own
+process groups and are stopped with SIGTERM (twice: the scheduler sometimes needs a second one), then SIGKILL as a
+last resort.
 """
 
 from __future__ import annotations
@@ -60,6 +62,24 @@ def airflow_env(airflow_home: Path, shopflow_home: Path, *, airflow_db_url: str 
     return env
 
 
+def celery_env(env: dict[str, str], *, broker_url: str, result_backend: str) -> dict[str, str]:
+    """The same Airflow with the CeleryExecutor: the scheduler sends tasks through the broker (e.g. Redis) to
+    `airflow celery worker` processes, each listening on some queues; states come back through the result backend
+    (`db+postgresql://…`)."""
+    return {**env, "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor", "AIRFLOW__CELERY__BROKER_URL": broker_url,
+            "AIRFLOW__CELERY__RESULT_BACKEND": result_backend, "AIRFLOW__OPERATORS__DEFAULT_QUEUE": "default"}
+
+
+WORKER_HOSTNAME_VARIABLE = "LOCAL_AIRFLOW_WORKER_HOSTNAME"
+
+
+def worker_hostname() -> str:
+    """`[core] hostname_callable` of the local Celery workers: on one machine every worker has the same host name,
+    so each gets its own (as each container of docker-compose.yaml does) and task instances record which one ran
+    them (`task_instance.hostname`)."""
+    return os.environ[WORKER_HOSTNAME_VARIABLE]
+
+
 def airflow(env: dict[str, str], *args: str, check: bool = True, timeout: int = 300) -> subprocess.CompletedProcess:
     command = [str(Path(sys.executable).parent / "airflow"), *args]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
@@ -75,19 +95,32 @@ class Services:
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
 
     def start(self, *components: str) -> None:
-        self.log_dir.mkdir(parents=True, exist_ok=True)
         for component in components:
-            log = open(self.log_dir / f"{component}.log", "ab")
-            self.processes[component] = subprocess.Popen(
-                [str(Path(sys.executable).parent / "airflow"), component], env=self.env, stdout=log,
-                stderr=subprocess.STDOUT, start_new_session=True,
-            )
+            self.spawn(component, [component])
+
+    def spawn(self, name: str, args: list[str], *, env: dict[str, str] | None = None,
+              program: str | None = None) -> None:
+        """`airflow ARGS` (or `program ARGS`) in its own process group, output to LOG_DIR/NAME.log."""
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_dir / f"{name}.log", "ab")
+        self.processes[name] = subprocess.Popen(
+            [program or str(Path(sys.executable).parent / "airflow"), *args], env=self.env if env is None else env,
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+
+    def start_celery_worker(self, queue: str, hostname: str, *, concurrency: int = 1) -> None:
+        """`airflow celery worker` for one queue (CeleryExecutor, see `celery_env`). Task instances it runs record
+        `hostname`; its log server gets a free port, so that several workers fit on one machine."""
+        env = {**self.env, "AIRFLOW__CORE__HOSTNAME_CALLABLE": "local_airflow.worker_hostname",
+               WORKER_HOSTNAME_VARIABLE: hostname, "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port())}
+        self.spawn(hostname, ["celery", "worker", "--queues", queue, "--concurrency", str(concurrency),
+                              "--celery-hostname", hostname], env=env)
 
     def wait_healthy(self, timeout: float = 120) -> None:
         url = self.env["AIRFLOW__API__BASE_URL"] + "/api/v2/monitor/health"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            self._raise_if_dead()
+            self.raise_if_dead()
             try:
                 with urllib.request.urlopen(url, timeout=5) as response:
                     health = json.load(response)
@@ -98,10 +131,10 @@ class Services:
             time.sleep(2)
         raise TimeoutError(f"Airflow did not become healthy in {timeout}s; logs in {self.log_dir}")
 
-    def _raise_if_dead(self) -> None:
+    def raise_if_dead(self) -> None:
         for name, process in self.processes.items():
             if process.poll() is not None:
-                raise RuntimeError(f"airflow {name} exited with {process.returncode}; see {self.log_dir / (name + '.log')}")
+                raise RuntimeError(f"{name} exited with {process.returncode}; see {self.log_dir / (name + '.log')}")
 
     def stop(self, grace: float = 30) -> None:
         for attempt in range(2):
@@ -173,6 +206,15 @@ def backfill(env: dict[str, str], windows: list[tuple[str, str]], *, max_active_
         _wait_for_days(env, _days(first, last), deadline, progress)
     expected = set().union(*(_days(a, b) for a, b in windows))
     return [r for r in dag_runs(env) if (r.get("logical_date") or "")[:10] in expected]
+
+
+def trigger(env: dict[str, str], day: str) -> str:
+    """A manual run of the DAG for `day` (logical date, midnight UTC); unpauses the DAG. Returns the run id."""
+    wait_for_dag(env)
+    airflow(env, "dags", "unpause", DAG_ID)
+    run_id = f"manual__{day}"
+    airflow(env, "dags", "trigger", DAG_ID, "--logical-date", f"{day}T00:00:00+00:00", "--run-id", run_id)
+    return run_id
 
 
 def _wait_for_days(env: dict[str, str], days: set[str], deadline: float, progress) -> None:
