@@ -128,6 +128,8 @@ def _failure_trend(ctx: ReportContext) -> dict | None:
         ax.set_ylabel("failed expectations")
         ax.tick_params(axis="x", labelrotation=45)
         ax.yaxis.set_major_locator(plots.matplotlib.ticker.MaxNLocator(integer=True))
+        highest = max((v for values in series.values() for v in values if v is not None), default=0)
+        ax.set_ylim(0, max(1, highest) * 1.15)  # a day without failures sits on the axis, not mid-plot
         ax.legend(frameon=False, fontsize=8)
     return blocks.subsection(f"Failures over the last {ctx.window_days} days", [
         blocks.plot("Failed expectations (critical + warning) per dataset and day; gaps: no validated partition",
