@@ -57,7 +57,7 @@ def main() -> int:
     print(f"\nDAG runs: {len(runs)} ({len(runs) - len(failed)} succeeded" + (f", failed: {failed}" if failed else "") + ")")
     reports = sorted((shopflow_home / "reports").glob("ds=*/report.html"))
     print(f"Daily reports ({len(reports)}): {shopflow_home / 'reports'}/ds=*/report.html, e.g. "
-          f"{reports[-1] if reports else '(none)'}; in the UI (`make ui`): the 'shopflow' menu entry")
+          f"{reports[0] if reports else '(none)'}; in the UI (`make ui`): the 'shopflow' menu entry")
     print(f"Clean / quarantine Parquet: {shopflow_home / 'lake'}")
     print(f"Task logs: {airflow_home / 'logs'}; browse them with `make ui` (user/password: see README)")
     print(f"Demo took {time.monotonic() - started:.0f}s")

@@ -195,10 +195,14 @@ def backfill(env: dict[str, str], windows: list[tuple[str, str]], *, max_active_
     airflow(env, "dags", "unpause", DAG_ID)
     deadline = time.monotonic() + timeout
     for first, last in windows:
-        for attempt in range(3):  # on SQLite the scheduler can hold the write lock for a while
+        # Retried for a while: on SQLite the scheduler can hold the write lock, and the scheduler marks the previous
+        # window's backfill complete a loop after its last run ends (until then: AlreadyRunningBackfill).
+        give_up = time.monotonic() + 180
+        while True:
+            last_try = time.monotonic() > give_up
             result = airflow(env, "backfill", "create", "--dag-id", DAG_ID, "--from-date", first, "--to-date", last,
                              "--max-active-runs", str(max_active_runs), "--reprocess-behavior", "completed",
-                             check=attempt == 2)
+                             check=last_try)
             if result.returncode == 0:
                 break
             time.sleep(5)

@@ -17,8 +17,12 @@ METRICS = [("accuracy", "accuracy", "pct"), ("macro_f1", "macro-F1", "float"), (
 
 
 def build(ctx: ReportContext) -> dict:
-    versions = _versions(ctx)
-    champion = next((m for m in reversed(versions) if m.status in ("champion", "retired")), None)
+    repair = ctx.store.repair_run(ctx.ds)
+    versions = _versions(ctx, repair.model_version if repair else None)
+    # The model that repaired the day, when one did; else the last one blessed by then. (Backfill runs of
+    # neighbouring days run side by side, so the day's repair may use a model trained on a later day.)
+    champion = next((m for m in versions if repair and m.version == repair.model_version), None) or next(
+        (m for m in reversed(versions) if m.status in ("champion", "retired") and m.trained_on_ds <= ctx.ds), None)
     content = [_registry_table(versions)]
     if champion is None:
         content.insert(0, blocks.note(f"No model had been blessed by {ctx.ds}: nothing to compare and no repair. "
@@ -28,7 +32,6 @@ def build(ctx: ReportContext) -> dict:
     summary = {"champion_version": champion.version, "macro_f1": champion.macro_f1,
                "baseline_macro_f1": champion.baseline_metrics["top"]["macro_f1"], "models": len(versions)}
     content = [_champion_blocks(champion)] + content
-    repair = ctx.store.repair_run(ctx.ds)
     status = "ok"
     if repair is None:
         content.append(blocks.note(f"No catalogue repair ran for {ctx.ds} (no catalogue partition that day, or no "
@@ -45,10 +48,13 @@ def build(ctx: ReportContext) -> dict:
                                 "the same split.")
 
 
-def _versions(ctx: ReportContext) -> list[ModelVersion]:
+def _versions(ctx: ReportContext, repair_version: int | None) -> list[ModelVersion]:
+    """The registry up to the report day, plus the model that repaired the day if it was trained later."""
+    trained_by_then = ModelVersion.trained_on_ds <= ctx.ds
+    if repair_version is not None:
+        trained_by_then = trained_by_then | (ModelVersion.version == repair_version)
     with ctx.store.session() as session:
-        return list(session.scalars(select(ModelVersion).where(ModelVersion.name == MODEL_NAME,
-                                                               ModelVersion.trained_on_ds <= ctx.ds)
+        return list(session.scalars(select(ModelVersion).where(ModelVersion.name == MODEL_NAME, trained_by_then)
                                     .order_by(ModelVersion.version)))
 
 
