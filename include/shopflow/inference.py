@@ -6,6 +6,9 @@ confidence of 0.9 means right about nine times in ten) and the three most likely
 deduplicated before the model sees them and answers are kept in a bounded cache, so the many identical titles of a
 catalogue (size and colour variants) and a repeated call on the same day cost one forward pass each.
 
+A model directory on an object store (an `s3://...` artifact path) is downloaded once into a local cache folder
+(`Settings.model_cache_dir`, see shopflow.storage.local_copy) and loaded from there.
+
 torch and transformers are imported when a Predictor is made, not when this module is imported.
 """
 
@@ -32,14 +35,20 @@ class Predictor:
     """A loaded classifier: `predict(texts)` -> label, confidence and top-3 per text, in input order."""
 
     def __init__(self, model_dir: Path | str, device: str = "auto", batch_size: int = BATCH_SIZE,
-                 cache_size: int = CACHE_SIZE):
+                 cache_size: int = CACHE_SIZE, cache_root: Path | None = None):
         import torch
 
+        from shopflow import storage
         from shopflow.training import model as model_io
 
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.model_dir = Path(model_dir)
+        self.source = str(model_dir)
+        if storage.is_remote(storage.as_path(model_dir)) and cache_root is None:
+            from shopflow.settings import Settings
+
+            cache_root = Settings.from_env().model_cache_dir
+        self.model_dir = storage.local_copy(model_dir, cache_root)
         self.device = torch.device(device)
         self.batch_size = batch_size
         self.cache_size = cache_size
@@ -48,7 +57,7 @@ class Predictor:
         self.labels: list[str] = list(self.label_map.top)
         self.temperature: float = float(self.label_map.temperature_top)
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
-        log.info("loaded %s on %s in %.1fs: %d top-level classes, temperature %.3f", self.model_dir,
+        log.info("loaded %s on %s in %.1fs: %d top-level classes, temperature %.3f", self.source,
                  self.device.type, time.perf_counter() - started, len(self.labels), self.temperature)
 
     def probabilities(self, texts: Sequence[str]) -> np.ndarray:

@@ -2,24 +2,24 @@
 
 from __future__ import annotations
 
-import shutil
 from datetime import date
-from pathlib import Path
 
+from shopflow import storage
 from shopflow.settings import Settings
+from shopflow.storage import StoragePath
 
 ZONES = ("raw", "clean", "quarantine", "repaired")
 
 
-def partition_dir(root: Path, dataset: str, ds: date) -> Path:
+def partition_dir(root: StoragePath, dataset: str, ds: date) -> StoragePath:
     return root / dataset / f"ds={ds.isoformat()}"
 
 
-def landing_dir(settings: Settings, dataset: str, ds: date) -> Path:
+def landing_dir(settings: Settings, dataset: str, ds: date) -> StoragePath:
     return partition_dir(settings.landing_dir, dataset, ds)
 
 
-def lake_file(settings: Settings, zone: str, dataset: str, ds: date) -> Path:
+def lake_file(settings: Settings, zone: str, dataset: str, ds: date) -> StoragePath:
     if zone not in ZONES:
         raise ValueError(f"unknown lake zone {zone!r}")
     return partition_dir(settings.lake_dir / zone, dataset, ds) / "part-0.parquet"
@@ -28,6 +28,4 @@ def lake_file(settings: Settings, zone: str, dataset: str, ds: date) -> Path:
 def drop_outputs(settings: Settings, dataset: str, ds: date) -> None:
     """Remove a partition's lake outputs (its landing went away, so its old outputs must not linger)."""
     for zone in ZONES:
-        folder = lake_file(settings, zone, dataset, ds).parent
-        if folder.exists():
-            shutil.rmtree(folder)
+        storage.remove_tree(lake_file(settings, zone, dataset, ds).parent)

@@ -19,14 +19,14 @@ import csv
 import gzip
 import io
 import logging
-import os
 from collections import defaultdict
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from shopflow import lake
+from shopflow import lake, storage
 from shopflow.settings import Settings
+from shopflow.storage import StoragePath
 from shopflow.sources import get_source
 
 log = logging.getLogger("shopflow.landing")
@@ -44,7 +44,7 @@ def _records(path: Path) -> list[list[str]]:
         return list(csv.reader(handle))
 
 
-def _write_csv(path: Path, header: list[str] | None, rows: list[list[str]]) -> None:
+def _write_csv(path: StoragePath, header: list[str] | None, rows: list[list[str]]) -> None:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     if header:
@@ -53,14 +53,11 @@ def _write_csv(path: Path, header: list[str] | None, rows: list[list[str]]) -> N
     _write_text(path, buffer.getvalue())
 
 
-def _write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+def _write_text(path: StoragePath, text: str) -> None:
     data = text.encode("utf-8")
-    if path.exists() and path.read_bytes() == data:
+    if storage.is_file(path) and storage.read_bytes(path) == data:
         return
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    storage.write_bytes(path, data)
 
 
 def _require(settings: Settings, relative: str) -> Path:

@@ -2,8 +2,8 @@
 
 Landing files are read, never modified. Every parsed record keeps the physical line where it starts
 (`_source_line`), so a quarantined row or a parse error can be traced back to the file. Lake files are
-written atomically (temporary name in the same folder, fsync, rename) and deterministically, so re-running a
-partition leaves byte-identical Parquet.
+written atomically (shopflow.storage: locally a temporary name in the same folder, fsync, rename; on an object store
+one put of the whole object) and deterministically, so re-running a partition leaves byte-identical Parquet.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import functools
 import gzip
 import hashlib
 import io
-import os
 import sys
 import zlib
 from dataclasses import dataclass
@@ -25,6 +24,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
+
+from shopflow import storage
+from shopflow.storage import StoragePath
 
 SOURCE_FILE = "_source_file"
 SOURCE_LINE = "_source_line"
@@ -51,16 +53,16 @@ class FileFacts:
         return {"name": self.name, "size_bytes": self.size_bytes, "sha256": self.sha256}
 
 
-def file_facts(path: Path) -> FileFacts:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return FileFacts(name=path.name, size_bytes=path.stat().st_size, sha256=digest.hexdigest())
+def file_facts(path: StoragePath) -> FileFacts:
+    return _facts(path, storage.read_bytes(path))
 
 
-def _open_bytes(path: Path, data: bytes | None = None) -> bytes:
-    data = path.read_bytes() if data is None else data
+def _facts(path: StoragePath, raw: bytes) -> FileFacts:
+    return FileFacts(name=path.name, size_bytes=len(raw), sha256=hashlib.sha256(raw).hexdigest())
+
+
+def _open_bytes(path: StoragePath, data: bytes | None = None) -> bytes:
+    data = storage.read_bytes(path) if data is None else data
     if path.suffix == ".gz":
         try:
             data = gzip.decompress(data)
@@ -77,7 +79,7 @@ def _decode(path: Path, data: bytes) -> str:
         raise LandingFileError(path, line, f"not valid UTF-8 (byte {data[exc.start]:#04x})") from exc
 
 
-def read_delimited(path: Path, columns: list[str], *, has_header: bool, delimiter: str = ",") -> pd.DataFrame:
+def read_delimited(path: StoragePath, columns: list[str], *, has_header: bool, delimiter: str = ",") -> pd.DataFrame:
     """Parse a delimited landing file into a frame of strings plus `_source_file` and `_source_line`.
 
     Every value stays a string ('' for empty) so no information is lost before cleaning decides what it means.
@@ -90,11 +92,11 @@ def read_delimited(path: Path, columns: list[str], *, has_header: bool, delimite
 
 
 def read_landing_file(
-    path: Path, columns: list[str], *, has_header: bool, delimiter: str = ","
+    path: StoragePath, columns: list[str], *, has_header: bool, delimiter: str = ","
 ) -> tuple[FileFacts, pd.DataFrame]:
     """`file_facts(path)` and `read_delimited(path, ...)` together, reading the file from disk only once."""
-    raw = path.read_bytes()
-    facts = FileFacts(name=path.name, size_bytes=len(raw), sha256=hashlib.sha256(raw).hexdigest())
+    raw = storage.read_bytes(path)
+    facts = _facts(path, raw)
     data = _open_bytes(path, raw)
     del raw  # a .gz file's compressed bytes are not needed while parsing
     return facts, _parse(path, data, columns, has_header, delimiter)
@@ -214,31 +216,27 @@ def _malloc_trim():
         return None
 
 
-def write_parquet_atomic(frame: pd.DataFrame, path: Path, *, compression_level: int | None = None,
-                         write_statistics: bool = True) -> Path:
-    """Write `frame` to `path` atomically and deterministically (same frame -> same bytes).
+def write_parquet_atomic(frame: pd.DataFrame, path: StoragePath, *, compression_level: int | None = None,
+                         write_statistics: bool = True) -> StoragePath:
+    """Write `frame` to `path` atomically (shopflow.storage) and deterministically (same frame -> same bytes).
 
     zstd-compressed; columns whose values are all distinct (like `_source_line`) are not dictionary-encoded."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     table = pa.Table.from_pandas(frame, preserve_index=False)
     dictionary = [name for name in table.column_names if name not in (SOURCE_LINE, "source_line")]
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        pq.write_table(table, tmp, compression="zstd", compression_level=compression_level,
-                       write_statistics=write_statistics, use_dictionary=dictionary)
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    return storage.write_parquet(table, path, compression="zstd", compression_level=compression_level,
+                                 write_statistics=write_statistics, use_dictionary=dictionary)
 
 
 _TEXT_TYPES = {pa.string(): pd.StringDtype(), pa.large_string(): pd.StringDtype()}
 
 
-def read_parquet(path: Path, *, text_as_dictionary: bool = False, columns: list[str] | None = None) -> pd.DataFrame:
+def parquet_columns(path: StoragePath | str) -> list[str]:
+    """The column names of a lake file, from its footer."""
+    source, filesystem = storage.arrow_source(path)
+    return pq.read_schema(source, filesystem=filesystem).names
+
+
+def read_parquet(path: StoragePath | str, *, text_as_dictionary: bool = False, columns: list[str] | None = None) -> pd.DataFrame:
     """A lake file as a frame; text columns are pandas' "string" dtype (Arrow-backed, missing = NA).
 
     With `text_as_dictionary`, text columns come back dictionary-encoded instead (`pd.ArrowDtype` of Arrow
@@ -246,11 +244,12 @@ def read_parquet(path: Path, *, text_as_dictionary: bool = False, columns: list[
     so a column of a million repeated texts costs a few MiB instead of tens. `plain_text` turns such columns (or a
     selection of their rows) back into what the default read gives. `columns` reads only those columns.
     """
+    source, filesystem = storage.arrow_source(path)
     if not text_as_dictionary:
-        return pq.read_table(path, columns=columns).to_pandas(types_mapper=_TEXT_TYPES.get)
-    schema = pq.read_schema(path)
+        return pq.read_table(source, columns=columns, filesystem=filesystem).to_pandas(types_mapper=_TEXT_TYPES.get)
+    schema = pq.read_schema(source, filesystem=filesystem)
     text = [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
-    table = pq.read_table(path, columns=columns, read_dictionary=text)
+    table = pq.read_table(source, columns=columns, read_dictionary=text, filesystem=filesystem)
     return table.to_pandas(types_mapper=lambda t: pd.ArrowDtype(t) if pa.types.is_dictionary(t) else _TEXT_TYPES.get(t))
 
 

@@ -82,13 +82,13 @@ def bless_candidate(settings: Settings, ds: date, run_id: str | None = None) -> 
     return {"version": candidate.version, "promoted": decision.promote, "reason": decision.reason}
 
 
-def _predictor(store: MetadataStore):
+def _predictor(settings: Settings, store: MetadataStore):
     from shopflow.inference import Predictor
 
     current = champion(store)
     if current is None:
         raise NothingToDo("no champion model yet")
-    return Predictor(current.artifact_path), current.version
+    return Predictor(current.artifact_path, cache_root=settings.model_cache_dir), current.version
 
 
 def repair(settings: Settings, ds: date, run_id: str | None = None) -> dict:
@@ -98,7 +98,7 @@ def repair(settings: Settings, ds: date, run_id: str | None = None) -> dict:
     partitions = [p for p in store.partitions("catalog", ds) if p.status == "validated"]
     if not partitions:
         raise NothingToDo(f"no validated catalogue partition for {ds}")
-    predictor, version = _predictor(store)
+    predictor, version = _predictor(settings, store)
     summary = repair_partition(settings, store, ds, predictor, version, policy(), run_id=run_id)
     store.record_lineage("catalog", ds, task="repair", inputs=[partitions[0].clean_path],
                          outputs=[str(lake.lake_file(settings, "repaired", "catalog", ds))], run_id=run_id)
@@ -111,5 +111,5 @@ def search_intent(settings: Settings, ds: date, run_id: str | None = None) -> di
     store = _store(settings)
     if not [p for p in store.partitions("search", ds) if p.status == "validated"]:
         raise NothingToDo(f"no validated search partition for {ds}")
-    predictor, version = _predictor(store)
+    predictor, version = _predictor(settings, store)
     return classify_queries(settings, store, ds, predictor, version, run_id=run_id)

@@ -12,10 +12,11 @@ from datetime import date
 
 import pandas as pd
 
-from shopflow import lake
+from shopflow import lake, storage
 from shopflow.cleaning import clean_partition
 from shopflow.landing_io import (
     RAW_ZONE_OPTIONS,
+    parquet_columns,
     read_landing_file,
     read_parquet,
     release_unused_memory,
@@ -58,7 +59,8 @@ def ingest(settings: Settings, source: str, ds: date, run_id: str | None = None)
     store = _store(settings)
     store.register_dataset(spec)
     folder = lake.landing_dir(settings, source, ds)
-    present = [f for f in spec.files if (folder / f.name).is_file() or (folder / f"{f.name}.gz").is_file()]
+    present = [f for f in spec.files
+               if storage.is_file(folder / f.name) or storage.is_file(folder / f"{f.name}.gz")]
     if not present:
         store.record_missing(source, ds, run_id)
         lake.drop_outputs(settings, source, ds)
@@ -73,7 +75,7 @@ def ingest(settings: Settings, source: str, ds: date, run_id: str | None = None)
     frames, files = {}, []
     for file_spec in present:
         path = folder / file_spec.name
-        path = path if path.is_file() else folder / f"{file_spec.name}.gz"
+        path = path if storage.is_file(path) else folder / f"{file_spec.name}.gz"
         facts, frame = read_landing_file(path, file_spec.columns, has_header=file_spec.header,
                                          delimiter=file_spec.delimiter)
         frames[file_spec.name] = frame
@@ -150,15 +152,13 @@ def clean(settings: Settings, source: str, ds: date, run_id: str | None = None) 
 
 def validate(settings: Settings, source: str, ds: date, run_id: str | None = None) -> dict:
     """Run the dataset's GX suite on the clean partition; record every expectation; fail on a critical one."""
-    import pyarrow.parquet as pq
-
     from shopflow.validation.runner import columns_needed, validate_frame
 
     started = time.perf_counter()
     store = _store(settings)
     clean_path = lake.lake_file(settings, "clean", source, ds)
     # Only the columns the suite reads (every row: the row count is checked on the same frame).
-    frame = read_parquet(clean_path, columns=columns_needed(source, pq.read_schema(clean_path).names))
+    frame = read_parquet(clean_path, columns=columns_needed(source, parquet_columns(clean_path)))
     results = validate_frame(source, frame)
     seconds = time.perf_counter() - started
     store.record_validation(source, ds, run_id=run_id, suite=f"shopflow_{source}", results=results, seconds=seconds)

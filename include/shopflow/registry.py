@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
-from pathlib import Path
-
-import pandas as pd
 from sqlalchemy import select
+
+from shopflow.landing_io import read_parquet
+from shopflow.storage import StoragePath
 
 from shopflow.store.models import ModelVersion, Partition
 from shopflow.store.repository import MetadataStore
@@ -90,7 +90,7 @@ def changed_labelled_products(store: MetadataStore, after: date | None, until: d
     for partition in store.partitions("catalog"):
         if partition.status != "validated" or partition.ds > until or (after is not None and partition.ds <= after):
             continue
-        statuses = pd.read_parquet(partition.clean_path, columns=["category_status"])["category_status"]
+        statuses = read_parquet(partition.clean_path, columns=["category_status"])["category_status"]
         count += int((statuses == "ok").sum())
         used.append(partition.ds.isoformat())
     return count, used
@@ -157,5 +157,5 @@ def bless(store: MetadataStore, version: int, policy: TrainingPolicy) -> Decisio
     return decision
 
 
-def model_dir(models_root: Path, version: int) -> Path:
+def model_dir(models_root: StoragePath, version: int) -> StoragePath:
     return models_root / MODEL_NAME / f"v{version}"

@@ -8,9 +8,14 @@
 | SHOPFLOW_LAKE_DIR             | $SHOPFLOW_HOME/lake                       |
 | SHOPFLOW_MODELS_DIR           | $SHOPFLOW_HOME/models                     |
 | SHOPFLOW_REPORTS_DIR          | $SHOPFLOW_HOME/reports                    |
+| SHOPFLOW_STORAGE_URL          | (none: local paths; see shopflow.storage) |
 | SHOPFLOW_STORE_URL            | sqlite:///$SHOPFLOW_HOME/shopflow.db      |
 | SHOPFLOW_PSEUDONYM_KEY        | (none)                                    |
 | SHOPFLOW_PSEUDONYM_KEY_FILE   | $SHOPFLOW_HOME/pseudonym.key              |
+
+With SHOPFLOW_STORAGE_URL set (e.g. s3://bucket/prefix), the landing zone, lake, models and reports are
+`<url>/landing`, `<url>/lake`, `<url>/models` and `<url>/reports` (UPaths) and the four *_DIR variables are ignored;
+SHOPFLOW_HOME stays local (the SQLite store, the key file, the model cache).
 """
 
 from __future__ import annotations
@@ -18,6 +23,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from shopflow import storage
+from shopflow.storage import StoragePath
 
 
 class ConfigurationError(RuntimeError):
@@ -28,29 +36,46 @@ class ConfigurationError(RuntimeError):
 class Settings:
     home: Path
     source_data: Path
-    landing_dir: Path
-    lake_dir: Path
-    models_dir: Path
-    reports_dir: Path
+    landing_dir: StoragePath
+    lake_dir: StoragePath
+    models_dir: StoragePath
+    reports_dir: StoragePath
     store_url: str
     pseudonym_key: str | None
     pseudonym_key_file: Path
+    storage_url: str | None = None
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
         env = dict(os.environ if env is None else env)
         home = Path(env.get("SHOPFLOW_HOME", ".shopflow")).resolve()
+        url = env.get("SHOPFLOW_STORAGE_URL") or None
+
+        def data_dir(name: str) -> StoragePath:
+            if url is None:
+                return Path(env.get(f"SHOPFLOW_{name.upper()}_DIR", home / name)).resolve()
+            try:
+                return storage.location(url, name)
+            except ValueError as exc:
+                raise ConfigurationError(f"SHOPFLOW_STORAGE_URL: {exc}") from None
+
         return cls(
             home=home,
             source_data=Path(env.get("SHOPFLOW_SOURCE_DATA", "../shared/data")).resolve(),
-            landing_dir=Path(env.get("SHOPFLOW_LANDING_DIR", home / "landing")).resolve(),
-            lake_dir=Path(env.get("SHOPFLOW_LAKE_DIR", home / "lake")).resolve(),
-            models_dir=Path(env.get("SHOPFLOW_MODELS_DIR", home / "models")).resolve(),
-            reports_dir=Path(env.get("SHOPFLOW_REPORTS_DIR", home / "reports")).resolve(),
+            landing_dir=data_dir("landing"),
+            lake_dir=data_dir("lake"),
+            models_dir=data_dir("models"),
+            reports_dir=data_dir("reports"),
             store_url=env.get("SHOPFLOW_STORE_URL") or f"sqlite:///{home / 'shopflow.db'}",
             pseudonym_key=env.get("SHOPFLOW_PSEUDONYM_KEY") or None,
             pseudonym_key_file=Path(env.get("SHOPFLOW_PSEUDONYM_KEY_FILE", home / "pseudonym.key")),
+            storage_url=url,
         )
+
+    @property
+    def model_cache_dir(self) -> Path:
+        """Where model directories of an object store are downloaded to (once each) to be loaded."""
+        return self.home / "cache" / "models"
 
     def resolve_pseudonym_key(self) -> bytes:
         """The HMAC key: SHOPFLOW_PSEUDONYM_KEY if set, else the key file; never a built-in default."""

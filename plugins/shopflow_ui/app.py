@@ -8,7 +8,8 @@
 | GET /runs/{run_id}[?dag_id=]  | redirect to the report of an Airflow run (the "shopflow report" tab of a run)|
 
 Data comes from shopflow's metadata store (`Settings.from_env()`, `MetadataStore`), never from Airflow's database;
-report files are served only from inside `SHOPFLOW_REPORTS_DIR`.
+report files are read through shopflow.storage and served only from inside the reports folder
+(`SHOPFLOW_REPORTS_DIR`, or `$SHOPFLOW_STORAGE_URL/reports` on an object store).
 
 Every route needs a user that may read shopflow_daily's runs: Airflow's own `get_user` dependency authenticates the
 JWT of an `Authorization: Bearer` header or, in the browser (the UI shows this app in an iframe), of the `_token`
@@ -32,6 +33,7 @@ from airflow.api_fastapi.app import get_auth_manager
 from airflow.api_fastapi.auth.managers.models.base_user import BaseUser
 from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity, DagDetails
 from airflow.api_fastapi.core_api.security import GetUserDep
+from shopflow import storage
 from shopflow.settings import Settings
 from shopflow.store.models import Report
 from shopflow.store.repository import MetadataStore
@@ -118,13 +120,13 @@ def index(store: StoreDep, dataset: str | None = None) -> HTMLResponse:
 @app.get("/reports/{ds}.json", name="report_json")
 def report_json(ds: str, store: StoreDep, settings: SettingsDep) -> Response:
     report = _report_of_day(store, ds)
-    return Response(_report_file(settings, report.json_path, ds).read_bytes(), media_type="application/json")
+    return Response(_report_file(settings, report.json_path, ds), media_type="application/json")
 
 
 @app.get("/reports/{ds}", response_class=HTMLResponse, name="report_html")
 def report_html(ds: str, store: StoreDep, settings: SettingsDep) -> Response:
     report = _report_of_day(store, ds)
-    return HTMLResponse(_report_file(settings, report.html_path, ds).read_bytes())
+    return HTMLResponse(_report_file(settings, report.html_path, ds))
 
 
 @app.get("/runs/{run_id:path}", name="run_report")
@@ -161,15 +163,14 @@ def _report_of_day(store: MetadataStore, ds: str) -> Report:
     return report
 
 
-def _report_file(settings: Settings, stored_path: str, ds: str) -> Path:
-    """The recorded file, only if it lies inside the reports directory (relative paths are relative to it)."""
-    root = settings.reports_dir.resolve()
-    path = (root / stored_path).resolve()  # an absolute stored_path replaces root
-    if not path.is_relative_to(root):
+def _report_file(settings: Settings, stored_path: str, ds: str) -> bytes:
+    """The recorded file's bytes, only if it lies inside the reports folder (relative paths are relative to it)."""
+    path = storage.contained(settings.reports_dir, stored_path)
+    if path is None:
         raise HTTPException(404, f"The report file of {ds} is outside the reports directory; it is not served.")
-    if not path.is_file():
+    if not storage.is_file(path):
         raise HTTPException(404, f"The report of {ds} is recorded but its file is missing.")
-    return path
+    return storage.read_bytes(path)
 
 
 def _page(template: str, status_code: int, headers: dict | None = None, **context) -> HTMLResponse:

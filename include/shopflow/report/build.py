@@ -1,21 +1,21 @@
 """Build the report of one day: run every section, render HTML and JSON, write them atomically beside each other
-under `$SHOPFLOW_REPORTS_DIR/ds=YYYY-MM-DD/`, and record both (paths, checksums, headline) in the store."""
+under `$SHOPFLOW_REPORTS_DIR/ds=YYYY-MM-DD/` (or `$SHOPFLOW_STORAGE_URL/reports/...`), and record both (paths, checksums, headline) in the store."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
-import os
 import time
 import traceback
 from datetime import date, datetime, timedelta, timezone
-from pathlib import Path
 
+from shopflow import storage
 from shopflow.report import blocks, drift, inventory, model_and_repairs, products, quality, search, users
 from shopflow.report.context import ReportContext
 from shopflow.report.render import render_html
 from shopflow.settings import Settings
+from shopflow.storage import StoragePath
 from shopflow.store.repository import MetadataStore
 
 log = logging.getLogger("shopflow.report")
@@ -35,7 +35,7 @@ class ReportIncomplete(RuntimeError):
     """A section could not be built. The report was still written, with the error in place of the section."""
 
 
-def report_paths(settings: Settings, ds: date) -> tuple[Path, Path]:
+def report_paths(settings: Settings, ds: date) -> tuple[StoragePath, StoragePath]:
     folder = settings.reports_dir / f"ds={ds.isoformat()}"
     return folder / "report.html", folder / "report.json"
 
@@ -79,12 +79,11 @@ def _headline(datasets: dict[str, str], sections: list[dict]) -> str:
     return text + (f"; needs attention: {', '.join(flagged)}" if flagged else "; nothing needs attention")
 
 
-def _write(path: Path, text: str) -> str:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(path.suffix + ".tmp")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+def _write(path: StoragePath, text: str) -> tuple[str, int]:
+    """Write atomically (shopflow.storage); the content's sha256 and size."""
+    data = text.encode("utf-8")
+    storage.write_bytes(path, data)
+    return hashlib.sha256(data).hexdigest(), len(data)
 
 
 def build_report(settings: Settings, ds: date, *, run_id: str | None = None, store: MetadataStore | None = None,
@@ -108,14 +107,14 @@ def build_report(settings: Settings, ds: date, *, run_id: str | None = None, sto
         "sections": sections,
     }
     html_path, json_path = report_paths(settings, ds)
-    html_sha = _write(html_path, render_html(report, generated_at.isoformat()))
+    html_sha, html_size = _write(html_path, render_html(report, generated_at.isoformat()))
     summary = {**blocks.without_images(report), "generated_at": generated_at.isoformat()}
-    json_sha = _write(json_path, json.dumps(summary, indent=1, sort_keys=False, default=str) + "\n")
+    json_sha, _ = _write(json_path, json.dumps(summary, indent=1, sort_keys=False, default=str) + "\n")
     headline = {s["id"]: {"status": s["status"], **s["summary"]} for s in sections}
     store.record_report(ds, status=status, datasets=datasets, summary=headline, html_path=str(html_path),
                         json_path=str(json_path), html_sha256=html_sha, json_sha256=json_sha, run_id=run_id,
                         generated_at=generated_at)
-    log.info("report %s written: %s (%s, %d bytes) and %s", ds, html_path, status, html_path.stat().st_size, json_path)
+    log.info("report %s written: %s (%s, %d bytes) and %s", ds, html_path, status, html_size, json_path)
     if errors:
         raise ReportIncomplete(f"report {ds} written to {html_path} without {len(errors)} section(s): {'; '.join(errors)}")
     return {"ds": ds.isoformat(), "status": status, "html": str(html_path), "json": str(json_path),

@@ -1,5 +1,8 @@
 """Parent side of training: write the job, spawn `python -m shopflow.training.worker` in a fresh interpreter (the
-caller -- an Airflow worker -- never initialises CUDA), relay its progress lines, and return its result."""
+caller -- an Airflow worker -- never initialises CUDA), relay its progress lines, and return its result.
+
+When the models folder is on an object store, the worker writes into a local staging folder that is uploaded to
+`output_dir` afterwards (shopflow.storage.staged_dir); the result's `artifact_path` is then the object store URL."""
 
 from __future__ import annotations
 
@@ -13,6 +16,8 @@ from typing import Callable
 
 import pandas as pd
 
+from shopflow import storage
+from shopflow.storage import StoragePath
 from shopflow.training.config import TrainingConfig
 
 
@@ -20,9 +25,18 @@ class TrainingFailed(RuntimeError):
     pass
 
 
-def run_training(examples: pd.DataFrame, output_dir: Path, config: TrainingConfig,
+def run_training(examples: pd.DataFrame, output_dir: StoragePath, config: TrainingConfig,
                  log: Callable[[str], None] = print) -> dict:
-    output_dir.mkdir(parents=True, exist_ok=True)
+    with storage.staged_dir(output_dir) as local_dir:
+        result = _run_worker(examples, local_dir, config, log)
+        if local_dir != output_dir:  # staged: record where the directory is uploaded to, in result.json too
+            result["artifact_path"] = str(output_dir)
+            (local_dir / "result.json").write_text(json.dumps(result, indent=2, default=str))
+    return result
+
+
+def _run_worker(examples: pd.DataFrame, output_dir: Path, config: TrainingConfig,
+                log: Callable[[str], None]) -> dict:
     examples_path = output_dir / "examples.parquet"
     examples.to_parquet(examples_path, index=False)
     job_path = output_dir / "job.json"
