@@ -15,7 +15,7 @@ export PYTHONPATH := $(CURDIR)/plugins:$(CURDIR)/scripts
 # SQLite: wait for locks instead of failing after 5 s (scripts/airflow_sqlite.py)
 export AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS ?= airflow_sqlite.CONNECT_ARGS
 
-.PHONY: demo test ui venv bench clean-demo print-env
+.PHONY: demo test ui venv bench clean-demo print-env system-packages
 
 $(BIN)/.installed: requirements.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (set PYTHON=...)"; exit 1; }
@@ -30,7 +30,12 @@ venv: $(BIN)/.installed
 demo: venv
 	$(BIN)/python scripts/demo.py
 
-test: venv
+# PostgreSQL server, redis-server and chromium for the tests: installed where this machine allows it, else the
+# tests that need them are skipped with the package's name (scripts/system_packages.sh).
+system-packages:
+	@bash scripts/system_packages.sh
+
+test: venv system-packages
 	$(BIN)/python -m pytest -q -ra $(PYTEST_ARGS)
 
 ui: venv

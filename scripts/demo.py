@@ -18,6 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from local_airflow import REPO, airflow, airflow_env, backfill, free_port, running_airflow  # noqa: E402
+from run_watch import Stalled  # noqa: E402
 
 DEFAULT_WINDOWS = "2010-12-01:2010-12-05,2015-12-03:2015-12-07,2017-11-25:2017-11-27"
 
@@ -47,8 +48,17 @@ def main() -> int:
     print("== landing the sample data as daily files")
     shopflow(env, "land")
     print(f"== starting Airflow (api-server :{port}, scheduler, dag-processor) and backfilling {windows}")
-    with running_airflow(env, airflow_home / "demo-logs"):
-        runs = backfill(env, windows, progress=lambda line: print(line, flush=True))
+    stall_seconds = float(os.environ.get("SHOPFLOW_DEMO_STALL_SECONDS", "900"))
+    print(f"   (no deadline: the demo stops only if nothing progresses for {stall_seconds:.0f}s, "
+          "SHOPFLOW_DEMO_STALL_SECONDS)")
+    service_logs = airflow_home / "demo-logs"
+    try:
+        with running_airflow(env, service_logs):
+            runs = backfill(env, windows, stall_seconds=stall_seconds, service_logs=service_logs,
+                            progress=lambda line: print(line, flush=True))
+    except Stalled as stalled:
+        print(f"\n== the demo stalled: {stalled}", file=sys.stderr)
+        return 2
     failed = sorted(r["logical_date"][:10] for r in runs if r["state"] != "success")
     print("\n== what the metadata store recorded (python -m shopflow status)")
     shopflow(env, "status")

@@ -167,17 +167,6 @@ def running_airflow(env: dict[str, str], log_dir: Path):
         services.stop()
 
 
-def dag_runs(env: dict[str, str]) -> list[dict]:
-    result = airflow(env, "dags", "list-runs", DAG_ID, "-o", "json", check=False)
-    if result.returncode != 0:
-        return []
-    # The CLI may print log lines ("[warning ] …") before the JSON document, which is the last line.
-    for line in reversed(result.stdout.strip().splitlines()):
-        if line.startswith("[{") or line == "[]":
-            return json.loads(line)
-    return []
-
-
 def wait_for_dag(env: dict[str, str], timeout: float = 120) -> None:
     """Until the dag-processor has serialised the DAG (backfill needs it in the database)."""
     deadline = time.monotonic() + timeout
@@ -189,11 +178,16 @@ def wait_for_dag(env: dict[str, str], timeout: float = 120) -> None:
 
 
 def backfill(env: dict[str, str], windows: list[tuple[str, str]], *, max_active_runs: int = 2,
-             timeout: float = 1800, progress=print) -> list[dict]:
-    """Backfill each (from, to) window in turn (Airflow allows one active backfill per DAG); return all runs."""
+             stall_seconds: float = 900, progress=print, service_logs: Path | None = None) -> list[dict]:
+    """Backfill each (from, to) window in turn (Airflow allows one active backfill per DAG); return all runs.
+
+    No deadline: each window is waited for until its runs finish, and the wait fails only when nothing progressed
+    for `stall_seconds` (run_watch.RunWatch names the stuck task and its log). Progress lines say what runs."""
+    from run_watch import RunWatch
+
     wait_for_dag(env)
     airflow(env, "dags", "unpause", DAG_ID)
-    deadline = time.monotonic() + timeout
+    runs: dict[str, dict] = {}
     for first, last in windows:
         # Retried for a while: on SQLite the scheduler can hold the write lock, and the scheduler marks the previous
         # window's backfill complete a loop after its last run ends (until then: AlreadyRunningBackfill).
@@ -207,9 +201,9 @@ def backfill(env: dict[str, str], windows: list[tuple[str, str]], *, max_active_
                 break
             time.sleep(5)
         progress(f"backfill created: {DAG_ID} {first} .. {last}")
-        _wait_for_days(env, _days(first, last), deadline, progress)
-    expected = set().union(*(_days(a, b) for a, b in windows))
-    return [r for r in dag_runs(env) if (r.get("logical_date") or "")[:10] in expected]
+        runs.update(RunWatch(env, DAG_ID, _days(first, last), stall_seconds=stall_seconds, progress=progress,
+                             service_logs=service_logs).wait())
+    return list(runs.values())
 
 
 def trigger(env: dict[str, str], day: str) -> str:
@@ -219,22 +213,6 @@ def trigger(env: dict[str, str], day: str) -> str:
     run_id = f"manual__{day}"
     airflow(env, "dags", "trigger", DAG_ID, "--logical-date", f"{day}T00:00:00+00:00", "--run-id", run_id)
     return run_id
-
-
-def _wait_for_days(env: dict[str, str], days: set[str], deadline: float, progress) -> None:
-    last_report = ""
-    while time.monotonic() < deadline:
-        finished = {r["logical_date"][:10]: r["state"] for r in dag_runs(env)
-                    if (r.get("logical_date") or "")[:10] in days and r.get("state") in ("success", "failed")}
-        report = f"  {len(finished)}/{len(days)} runs finished" + (
-            f" ({sum(1 for s in finished.values() if s == 'failed')} failed)" if finished else "")
-        if report != last_report:
-            progress(report)
-            last_report = report
-        if len(finished) == len(days):
-            return
-        time.sleep(5)
-    raise TimeoutError(f"backfill did not finish in time ({last_report})")
 
 
 def _days(first: str, last: str) -> set[str]:

@@ -264,6 +264,6 @@ class Page:
 def chromium(tmp_path):
     """A started headless chromium (fresh profile under tmp_path); killed after the test. Skips if not installed."""
     if chromium_binary() is None:
-        pytest.skip("chromium is not installed (Debian package `chromium`; CI installs it)")
+        pytest.skip("chromium is not installed (Debian package `chromium`; make test installs it where it can)")
     with Chromium(tmp_path / "chromium") as browser:
         yield browser

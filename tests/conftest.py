@@ -39,7 +39,8 @@ def source_data() -> Path:
 def _pg_binary(name: str) -> str:
     found = shutil.which(name) or next(iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)), None)
     if not found:
-        pytest.fail(f"PostgreSQL server binary {name!r} not found: install Debian's postgresql package (.ci/run does)")
+        pytest.skip(f"PostgreSQL server binary {name!r} not found: install Debian's postgresql package "
+                    "(make test does where it can)")
     return found
 
 

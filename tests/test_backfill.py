@@ -16,7 +16,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.airflow, pytest.mark.slow]
 def test_backfill_three_days_with_scheduler_on_postgres(tmp_path, source_data, postgres_server):
     sandbox = make_postgres_sandbox(tmp_path, source_data, postgres_server, "backfill")
     with running_airflow(sandbox.env, tmp_path / "service-logs"):
-        runs = backfill(sandbox.env, [("2010-12-01", "2010-12-03")], timeout=900)
+        runs = backfill(sandbox.env, [("2010-12-01", "2010-12-03")], stall_seconds=600)
 
     assert sorted(r["logical_date"][:10] for r in runs) == ["2010-12-01", "2010-12-02", "2010-12-03"]
     assert {r["state"] for r in runs} == {"success"}

@@ -37,7 +37,7 @@ EXECUTED = re.compile(r"Executing workload in Celery: .*?\btask_id='([^']+)'")
 def _redis_server() -> str:
     found = shutil.which("redis-server")
     if not found:
-        pytest.fail("redis-server not found: install Debian's redis-server package (.ci/run does)")
+        pytest.skip("redis-server not found: install Debian's redis-server package (make test does where it can)")
     return found
 
 

@@ -59,3 +59,52 @@ def test_registering_writes_the_registry_row_with_lineage(trained_model, tmp_pat
     assert row.artifact_path == trained_model.result["artifact_path"] and row.data_lineage == lineage
     assert row.hyperparameters["cpu_max_steps"] == 12 and row.airflow_run_id == "run-1"
     assert row.macro_f1 == trained_model.result["metrics"]["top"]["macro_f1"]
+
+
+class _TinyClassifier:
+    """Two linear heads over a mean of token embeddings: the loop's contract (ids + mask -> two logits) in 1 ms."""
+
+    def __new__(cls):
+        import torch
+        from torch import nn
+
+        class Tiny(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.embed = nn.Embedding(50, 8)
+                self.top, self.l2 = nn.Linear(8, 3), nn.Linear(8, 4)
+
+            def forward(self, input_ids, mask):
+                pooled = (self.embed(input_ids) * mask.unsqueeze(-1)).sum(1) / mask.sum(1, keepdim=True)
+                return self.top(pooled), self.l2(pooled)
+
+        torch.manual_seed(0)
+        return Tiny()
+
+
+def _tiny_training(**config_values):
+    import numpy as np
+
+    from shopflow.training import loop
+    from shopflow.training.config import TrainingConfig
+
+    ids = [[1 + (i % 40), 2 + (i % 7), 3] for i in range(400)]
+    top, l2 = np.array([i % 3 for i in range(400)]), np.array([i % 4 for i in range(400)])
+    lines: list[str] = []
+    config = TrainingConfig(**{"base_model": "", "cpu_batch_size": 8, "log_every": 5, "device": "cpu", **config_values})
+    stats = loop.train(_TinyClassifier(), ids, top, l2, 0, config, log=lines.append)
+    return stats, lines
+
+
+def test_cpu_training_stops_when_its_time_budget_is_spent():
+    stats, lines = _tiny_training(cpu_time_budget_s=0.3, cpu_max_steps=10**7, log_every=1)
+    assert 1 <= stats.steps < 10**7 and stats.seconds < 30
+    assert lines[-1] == f"CPU time budget of 0s spent after {stats.steps} of 10000000 steps", lines[-3:]
+    progress = [line for line in lines if line.startswith("step ")]
+    assert progress and all(" samples/s eta " in line for line in progress), lines
+
+
+def test_cpu_step_cap_applies_when_it_comes_before_the_budget():
+    stats, lines = _tiny_training(cpu_time_budget_s=3600, cpu_max_steps=20)
+    assert stats.steps == 20 and stats.samples == 160
+    assert lines[-1].startswith("step 20/20 ")

@@ -26,11 +26,13 @@ class TrainingConfig:
     l2_loss_weight: float = 0.5
     seed: int = 13
     log_every: int = 20
-    # GPU: whole epochs with big batches. CPU: a bounded budget so a daily run stays short.
+    # GPU: whole epochs with big batches. CPU: a time budget, so a daily run takes about as long on a slow or busy
+    # machine as on a fast one (a slow machine trains fewer steps); `cpu_max_steps` caps the steps on a fast one.
     gpu_batch_size: int = 128
     gpu_epochs: int = 4
     cpu_batch_size: int = 32
-    cpu_max_steps: int = 300
+    cpu_time_budget_s: float = 150.0
+    cpu_max_steps: int = 1000
     rare_class_min: int = 40
     eval_batch_size: int = 256
     device: str = "auto"  # auto | cpu | cuda

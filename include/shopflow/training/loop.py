@@ -2,11 +2,14 @@
 CUDA and on CPU), bf16 autocast and TF32 on CUDA, linear warm-up then decay, and progress lines (loss, learning rate,
 samples/s) a task log can show.
 
-On a CPU the loop stops after `cpu_max_steps` so a daily run stays within minutes; on CUDA it runs whole epochs.
+On a CPU the loop stops when its time budget (`cpu_time_budget_s`) is spent or after `cpu_max_steps`, whichever comes
+first, so a daily run takes minutes on any machine; the learning-rate schedule follows whichever of the two is nearer
+its end. On CUDA it runs whole epochs.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 import time
@@ -81,11 +84,13 @@ def train(model: nn.Module, ids: list[list[int]], top: np.ndarray, l2: np.ndarra
     model.to(device).train()
     batch_size = config.gpu_batch_size if cuda else config.cpu_batch_size
     lengths = [len(s) for s in ids]
-    epochs = config.gpu_epochs if cuda else max(1, math.ceil(config.cpu_max_steps * batch_size / max(1, len(ids))))
-    plan = [b for _ in range(epochs) for b in length_bucketed_batches(lengths, batch_size, rng)]
-    if not cuda:
-        plan = plan[: config.cpu_max_steps]
-    total = len(plan)
+    per_epoch = math.ceil(len(ids) / batch_size)
+    epochs = config.gpu_epochs if cuda else max(1, math.ceil(config.cpu_max_steps / max(1, per_epoch)))
+    total = per_epoch * epochs if cuda else min(config.cpu_max_steps, per_epoch * epochs)
+    # Drawn an epoch at a time: a large step cap must not build its whole plan up front.
+    plan = itertools.islice(itertools.chain.from_iterable(
+        length_bucketed_batches(lengths, batch_size, rng) for _ in range(epochs)), total)
+    budget = None if cuda or config.cpu_time_budget_s <= 0 else config.cpu_time_budget_s  # 0: steps only
     warmup = max(1, int(total * config.warmup_fraction))
     decay, no_decay = [], []
     for name, parameter in model.named_parameters():
@@ -98,19 +103,25 @@ def train(model: nn.Module, ids: list[list[int]], top: np.ndarray, l2: np.ndarra
         [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=config.learning_rate, fused=device.type in ("cuda", "cpu"),
     )
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: min((step + 1) / warmup, max(0.0, (total - step) / max(1, total - warmup))))
     loss_fn = nn.CrossEntropyLoss()
     top_t, l2_t = torch.as_tensor(np.array(top, dtype=np.int64)), torch.as_tensor(np.array(l2, dtype=np.int64))
-    log(f"training on {device.type}: {len(ids):,} examples, {total} steps of {batch_size} "
-        f"({'bf16 autocast, TF32, fused AdamW' if cuda else 'fp32, fused AdamW, CPU step budget ' + str(config.cpu_max_steps)})")
+    budget_text = f"CPU budget {budget:.0f}s or {config.cpu_max_steps} steps" if budget else ""
+    log(f"training on {device.type}: {len(ids):,} examples, up to {total} steps of {batch_size} "
+        f"({'bf16 autocast, TF32, fused AdamW' if cuda else 'fp32, fused AdamW, ' + budget_text})")
 
     started = time.perf_counter()
     window_start, window_samples = started, 0
-    samples = tokens = 0
+    samples = tokens = steps = 0
     first_loss = last_loss = float("nan")
     running = []
     for step, rows in enumerate(plan, start=1):
+        elapsed = time.perf_counter() - started
+        if budget is not None and step > 1 and elapsed >= budget:
+            log(f"CPU time budget of {budget:.0f}s spent after {step - 1} of {total} steps")
+            break
+        progress = _progress(step, total, elapsed, budget)
+        for group in optimizer.param_groups:
+            group["lr"] = config.learning_rate * _lr_factor(progress, warmup / total)
         input_ids, mask = pad_batch(ids, rows, pad_id)
         tokens += int(mask.sum())  # counted on the host copy: on CUDA, reading the device's would stall every step
         index = torch.tensor(rows)
@@ -125,7 +136,7 @@ def train(model: nn.Module, ids: list[list[int]], top: np.ndarray, l2: np.ndarra
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
-        schedule.step()
+        steps = step
         samples += len(rows)
         window_samples += len(rows)
         running.append(loss.detach())
@@ -135,14 +146,35 @@ def train(model: nn.Module, ids: list[list[int]], top: np.ndarray, l2: np.ndarra
             last_loss = float(torch.stack(running).mean())
             running.clear()
             now = time.perf_counter()
-            log(f"step {step}/{total} loss {last_loss:.4f} lr {schedule.get_last_lr()[0]:.2e} "
-                f"{window_samples / (now - window_start):.1f} samples/s")
+            rate = window_samples / (now - window_start)
+            log(f"step {step}/{total} loss {last_loss:.4f} lr {optimizer.param_groups[0]['lr']:.2e} "
+                f"{rate:.1f} samples/s eta {_eta(step, total, now - started, budget, rate / batch_size):.0f}s")
             window_start, window_samples = now, 0
+    if running:
+        last_loss = float(torch.stack(running).mean())
     if cuda:
         torch.cuda.synchronize()
     seconds = time.perf_counter() - started
-    return TrainStats(steps=total, samples=samples, tokens=tokens, seconds=seconds, final_loss=last_loss,
+    return TrainStats(steps=steps, samples=samples, tokens=tokens, seconds=seconds, final_loss=last_loss,
                       first_loss=first_loss, device=device.type)
+
+
+def _progress(step: int, total: int, elapsed: float, budget: float | None) -> float:
+    """How far training is, 0..1: by steps, or by the time budget when that ends sooner."""
+    by_steps = step / max(1, total)
+    return by_steps if budget is None else max(by_steps, min(1.0, elapsed / budget))
+
+
+def _lr_factor(progress: float, warmup: float) -> float:
+    """Linear warm-up over the first `warmup` of training, then linear decay to zero."""
+    if progress < warmup:
+        return progress / warmup
+    return max(0.0, (1.0 - progress) / max(1e-9, 1.0 - warmup))
+
+
+def _eta(step: int, total: int, elapsed: float, budget: float | None, steps_per_second: float) -> float:
+    by_steps = (total - step) / steps_per_second if steps_per_second else float("inf")
+    return by_steps if budget is None else max(0.0, min(by_steps, budget - elapsed))
 
 
 @torch.no_grad()
