@@ -29,8 +29,10 @@ def test_daily_dag_shape(dagbag):
     assert set(dag.tags) >= {"shopflow", "daily"}
     assert dag.catchup is False and dag.doc_md
     assert type(dag.timetable).__name__ == "CronDataIntervalTimetable"
+    from shopflow.sources import load_sources
+
     groups = {task_id.split(".")[0] for task_id in dag.task_ids if "." in task_id}
-    assert groups == {"orders", "behavior", "catalog", "search", "model"}
+    assert groups == {*load_sources(), "model"} >= {"orders", "behavior", "catalog", "search", "olist_catalog"}
     for group in groups - {"model"}:
         ingest, clean, validate = (dag.get_task(f"{group}.{step}") for step in ("ingest", "clean", "validate"))
         assert clean.upstream_task_ids == {ingest.task_id} and validate.upstream_task_ids == {clean.task_id}
@@ -63,6 +65,27 @@ def test_model_branch_wiring(dagbag):
     assert repair.upstream_task_ids == {"catalog.validate", bless.task_id} and repair.trigger_rule == "none_failed"
     assert intents.upstream_task_ids == {"search.validate", bless.task_id} and intents.trigger_rule == "none_failed"
     assert train.max_active_tis_per_dag == 1
+
+
+def test_a_source_added_to_the_sources_file_is_a_task_group_with_no_code_change(tmp_path):
+    import yaml
+
+    from shopflow.sources import DEFAULT_SOURCES_FILE
+
+    sources = yaml.safe_load(DEFAULT_SOURCES_FILE.read_text())
+    sources["returns"] = {"description": "Returned order lines.", "owner": "ops@shop.example",
+                          "files": [{"name": "returns.jsonl", "columns": ["order_id", "returned_at"]}],
+                          "schema": [{"name": "order_id", "required": True},
+                                     {"name": "returned_at", "type": "timestamp"}], "key": ["order_id"]}
+    sources_file = tmp_path / "sources.yaml"
+    sources_file.write_text(yaml.safe_dump(sources))
+    code = ("from airflow.dag_processing.dagbag import DagBag; bag = DagBag(dag_folder='dags');"
+            "print(bag.import_errors or sorted(t for t in bag.dags['shopflow_daily'].task_ids if t.startswith('returns.')))")
+    path = os.pathsep.join(filter(None, [str(REPO / "plugins"), str(REPO / "scripts"), os.environ.get("PYTHONPATH")]))
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "PYTHONPATH": path, "SHOPFLOW_SOURCES": str(sources_file)})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().splitlines()[-1] == "['returns.clean', 'returns.ingest', 'returns.validate']"
 
 
 def test_dag_file_has_no_heavy_imports():

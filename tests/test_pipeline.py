@@ -76,7 +76,7 @@ def test_missing_partition_is_recorded_and_required_source_fails(settings, monke
 
     from shopflow import sources
 
-    required = dataclasses.replace(sources.get_source("orders"), required=True)
+    required = sources.get_source("orders").model_copy(update={"required": True})
     monkeypatch.setattr(pipeline, "get_source", lambda name: required)
     with pytest.raises(pipeline.RequiredPartitionMissing, match="required"):
         pipeline.ingest(settings, "orders", day)

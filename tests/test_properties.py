@@ -139,7 +139,7 @@ def check_cleaning(source: str, raw: pd.DataFrame, ds: date):
     # Dedup: the same as pandas' duplicated() on the source key over the accepted typed rows.
     typed, verdicts = spec.module.clean(raw.reset_index(drop=True), ds, spec)
     accepted = typed.loc[~verdicts.rejected]
-    duplicate = accepted.duplicated(subset=spec.key, keep="first")
+    duplicate = accepted.duplicated(subset=spec.dedup_key, keep="first")
     assert ledger.rows_duplicate == int(duplicate.sum())
     expected = cast_to_schema(accepted.loc[~duplicate].reset_index(drop=True), spec.clean_schema)
     pd.testing.assert_frame_equal(result.clean, expected)

@@ -103,17 +103,17 @@ def clean_partition(spec: SourceSpec, raw: pd.DataFrame | Callable[[], pd.DataFr
     del reasons, fields
 
     if typed.index.equals(rejected.index):
-        # Same rows as `typed.loc[~rejected]` then `.duplicated(subset=spec.key, keep="first")`, but without first
+        # Same rows as `typed.loc[~rejected]` then `.duplicated(subset=spec.dedup_key, keep="first")`, but without first
         # copying every accepted row: one selection of the rows that stay.
         accepted = np.flatnonzero(~rejected_rows)
-        kept = accepted[first_occurrences(typed, spec.key, accepted)]
+        kept = accepted[first_occurrences(typed, spec.dedup_key, accepted)]
         rows_duplicate = len(accepted) - len(kept)
         keep = np.zeros(len(typed), dtype=bool)
         keep[kept] = True
         clean = select_rows(typed.drop(columns=[KEY_ID], errors="ignore"), keep)  # the id has served its purpose
     else:  # a cleaner that returned its rows in another order: let pandas align the verdicts by label
         accepted_rows = typed.loc[~rejected]
-        duplicate = accepted_rows.duplicated(subset=spec.key, keep="first")
+        duplicate = accepted_rows.duplicated(subset=spec.dedup_key, keep="first")
         rows_duplicate = int(duplicate.sum())
         clean = accepted_rows.loc[~duplicate].reset_index(drop=True)
     del typed, verdicts, rejected

@@ -43,12 +43,43 @@ def cmd_init_key(settings: Settings, _args) -> int:
 
 
 def cmd_land(settings: Settings, args) -> int:
+    """Without --source: land the sample data. With --source NAME --from EXPORT: land a shop's own export."""
+    if args.source:
+        return _land_export(settings, args)
+    if args.export or args.by or args.file or args.undated_day or args.day:
+        print("--from, --by, --file, --day and --undated-day need --source NAME", file=sys.stderr)
+        return 2
     from shopflow.landing import land_all
 
     landed = land_all(settings, (args.search_from, args.search_to))
     for source, days in landed.items():
         print(f"{source:9s} {len(days):4d} days  {sum(days.values()):9,d} rows  {min(days)} .. {max(days)}"
               f"  -> {settings.landing_dir / source}")
+    return 0
+
+
+def _land_export(settings: Settings, args) -> int:
+    from pathlib import Path
+
+    from shopflow.land_export import ExportError, land_export
+    from shopflow.landing_io import LandingFileError
+    from shopflow.sources import get_source
+
+    if not args.export:
+        print("--source needs --from EXPORT (a file, or a folder of per-day files)", file=sys.stderr)
+        return 2
+    try:
+        counts = land_export(settings, get_source(args.source), Path(args.export), by=args.by, file_name=args.file,
+                             undated_day=args.undated_day, day=args.day)
+    except (ExportError, LandingFileError, KeyError, FileNotFoundError) as exc:
+        print(exc.args[0] if isinstance(exc, KeyError) else exc, file=sys.stderr)
+        return 1
+    if counts:
+        what = "files" if args.day or Path(args.export).is_dir() else "records"
+        print(f"{args.source}: {len(counts)} days, {sum(counts.values()):,} {what}, {min(counts)} .. {max(counts)} "
+              f"-> {settings.landing_dir / args.source}")
+    else:
+        print(f"{args.source}: the export holds no records")
     return 0
 
 
@@ -133,15 +164,48 @@ def cmd_report(settings: Settings, args) -> int:
     return 1 if failures else 0
 
 
+def cmd_sources(settings: Settings, args) -> int:
+    """`sources list`: one line per source. `sources check`: validate the sources file and print every source as it
+    resolves (files, schema, key, expectations); exit 1 with the errors when it is not valid."""
+    from shopflow.sources import SourcesFileError, load_sources, sources_location
+    from shopflow.sources.describe import describe, list_line
+
+    location = args.file or sources_location()
+    try:
+        sources = load_sources(location)
+    except SourcesFileError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    if args.sources_command == "list":
+        for spec in sources.values():
+            print(list_line(spec))
+        return 0
+    problems = 0
+    for spec in sources.values():
+        try:
+            print(describe(spec) + "\n")
+        except Exception as exc:  # a cleaner module that does not import, a suite that cannot be derived
+            problems += 1
+            print(f"{spec.name}: cannot be resolved: {type(exc).__name__}: {exc}\n", file=sys.stderr)
+    print(f"{location}: {len(sources)} sources, " + ("valid" if not problems else f"{problems} with problems"))
+    return 1 if problems else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m shopflow", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     db = sub.add_parser("db", help="metadata store schema").add_subparsers(dest="db_command", required=True)
     db.add_parser("upgrade", help="apply the Alembic migrations and register the datasets").set_defaults(func=cmd_db_upgrade)
     sub.add_parser("init-key", help="create the local pseudonymisation key file").set_defaults(func=cmd_init_key)
-    land = sub.add_parser("land", help="land the sample data as daily landing files")
+    land = sub.add_parser("land", help="land the sample data (no --source) or a shop's export as daily landing files")
     land.add_argument("--search-from", type=_day, default=date(2015, 12, 3))
     land.add_argument("--search-to", type=_day, default=date(2015, 12, 16))
+    land.add_argument("--source", help="a source of the sources file: land its export given by --from")
+    land.add_argument("--from", dest="export", help="the export: a file, or a folder of per-day files")
+    land.add_argument("--by", help="the column (or JSON field path) whose day, in the source's time zone, splits it")
+    land.add_argument("--file", help="which declared landing file the export is (when the source declares several)")
+    land.add_argument("--undated-day", type=_day, help="where records whose --by value is not a date go")
+    land.add_argument("--day", type=_day, help="land the whole export on this day (a snapshot or a lookup file)")
     land.set_defaults(func=cmd_land)
     run = sub.add_parser("run", help="ingest, clean and validate one day without Airflow")
     run.add_argument("ds", type=_day)
@@ -165,6 +229,13 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("ds", type=_day)
     report.add_argument("--until", type=_day, help="last day of a range (inclusive)")
     report.set_defaults(func=cmd_report)
+    sources = sub.add_parser("sources", help="the sources file (SHOPFLOW_SOURCES): list or check it")
+    sources_sub = sources.add_subparsers(dest="sources_command", required=True)
+    for name, text in (("list", "one line per declared source"),
+                       ("check", "validate the file and print each source's resolved files, schema and expectations")):
+        command = sources_sub.add_parser(name, help=text)
+        command.add_argument("--file", help="a sources file to use instead of SHOPFLOW_SOURCES")
+        command.set_defaults(func=cmd_sources)
     return parser
 
 

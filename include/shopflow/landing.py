@@ -9,6 +9,9 @@
             rows (which carry no date). Every later crawl day lands only the rows crawled that day (changed rows).
             The catalogue as of day D = that snapshot with the later deltas up to D applied (shopflow.catalog_view).
 - search:   GENERATED (see shopflow.search_log): no real timestamped search log exists in the sample data.
+- olist_catalog: the Olist product table and its category translation file have no dates: both land whole, unchanged,
+            as one snapshot on the Flipkart catalogue's first day (`python -m shopflow land --source olist_catalog
+            --from FILE --file NAME --day DAY`, shopflow.land_export), so the demo's catalogue window covers it.
 
 Source files are never modified; landing rewrites records only to split them, and is idempotent.
 """
@@ -36,6 +39,9 @@ BEHAVIOR_FILE = "events/taobao_user_behavior_sample.csv.gz"
 CATALOG_NAMES = "catalog/flipkart_name_category_tree.csv.gz"
 CATALOG_PRICES = "catalog/flipkart_prices_brand.csv.gz"
 CATALOG_FULL = "catalog/flipkart_full_columns_first999.csv.gz"
+OLIST_PRODUCTS = "catalog/olist_products_dataset.csv.gz"
+OLIST_TRANSLATION = "catalog/product_category_name_translation.csv.gz"
+OLIST_DAY = date(2015, 12, 3)
 SEARCH_DAYS_DEFAULT = (date(2015, 12, 3), date(2015, 12, 16))
 
 
@@ -136,6 +142,20 @@ def land_search(settings: Settings, first: date, last: date) -> dict[date, int]:
     return counts
 
 
+def land_olist(settings: Settings, day: date = OLIST_DAY) -> dict[date, int]:
+    """The Olist snapshot through the generic export landing, as a shop would land its own files."""
+    from shopflow.land_export import land_export
+
+    from shopflow.readers import read_landing
+
+    spec = get_source("olist_catalog")
+    products = _require(settings, OLIST_PRODUCTS)
+    land_export(settings, spec, products, by=None, file_name="olist_products_dataset.csv", day=day)
+    land_export(settings, spec, _require(settings, OLIST_TRANSLATION), by=None,
+                file_name="product_category_name_translation.csv", day=day)
+    return {day: len(read_landing(products, spec.files[0])[1])}
+
+
 def land_all(settings: Settings, search_days: tuple[date, date] = SEARCH_DAYS_DEFAULT) -> dict[str, dict[date, int]]:
     landed = {
         "orders": land_orders(settings),
@@ -143,6 +163,10 @@ def land_all(settings: Settings, search_days: tuple[date, date] = SEARCH_DAYS_DE
         "catalog": land_catalog(settings),
         "search": land_search(settings, *search_days),
     }
+    from shopflow.sources import load_sources
+
+    if "olist_catalog" in load_sources():  # a custom SHOPFLOW_SOURCES may leave it out
+        landed["olist_catalog"] = land_olist(settings)
     for source, days in landed.items():
         log.info("landed %s: %s days, %s rows (%s .. %s)", source, len(days), f"{sum(days.values()):,}",
                  min(days), max(days))

@@ -8,21 +8,16 @@ one put of the whole object) and deterministically, so re-running a partition le
 
 from __future__ import annotations
 
-import csv
 import ctypes
 import functools
-import gzip
 import hashlib
-import io
 import sys
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from shopflow import storage
@@ -61,16 +56,6 @@ def _facts(path: StoragePath, raw: bytes) -> FileFacts:
     return FileFacts(name=path.name, size_bytes=len(raw), sha256=hashlib.sha256(raw).hexdigest())
 
 
-def _open_bytes(path: StoragePath, data: bytes | None = None) -> bytes:
-    data = storage.read_bytes(path) if data is None else data
-    if path.suffix == ".gz":
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise LandingFileError(path, None, f"not a readable gzip file ({exc})") from exc
-    return data
-
-
 def _decode(path: Path, data: bytes) -> str:
     try:
         return data.decode("utf-8-sig")
@@ -85,42 +70,22 @@ def read_delimited(path: StoragePath, columns: list[str], *, has_header: bool, d
     Every value stays a string ('' for empty) so no information is lost before cleaning decides what it means.
     With a header, the header must name `columns` (in that order); without one, each record must have
     exactly len(columns) fields. Any violation raises LandingFileError with the file and line.
-    A fast Arrow parser is used when the file has one record per line; otherwise (quoted newlines, blank
-    lines, or any parse problem) Python's csv module reads it and pinpoints the offending line.
+    (`read_landing_file(...)[1]`; shopflow.readers reads every format.)
     """
-    return _parse(path, _open_bytes(path), columns, has_header, delimiter)
+    return read_landing_file(path, columns, has_header=has_header, delimiter=delimiter)[1]
 
 
 def read_landing_file(
     path: StoragePath, columns: list[str], *, has_header: bool, delimiter: str = ","
 ) -> tuple[FileFacts, pd.DataFrame]:
-    """`file_facts(path)` and `read_delimited(path, ...)` together, reading the file from disk only once."""
-    raw = storage.read_bytes(path)
-    facts = _facts(path, raw)
-    data = _open_bytes(path, raw)
-    del raw  # a .gz file's compressed bytes are not needed while parsing
-    return facts, _parse(path, data, columns, has_header, delimiter)
+    """`file_facts(path)` and `read_delimited(path, ...)` together, reading the file from disk only once: the CSV
+    case of `shopflow.readers.read_landing`."""
+    from shopflow.readers import read_landing
+    from shopflow.sources.spec import LandingFileSpec
 
-
-def _parse(path: Path, data: bytes, columns: list[str], has_header: bool, delimiter: str) -> pd.DataFrame:
-    if not data or data.isspace():  # same test as `not data.strip()`, without copying the whole file
-        if has_header:
-            raise LandingFileError(path, 1, "file is empty: expected a header row")
-        return _empty_frame(columns, path)
-    if has_header:
-        end = data.find(b"\n")
-        first_line = _decode(path, data if end < 0 else data[:end])
-        try:
-            header = [h.strip() for h in next(csv.reader([first_line], delimiter=delimiter))]
-        except csv.Error as exc:
-            raise LandingFileError(path, 1, f"malformed header ({exc})") from exc
-        if header != columns:
-            raise LandingFileError(path, 1, f"header {header} does not match the expected columns {columns}")
-    frame = _read_fast(data, columns, has_header, delimiter)
-    if frame is None:
-        frame = _read_exact(path, _decode(path, data), columns, has_header, delimiter)
-    frame.insert(0, SOURCE_FILE, constant_strings(path.name, len(frame), frame.index))
-    return frame
+    spec = LandingFileSpec(name=path.name, columns=columns, header=has_header, delimiter=delimiter,
+                           format="tsv" if delimiter == "\t" else "csv")
+    return read_landing(path, spec)
 
 
 def constant_strings(value: str, length: int, index: pd.Index | None = None) -> pd.Series:
@@ -138,56 +103,6 @@ def _empty_frame(columns: list[str], path: Path) -> pd.DataFrame:
     frame = pd.DataFrame({c: pd.Series([], dtype="string") for c in columns})
     frame[SOURCE_LINE] = pd.Series([], dtype="int64")
     frame.insert(0, SOURCE_FILE, path.name)
-    return frame
-
-
-def _read_fast(data: bytes, columns: list[str], has_header: bool, delimiter: str) -> pd.DataFrame | None:
-    try:
-        table = pacsv.read_csv(
-            io.BytesIO(data),
-            read_options=pacsv.ReadOptions(column_names=columns, skip_rows=1 if has_header else 0),
-            parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=False),
-            convert_options=pacsv.ConvertOptions(
-                # large_string is what pandas' Arrow-backed StringDtype holds: no cast when converting below.
-                column_types={c: pa.large_string() for c in columns},
-                strings_can_be_null=False,
-                quoted_strings_can_be_null=False,
-            ),
-        )
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return None
-    physical_lines = data.count(b"\n") + (0 if data.endswith(b"\n") else 1) - (1 if has_header else 0)
-    if table.num_rows != physical_lines:
-        return None  # blank lines were skipped, so line numbers would be wrong: take the exact path
-    frame = table.to_pandas(types_mapper={pa.string(): pd.StringDtype(), pa.large_string(): pd.StringDtype()}.get)
-    frame[SOURCE_LINE] = pd.RangeIndex(table.num_rows) + (2 if has_header else 1)
-    return frame
-
-
-def _read_exact(path: Path, text: str, columns: list[str], has_header: bool, delimiter: str) -> pd.DataFrame:
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
-    records: list[list[str]] = []
-    lines: list[int] = []
-    start_line = 1
-    try:
-        for record in reader:
-            line = start_line
-            start_line = reader.line_num + 1
-            if has_header and line == 1:
-                continue
-            if not record:
-                # A truly empty line carries no record; keep it so the ledger still sees it.
-                record = [""] * len(columns)
-            if len(record) != len(columns):
-                raise LandingFileError(path, line, f"expected {len(columns)} fields, found {len(record)}")
-            records.append(record)
-            lines.append(line)
-    except csv.Error as exc:
-        raise LandingFileError(path, reader.line_num, f"malformed CSV ({exc})") from exc
-    frame = pd.DataFrame(records, columns=columns, dtype="string") if records else _empty_frame(columns, path).drop(
-        columns=[SOURCE_FILE, SOURCE_LINE]
-    )
-    frame[SOURCE_LINE] = pd.Series(lines, dtype="int64")
     return frame
 
 

@@ -12,17 +12,18 @@ from datetime import date
 
 import pandas as pd
 
-from shopflow import lake, storage
+from shopflow import lake
 from shopflow.cleaning import clean_partition
+from shopflow.landing_folder import partition_files
 from shopflow.landing_io import (
     RAW_ZONE_OPTIONS,
     parquet_columns,
-    read_landing_file,
     read_parquet,
     release_unused_memory,
     write_parquet_atomic,
 )
 from shopflow.pseudonym import pseudonymise_columns
+from shopflow.readers import read_landing
 from shopflow.settings import Settings
 from shopflow.sources import SourceSpec, get_source
 from shopflow.store.repository import MetadataStore
@@ -52,37 +53,41 @@ def ingest(settings: Settings, source: str, ds: date, run_id: str | None = None)
     """Read the landing files of (source, ds), pseudonymise user ids, write the raw Parquet and record the files.
 
     Raises PartitionMissing (recorded) when the day has no landing files, RequiredPartitionMissing for a
-    required source, and LandingFileError (naming file and line) for an unreadable file.
+    required source, LandingFolderError (naming the files) when the folder holds a file that is not exactly one
+    declared landing file, and LandingFileError (naming file and line) for an unreadable file.
     """
     started = time.perf_counter()
     spec = get_source(source)
     store = _store(settings)
     store.register_dataset(spec)
     folder = lake.landing_dir(settings, source, ds)
-    present = [f for f in spec.files
-               if storage.is_file(folder / f.name) or storage.is_file(folder / f"{f.name}.gz")]
-    if not present:
+    landed = partition_files(folder, spec)
+    if not landed:
         store.record_missing(source, ds, run_id)
         lake.drop_outputs(settings, source, ds)
         log.warning("%s %s: no landing files in %s; partition recorded as missing", source, ds, folder)
         if spec.required:
             raise RequiredPartitionMissing(f"{source} is required but has no landing files for {ds} in {folder}")
         raise PartitionMissing(f"{source} {ds}: no landing files")
-    missing_required = [f.name for f in spec.files if not f.optional and f not in present]
+    present = {landing.spec.name for landing in landed}
+    missing_required = [f.name for f in spec.files if not f.optional and f.name not in present]
     if missing_required:
         raise RequiredPartitionMissing(f"{source} {ds}: landing files {missing_required} missing in {folder}")
 
-    frames, files = {}, []
-    for file_spec in present:
-        path = folder / file_spec.name
-        path = path if storage.is_file(path) else folder / f"{file_spec.name}.gz"
-        facts, frame = read_landing_file(path, file_spec.columns, has_header=file_spec.header,
-                                         delimiter=file_spec.delimiter)
-        frames[file_spec.name] = frame
+    per_file: dict[str, list[pd.DataFrame]] = {}
+    files, rows_reference = [], 0
+    for landing in landed:
+        facts, frame = read_landing(landing.path, landing.spec)
+        per_file.setdefault(landing.spec.name, []).append(frame)
         files.append({**facts.as_dict(), "rows": len(frame)})
-        log.info("%s %s: read %s (%s bytes, sha256 %s…): %s rows", source, ds, path, f"{facts.size_bytes:,}",
-                 facts.sha256[:12], f"{len(frame):,}")
+        if landing.spec.name in spec.lookup_files:
+            rows_reference += len(frame)
+        log.info("%s %s: read %s (%s, %s bytes, sha256 %s…): %s rows", source, ds, landing.path,
+                 landing.spec.resolved_format, f"{facts.size_bytes:,}", facts.sha256[:12], f"{len(frame):,}")
         del frame
+    # A glob that matched several files gives one frame per declared file (its files in name order).
+    frames = {name: _concat(parts) for name, parts in per_file.items()}
+    per_file.clear()
     combine = getattr(spec.module, "combine", None)
     raw = combine(frames) if combine else _concat(list(frames.values()))
     frames.clear()  # drop the per-file frames before the next copies are made
@@ -92,14 +97,18 @@ def ingest(settings: Settings, source: str, ds: date, run_id: str | None = None)
     raw_path = write_parquet_atomic(raw, lake.lake_file(settings, "raw", source, ds), **RAW_ZONE_OPTIONS)
     del raw
     release_unused_memory()
-    load_kind = _load_kind(spec, [f.name for f in present])
+    load_kind = _load_kind(spec, sorted(present))
     seconds = time.perf_counter() - started
     store.record_ingest(source, ds, run_id=run_id, load_kind=load_kind, files=files, rows_in=rows_in,
-                        raw_path=str(raw_path), seconds=seconds)
+                        raw_path=str(raw_path), seconds=seconds, rows_reference=rows_reference)
     store.record_lineage(source, ds, task="ingest", inputs=[str(folder / f["name"]) for f in files],
                          outputs=[str(raw_path)], run_id=run_id)
     log.info("%s %s: ingested %s rows (%s load) into %s in %.2fs", source, ds, f"{rows_in:,}", load_kind, raw_path, seconds)
-    return {"dataset": source, "ds": ds.isoformat(), "rows_in": rows_in, "raw_path": str(raw_path),
+    if rows_reference:
+        log.info("%s %s: %s reference rows in the lookup files %s (joined onto the rows, not cleaned themselves)",
+                 source, ds, f"{rows_reference:,}", spec.lookup_files)
+    return {"dataset": source, "ds": ds.isoformat(), "rows_in": rows_in, "rows_reference": rows_reference,
+            "raw_path": str(raw_path),
             "load_kind": load_kind, "files": [f["name"] for f in files]}
 
 

@@ -12,6 +12,7 @@
 | SHOPFLOW_STORE_URL            | sqlite:///$SHOPFLOW_HOME/shopflow.db      |
 | SHOPFLOW_PSEUDONYM_KEY        | (none)                                    |
 | SHOPFLOW_PSEUDONYM_KEY_FILE   | $SHOPFLOW_HOME/pseudonym.key              |
+| SHOPFLOW_SOURCES              | (none: the shipped shopflow/sources.yaml) |
 
 With SHOPFLOW_STORAGE_URL set (e.g. s3://bucket/prefix), the landing zone, lake, models and reports are
 `<url>/landing`, `<url>/lake`, `<url>/models` and `<url>/reports` (UPaths) and the four *_DIR variables are ignored;
@@ -44,6 +45,7 @@ class Settings:
     pseudonym_key: str | None
     pseudonym_key_file: Path
     storage_url: str | None = None
+    sources_file: str | None = None  # a path or storage URL; None: the shipped sources.yaml
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
@@ -70,6 +72,7 @@ class Settings:
             pseudonym_key=env.get("SHOPFLOW_PSEUDONYM_KEY") or None,
             pseudonym_key_file=Path(env.get("SHOPFLOW_PSEUDONYM_KEY_FILE", home / "pseudonym.key")),
             storage_url=url,
+            sources_file=env.get("SHOPFLOW_SOURCES") or None,
         )
 
     @property

@@ -20,6 +20,7 @@ def status_rows(store: MetadataStore, dataset: str | None = None) -> list[dict]:
             "clean": p.rows_clean,
             "quarantined": p.rows_quarantined,
             "duplicate": p.rows_duplicate,
+            "reference": p.rows_reference,
             "reasons": p.quarantined_by_reason or {},
             "validation": {True: "pass", False: "FAIL", None: "-"}[p.validation_success],
             "warnings": p.warning_failures,
@@ -36,13 +37,16 @@ def render_status(settings: Settings, dataset: str | None = None, as_json: bool 
     missing = [r for r in rows if r["status"] == "missing"]
     if not show_missing:
         rows = [r for r in rows if r["status"] != "missing"]
-    fmt = "{:<20} {:<10} {:<17} {:<8} {:>9} {:>9} {:>8} {:>6} {:<6} {:>4}  {}"
-    lines = [fmt.format("dataset", "ds", "status", "load", "rows_in", "clean", "quarant.", "dups", "valid.", "warn",
-                        "quarantine reasons")]
+    fmt = "{:<20} {:<10} {:<17} {:<8} {:>9} {:>9} {:>8} {:>6} {:>6} {:<6} {:>4}  {}"
+    lines = [fmt.format("dataset", "ds", "status", "load", "rows_in", "clean", "quarant.", "dups", "ref.", "valid.",
+                        "warn", "quarantine reasons")]
     for r in rows:
         reasons = ", ".join(f"{k}={v:,}" for k, v in r["reasons"].items())
         lines.append(fmt.format(r["dataset"], r["ds"], r["status"], r["load"], _n(r["rows_in"]), _n(r["clean"]),
-                                _n(r["quarantined"]), _n(r["duplicate"]), r["validation"], _n(r["warnings"]), reasons))
+                                _n(r["quarantined"]), _n(r["duplicate"]), _n(r["reference"]), r["validation"],
+                                _n(r["warnings"]), reasons))
+    if any(r["reference"] for r in rows):
+        lines.append("(ref. = rows of lookup files joined onto the rows: accounted for, not part of rows_in)")
     if missing and not show_missing:
         lines.append(f"(+ {len(missing)} partitions recorded as missing: the source had no landing files that day; --all lists them)")
     lines.append(f"\nstore: {store.engine.url.render_as_string(hide_password=True)}")

@@ -30,6 +30,7 @@ class PartitionStepOperator(BaseOperator):
 
     def execute(self, context) -> dict:
         from shopflow import pipeline
+        from shopflow.landing_folder import LandingFolderError
         from shopflow.landing_io import LandingFileError
         from shopflow.ledger import LedgerMismatch
         from shopflow.store.repository import MetadataStore
@@ -43,7 +44,8 @@ class PartitionStepOperator(BaseOperator):
             result = getattr(pipeline, self.step)(settings, self.dataset, ds, run_id)
         except pipeline.PartitionMissing as exc:
             raise AirflowSkipException(str(exc)) from exc
-        except (LandingFileError, LedgerMismatch, pipeline.ValidationFailed, pipeline.RequiredPartitionMissing) as exc:
+        except (LandingFileError, LandingFolderError, LedgerMismatch, pipeline.ValidationFailed,
+                pipeline.RequiredPartitionMissing) as exc:
             self._record_failure(settings, ds, run_id, exc)
             raise AirflowFailException(str(exc)) from exc
         except Exception as exc:

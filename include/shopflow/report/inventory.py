@@ -70,7 +70,7 @@ def _dataset_details(ctx: ReportContext, name: str, spec, window: dict, last, ra
     content.append(blocks.subsection("Schema of the clean zone and load settings", [
         blocks.table("", [blocks.column("column", "column", "code"), blocks.column("type", "type", "code"),
                           blocks.column("key", "dedup key")],
-                     [{"column": c, "type": t, "key": "yes" if c in spec.key else ""}
+                     [{"column": c, "type": t, "key": "yes" if c in spec.dedup_key else ""}
                       for c, t in spec.clean_schema.items()],
                      note=f"Business day in {spec.timezone}; load kind {spec.load_kind}"
                           + (f"; amounts in {spec.currency}" if spec.currency else "") + ".")], collapsed=True))

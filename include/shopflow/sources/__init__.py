@@ -1,69 +1,57 @@
-"""The source registry: `sources.yaml` says what each source is; one cleaner module per source says how to clean it."""
+"""The source registry: the sources file (`SHOPFLOW_SOURCES`, default the shipped `sources.yaml`) says what each
+source is and how its landing files are read; one cleaner module per source says how to clean it.
+
+The file is validated on load (`shopflow.sources.spec`); `python -m shopflow sources check` prints what it resolves to.
+"""
 
 from __future__ import annotations
 
-import importlib
-from dataclasses import dataclass, field
-from datetime import date
 from functools import cache
 from pathlib import Path
-from types import ModuleType
 
 import yaml
 
+from shopflow.sources.spec import LandingFileSpec, SourcesFileError, SourceSpec, parse_sources
 
-@dataclass(frozen=True)
-class LandingFileSpec:
-    name: str
-    columns: list[str]
-    header: bool = True
-    delimiter: str = ","
-    optional: bool = False
+__all__ = ["DEFAULT_SOURCES_FILE", "LandingFileSpec", "SourceSpec", "SourcesFileError", "get_source",
+           "load_sources", "sources_location", "sources_with_role"]
+
+DEFAULT_SOURCES_FILE = Path(__file__).resolve().parent.parent / "sources.yaml"
 
 
-@dataclass(frozen=True)
-class SourceSpec:
-    name: str
-    description: str
-    owner: str
-    tags: list[str]
-    timezone: str
-    cleaner: str
-    files: list[LandingFileSpec]
-    required: bool = False
-    generated: bool = False
-    load_kind: str = "append"
-    currency: str | None = None
-    pseudonymise: dict[str, str] = field(default_factory=dict)
-    window: dict[str, date] | None = None
-    snapshot_file: str | None = None
+def sources_location() -> str:
+    """Where the sources file is: SHOPFLOW_SOURCES (a path or storage URL), else the shipped file."""
+    from shopflow.settings import Settings
 
-    @property
-    def module(self) -> ModuleType:
-        return importlib.import_module(self.cleaner)
+    return Settings.from_env().sources_file or str(DEFAULT_SOURCES_FILE)
 
-    @property
-    def clean_schema(self) -> dict[str, str]:
-        return dict(self.module.CLEAN_SCHEMA)
 
-    @property
-    def key(self) -> list[str]:
-        return list(self.module.DEDUP_KEY)
+def load_sources(location: str | Path | None = None) -> dict[str, SourceSpec]:
+    return _load(str(location) if location is not None else sources_location())
 
 
 @cache
-def load_sources(path: Path | None = None) -> dict[str, SourceSpec]:
-    path = path or Path(__file__).resolve().parent.parent / "sources.yaml"
-    raw = yaml.safe_load(path.read_text())
-    sources = {}
-    for name, entry in raw.items():
-        files = [LandingFileSpec(**f) for f in entry.pop("files")]
-        sources[name] = SourceSpec(name=name, files=files, **entry)
-    return sources
+def _load(location: str) -> dict[str, SourceSpec]:
+    from shopflow import storage
+
+    try:
+        text = storage.read_bytes(storage.as_path(location)).decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SourcesFileError(f"sources file {location}: cannot be read ({exc})") from exc
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise SourcesFileError(f"sources file {location}: not valid YAML ({exc})") from exc
+    return parse_sources(raw, f"sources file {location}")
 
 
 def get_source(name: str) -> SourceSpec:
     sources = load_sources()
     if name not in sources:
-        raise KeyError(f"unknown source {name!r}; known: {sorted(sources)}")
+        raise KeyError(f"unknown source {name!r}; the sources file {sources_location()} declares {sorted(sources)}")
     return sources[name]
+
+
+def sources_with_role(role: str) -> list[SourceSpec]:
+    """The sources that declare `role` (catalog, orders, events, search), in sources-file order."""
+    return [spec for spec in load_sources().values() if spec.role is not None and spec.role.name == role]

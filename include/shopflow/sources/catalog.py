@@ -10,7 +10,6 @@ them; the other 5 are the real category 'Sunglasses'); "No rating available" bec
 from __future__ import annotations
 
 import json
-import re
 from datetime import date
 
 import pandas as pd

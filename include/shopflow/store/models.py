@@ -42,6 +42,8 @@ class Partition(Base):
     rows_clean: Mapped[int | None] = mapped_column(BigInteger)
     rows_quarantined: Mapped[int | None] = mapped_column(BigInteger)
     rows_duplicate: Mapped[int | None] = mapped_column(BigInteger)
+    # Rows of the partition's lookup files (joined onto its rows): accounted for, but not part of rows_in.
+    rows_reference: Mapped[int | None] = mapped_column(BigInteger)
     quarantined_by_reason: Mapped[dict | None] = mapped_column(JSON)
     raw_path: Mapped[str | None] = mapped_column(Text)
     clean_path: Mapped[str | None] = mapped_column(Text)

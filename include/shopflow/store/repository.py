@@ -101,7 +101,7 @@ class MetadataStore:
 
     def record_ingest(
         self, dataset: str, ds: date, *, run_id: str | None, load_kind: str, files: Iterable[dict], rows_in: int,
-        raw_path: str, seconds: float,
+        raw_path: str, seconds: float, rows_reference: int = 0,
     ) -> None:
         with self.session() as session, session.begin():
             partition = self._partition(session, dataset, ds)
@@ -109,6 +109,7 @@ class MetadataStore:
             partition.status = "ingested"
             partition.load_kind = load_kind
             partition.rows_in = rows_in
+            partition.rows_reference = rows_reference
             partition.raw_path = raw_path
             partition.airflow_run_id = run_id
             partition.timings = {"ingest": round(seconds, 3)}

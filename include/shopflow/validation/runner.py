@@ -13,7 +13,7 @@ import os
 import numpy as np
 import pandas as pd
 
-from shopflow.validation.suites import SUITES, ExpectationSpec
+from shopflow.validation.suites import ExpectationSpec, suite_for
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ def columns_needed(dataset: str, available: list[str]) -> list[str]:
     of a partition. Every column when an expectation reads the whole table (anything but a row count), or when
     the suite names none of them (a frame needs a column to carry its rows)."""
     named: set[str] = set()
-    for spec in SUITES[dataset]:
+    for spec in suite_for(dataset):
         columns = _columns_of(spec)
         if columns is None:
             if spec.expectation not in _ROW_COUNT_ONLY:
@@ -103,7 +103,7 @@ def validate_frame(dataset: str, frame: pd.DataFrame) -> list[dict]:
     import great_expectations as gx
     from great_expectations.validator.v1_validator import Validator as V1Validator
 
-    specs: list[ExpectationSpec] = SUITES[dataset]
+    specs: list[ExpectationSpec] = suite_for(dataset)
     context = gx.get_context(mode="ephemeral")
     batch_definition = (
         context.data_sources.add_pandas(f"shopflow_{dataset}")

@@ -1,0 +1,145 @@
+"""`python -m shopflow land --source NAME --from EXPORT --by COLUMN`: real exports split into daily landing
+partitions in the source's time zone, the same files the sample landing writes, nothing dropped."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import os
+import subprocess
+import sys
+from datetime import date, datetime, timezone
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from shopflow.land_export import ExportError, day_of, land_export
+from shopflow.settings import Settings
+from shopflow.sources import get_source
+from shopflow.sources.spec import parse_sources
+
+ORDERS = "events/online_retail_2010-12-01_to_2011-09-30.csv.gz"
+BEHAVIOR = "events/taobao_user_behavior_sample.csv.gz"
+
+
+def _settings(tmp_path: Path) -> Settings:
+    return Settings.from_env({"SHOPFLOW_HOME": str(tmp_path / "home")})
+
+
+def _head(path: Path, lines: int) -> list[list[str]]:
+    with gzip.open(path, "rt", encoding="utf-8-sig", newline="") as handle:
+        reader = csv.reader(handle)
+        return [row for _, row in zip(range(lines), reader)]
+
+
+def _csv(rows: list[list[str]]) -> str:
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows(rows)
+    return out.getvalue()
+
+
+def test_an_orders_export_lands_as_the_sample_landing_does(tmp_path, source_data):
+    header, *rows = _head(source_data / ORDERS, 6000)  # the first trading days of the real file
+    export = tmp_path / "orders-export.csv"
+    export.write_text(_csv([header, *rows]))
+    settings = _settings(tmp_path)
+    counts = land_export(settings, get_source("orders"), export, by="InvoiceDate")
+
+    expected: dict[date, list[list[str]]] = {}
+    for row in rows:
+        expected.setdefault(date.fromisoformat(row[4][:10]), []).append(row)
+    assert counts == {day: len(day_rows) for day, day_rows in expected.items()}
+    assert sum(counts.values()) == len(rows)
+    for day, day_rows in expected.items():  # what shopflow.landing.land_orders writes for that day
+        landed = settings.landing_dir / "orders" / f"ds={day}" / "orders.csv"
+        assert landed.read_text() == _csv([header, *day_rows])
+
+    before = {p: p.stat().st_mtime_ns for p in (settings.landing_dir / "orders").rglob("*.csv")}
+    land_export(settings, get_source("orders"), export, by="InvoiceDate")
+    assert {p: p.stat().st_mtime_ns for p in before} == before  # idempotent: unchanged files are not rewritten
+
+
+def test_behaviour_epoch_seconds_split_by_the_china_local_day(tmp_path, source_data):
+    rows = _head(source_data / BEHAVIOR, 3000)
+    export = tmp_path / "behavior.csv.gz"
+    export.write_bytes(gzip.compress(_csv(rows).encode()))
+    settings = _settings(tmp_path)
+    counts = land_export(settings, get_source("behavior"), export, by="timestamp")
+    zone = ZoneInfo("Asia/Shanghai")
+    expected: dict[date, int] = {}
+    for row in rows:
+        day = datetime.fromtimestamp(int(row[4]), tz=timezone.utc).astimezone(zone).date()
+        expected[day] = expected.get(day, 0) + 1
+    assert counts == dict(sorted(expected.items()))
+
+
+def test_a_record_without_a_day_fails_naming_file_line_and_value_unless_told_where_it_goes(tmp_path, source_data):
+    header, *rows = _head(source_data / ORDERS, 50)
+    rows[9][4] = "not a date"
+    export = tmp_path / "orders.csv"
+    export.write_text(_csv([header, *rows]))
+    settings = _settings(tmp_path)
+    with pytest.raises(ExportError) as error:
+        land_export(settings, get_source("orders"), export, by="InvoiceDate")
+    assert f"{export}, line 11: InvoiceDate='not a date'" in str(error.value)
+    counts = land_export(settings, get_source("orders"), export, by="InvoiceDate", undated_day=date(2010, 12, 1))
+    assert sum(counts.values()) == len(rows)
+
+
+def test_per_day_files_are_copied_unchanged(tmp_path):
+    exports = tmp_path / "exports"
+    exports.mkdir()
+    (exports / "orders_2010-12-01.csv.gz").write_bytes(gzip.compress(b"InvoiceNo\n"))
+    (exports / "orders_2010-12-02.csv").write_text("InvoiceNo\n")
+    settings = _settings(tmp_path)
+    assert land_export(settings, get_source("orders"), exports, by=None) == {date(2010, 12, 1): 1, date(2010, 12, 2): 1}
+    assert (settings.landing_dir / "orders" / "ds=2010-12-01" / "orders.csv.gz").read_bytes() == (
+        exports / "orders_2010-12-01.csv.gz").read_bytes()
+    assert (settings.landing_dir / "orders" / "ds=2010-12-02" / "orders.csv").is_file()
+
+
+def test_nested_json_lines_split_by_a_field_path(tmp_path):
+    spec = parse_sources({"sessions": {
+        "description": "d", "owner": "o", "cleaner": "x", "timezone": "Europe/Berlin",
+        "files": [{"name": "sessions.jsonl", "columns": ["session_id", "ts"], "records": "events",
+                   "fields": {"session_id": "session_id"}}]}}, "t")["sessions"]
+    lines = [{"session_id": "a", "events": [{"ts": "2024-03-01T23:30:00Z"}]},   # 00:30 in Berlin: March 2nd
+             {"session_id": "b", "events": [{"ts": 1709251200000}]},            # epoch ms: 2024-03-01 01:00 Berlin
+             {"session_id": "c", "events": []}]
+    export = tmp_path / "sessions.jsonl"
+    export.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    with pytest.raises(ExportError, match=r"line 3: ts=''"):
+        land_export(_settings(tmp_path), spec, export, by="ts")
+    settings = _settings(tmp_path)
+    counts = land_export(settings, spec, export, by="ts", undated_day=date(2024, 3, 1))
+    assert counts == {date(2024, 3, 1): 2, date(2024, 3, 2): 1}
+    day2 = settings.landing_dir / "sessions" / "ds=2024-03-02" / "sessions.jsonl"
+    assert json.loads(day2.read_text()) == lines[0]
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("2010-12-01 08:26:00", date(2010, 12, 1)),           # naive: local time of the source
+    ("2010-12-01T23:30:00+00:00", date(2010, 12, 1)),     # London is UTC in winter
+    ("2011-06-30T23:30:00Z", date(2011, 7, 1)),           # ... and UTC+1 in summer
+    ("2011-06-30", date(2011, 6, 30)),
+    ("1291191960", date(2010, 12, 1)),
+    ("", None), ("31/12/2010", None), ("C536379", None),
+])
+def test_day_of_in_the_source_time_zone(text, expected):
+    assert day_of(text, ZoneInfo("Europe/London")) == expected
+
+
+def test_the_land_command(tmp_path, source_data):
+    header, *rows = _head(source_data / ORDERS, 200)
+    export = tmp_path / "export.csv"
+    export.write_text(_csv([header, *rows]))
+    env = {**os.environ, "SHOPFLOW_HOME": str(tmp_path / "home")}
+    command = [sys.executable, "-m", "shopflow", "land", "--source", "orders", "--from", str(export)]
+    done = subprocess.run([*command, "--by", "InvoiceDate"], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"orders: 1 days, {len(rows)} records, 2010-12-01 .. 2010-12-01")
+    missing_by = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert missing_by.returncode == 1 and "--by COLUMN is needed" in missing_by.stderr
