@@ -15,7 +15,7 @@ export PYTHONPATH := $(CURDIR)/plugins:$(CURDIR)/scripts
 # SQLite: wait for locks instead of failing after 5 s (scripts/airflow_sqlite.py)
 export AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS ?= airflow_sqlite.CONNECT_ARGS
 
-.PHONY: demo test ui venv bench clean-demo print-env system-packages
+.PHONY: demo test lint ui venv bench clean-demo print-env system-packages
 
 $(BIN)/.installed: requirements.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (set PYTHON=...)"; exit 1; }
@@ -37,6 +37,9 @@ system-packages:
 
 test: venv system-packages
 	$(BIN)/python -m pytest -q -ra $(PYTEST_ARGS)
+
+lint: venv
+	$(BIN)/ruff check include plugins dags scripts tests bench
 
 ui: venv
 	@echo "Airflow UI on http://127.0.0.1:8080 (user admin, password in $(AIRFLOW_HOME)/simple_auth_manager_passwords.json.generated); Ctrl-C stops it"

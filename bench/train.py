@@ -402,7 +402,8 @@ def main(argv: list[str]) -> int:
         if peak:
             row("MFU, 6*N_all*tok/s / peak",
                 lambda r: f"{6 * r['params'] * r['tokens'] / r['seconds'] / peak:.2%}")
-            row("MFU, 6*N_non_embedding*tok/s", lambda r: f"{6 * r['params_non_embedding'] * r['tokens'] / r['seconds'] / peak:.2%}")
+            row("MFU, 6*N_non_embedding*tok/s",
+                lambda r: f"{6 * r['params_non_embedding'] * r['tokens'] / r['seconds'] / peak:.2%}")
     row("parameters (all / non-embedding)", lambda r: f"{r['params'] / 1e6:.1f}M / {r['params_non_embedding'] / 1e6:.1f}M")
     row("loss first -> last", lambda r: f"{r.get('first_loss', float('nan')):.3f} -> {r['final_loss']:.3f}")
     row("test macro-F1 (top level)", lambda r: f"{r['test_macro_f1']:.4f}")
@@ -413,7 +414,7 @@ def main(argv: list[str]) -> int:
     if a and a.get("gpu_name"):
         print(f"GPU: {a['gpu_name']}")
     if a:
-        print(f"(a) macro-F1 is after " + (f"{epochs} whole epochs on CUDA (the project's GPU setting)" if cuda else
+        print("(a) macro-F1 is after " + (f"{epochs} whole epochs on CUDA (the project's GPU setting)" if cuda else
                                           f"the benchmark's bounded CPU budget of {a['steps']} steps x "
                                           f"{a['batch_size']} (the project's CPU default: "
                                           f"{defaults['cpu_max_steps'].default} steps)"))

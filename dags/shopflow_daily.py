@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from airflow.sdk import CronDataIntervalTimetable, TaskGroup, TriggerRule, dag, task
 from airflow.sdk.exceptions import AirflowFailException
 
+from shopflow.roles import model_catalog, sources_of
 from shopflow.sources import load_sources
 from shopflow_airflow.assets import clean_asset, report_asset
 from shopflow_airflow.operators import (CleanPartitionOperator, DailyReportOperator, IngestPartitionOperator,
@@ -31,12 +32,15 @@ bad rows quarantined with a reason; the row ledger must add up) -> **validate** 
 suite; a failed *critical* expectation fails the task, warnings are recorded). A validated partition updates the
 dataset's Asset (`shopflow_clean_<dataset>`) with its row count.
 
-**Model branch** (task group `model`): `training_gate` decides from the store whether the clean catalogue changed
-enough since the last model (or the model is too old); `train` fine-tunes a candidate on queue `gpu` (a spawned
-subprocess; CUDA when present, a bounded CPU budget otherwise); `bless` promotes it only if it beats the floor and
-the champion; `repair` fills missing categories of the day's catalogue partition with the champion and flags
-suspected miscategorisations (a repaired copy, never an overwrite); `search_intent` attributes the day's queries to
-categories. Without a champion, repair and search intent are skipped.
+**Model branch** (task group `model`): it serves the *model catalogue*, the first catalog-role source of the
+sources file with a title and categories (`catalog` in the shipped file; `shopflow.roles.model_catalog`), and
+every search-role source. `training_gate` logs why each other catalog source is not trained on, and decides from
+the store whether the model catalogue changed enough since the last model (or the model is too old); `train`
+fine-tunes a candidate on queue `gpu` (a spawned subprocess; CUDA when present, a bounded CPU budget otherwise);
+`bless` promotes it only if it beats the floor and the champion; `repair` fills missing categories of the day's
+model-catalogue partition with the champion and flags suspected miscategorisations (a repaired copy, never an
+overwrite); `search_intent` attributes the day's queries to categories. Without a champion, repair and search
+intent are skipped.
 
 **Report** (`report`, trigger rule *all_done*): writes the day's shop report (HTML + JSON, recorded in the store)
 whatever happened upstream, so a failed day is reported too; open it from the run's "shopflow report" link or the
@@ -82,9 +86,12 @@ def shopflow_daily():
         bless = ModelStepOperator(task_id="bless", step="bless_candidate")
         repair = ModelStepOperator(task_id="repair", step="repair", trigger_rule=TriggerRule.NONE_FAILED)
         intents = ModelStepOperator(task_id="search_intent", step="search_intent", trigger_rule=TriggerRule.NONE_FAILED)
-        validated["catalog"] >> gate >> train >> bless >> [repair, intents]
-        validated["catalog"] >> repair
-        validated["search"] >> intents
+        gate >> train >> bless >> [repair, intents]
+        catalogue = model_catalog()
+        if catalogue.source is not None:
+            validated[catalogue.name] >> [gate, repair]
+        for search in sources_of("search"):
+            validated[search.name] >> intents
         steps += [gate, train, bless, repair, intents]
 
     report = DailyReportOperator(task_id="report", asset=report_asset(), trigger_rule=TriggerRule.ALL_DONE,

@@ -137,7 +137,7 @@ class Services:
                 raise RuntimeError(f"{name} exited with {process.returncode}; see {self.log_dir / (name + '.log')}")
 
     def stop(self, grace: float = 30) -> None:
-        for attempt in range(2):
+        for _attempt in range(2):
             for process in self.processes.values():
                 if process.poll() is None:
                     try:

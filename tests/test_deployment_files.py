@@ -352,7 +352,7 @@ def test_no_literal_secrets(compose, services):
     for value in strings(compose):
         tokens: list[re.Match] = []
 
-        def token(match: re.Match) -> str:
+        def token(match: re.Match, tokens: list[re.Match] = tokens) -> str:
             tokens.append(match)
             return f"__ref{len(tokens) - 1}__"
 

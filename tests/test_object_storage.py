@@ -8,7 +8,6 @@ AWS_* variables, and the orders day 2010-12-01 of the real sample data through t
 from __future__ import annotations
 
 import hashlib
-import os
 import subprocess
 import sys
 import time
@@ -129,9 +128,9 @@ def s3_env():
             try:
                 urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=2)
                 break
-            except OSError:
+            except OSError as exc:
                 if time.monotonic() > deadline or server.poll() is not None:
-                    raise RuntimeError("moto_server did not start")
+                    raise RuntimeError("moto_server did not start") from exc
                 time.sleep(0.2)
         with pytest.MonkeyPatch.context() as patch:
             for name, value in env.items():

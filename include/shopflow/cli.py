@@ -187,6 +187,9 @@ def cmd_sources(settings: Settings, args) -> int:
         except Exception as exc:  # a cleaner module that does not import, a suite that cannot be derived
             problems += 1
             print(f"{spec.name}: cannot be resolved: {type(exc).__name__}: {exc}\n", file=sys.stderr)
+    from shopflow.roles import model_catalog
+
+    print(f"model branch: {model_catalog(sources).explain()}")
     print(f"{location}: {len(sources)} sources, " + ("valid" if not problems else f"{problems} with problems"))
     return 1 if problems else 0
 

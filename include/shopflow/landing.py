@@ -1,6 +1,7 @@
 """Lands the real sample data of SHOPFLOW_SOURCE_DATA as daily landing files, the way the shop's exports arrive.
 
-- orders:   one file per InvoiceDate day (UK local time), header kept, records unchanged.
+- orders:   one file per InvoiceDate day (UK local time), header kept, records unchanged: the generic export
+            landing (`land --source orders --from FILE --by InvoiceDate`, shopflow.land_export).
 - behavior: one file per China-local day (no header, as in the source). Rows outside the documented window
             (the stray 2017-09-11 row) ride in the first window day's export, where cleaning
             quarantines them.
@@ -74,13 +75,10 @@ def _require(settings: Settings, relative: str) -> Path:
 
 
 def land_orders(settings: Settings) -> dict[date, int]:
-    header, *rows = _records(_require(settings, ORDERS_FILE))
-    by_day: dict[date, list[list[str]]] = defaultdict(list)
-    for row in rows:
-        by_day[date.fromisoformat(row[4][:10])].append(row)
-    for day, day_rows in by_day.items():
-        _write_csv(lake.landing_dir(settings, "orders", day) / "orders.csv", header, day_rows)
-    return {d: len(r) for d, r in sorted(by_day.items())}
+    """`python -m shopflow land --source orders --from <the UCI file> --by InvoiceDate` (shopflow.land_export)."""
+    from shopflow.land_export import land_export
+
+    return land_export(settings, get_source("orders"), _require(settings, ORDERS_FILE), by="InvoiceDate")
 
 
 def land_behavior(settings: Settings) -> dict[date, int]:

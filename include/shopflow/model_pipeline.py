@@ -2,6 +2,10 @@
 
 Like `shopflow.pipeline`, each step reads the store and the lake, records what it did, and returns a small dict.
 `NothingToDo` means the step has no work today (no catalogue change, no champion, no partition): a skip.
+
+The steps serve the model catalogue (`shopflow.roles.model_catalog`: the first catalog-role source with a title
+and categories) and every search-role source; the training gate logs, for each other catalog source, why it is
+not trained on.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ import logging
 import os
 from datetime import date
 
-from shopflow import lake
+from shopflow import lake, roles
 from shopflow.registry import (MODEL_NAME, TrainingPolicy, bless, catalogue_lineage, champion, latest_model,
                                register_candidate, training_due)
 from shopflow.settings import Settings
@@ -35,11 +39,16 @@ def policy() -> TrainingPolicy:
 
 
 def training_gate(settings: Settings, ds: date, run_id: str | None = None) -> dict:
-    decision = training_due(_store(settings), ds, policy())
+    catalogue = roles.model_catalog()
+    for reason in catalogue.passed_over.values():
+        log.info("training gate for %s: %s", ds, reason)
+    decision = training_due(_store(settings), ds, policy(), catalogue.source)
     log.info("training gate for %s: %s (%s)", ds, "train" if decision.promote else "skip", decision.reason)
+    not_trained = [reason for reason in catalogue.passed_over.values() if reason not in decision.reason]
     if not decision.promote:
-        raise NothingToDo(decision.reason)
-    return {"ds": ds.isoformat(), "train": True, "reason": decision.reason}
+        raise NothingToDo("; ".join([decision.reason, *not_trained]))
+    return {"ds": ds.isoformat(), "train": True, "reason": decision.reason, "catalog": catalogue.name,
+            "not_trained": catalogue.passed_over}
 
 
 def train(settings: Settings, ds: date, run_id: str | None = None, config=None) -> dict:
@@ -49,21 +58,23 @@ def train(settings: Settings, ds: date, run_id: str | None = None, config=None) 
     from shopflow.training.runner import run_training
 
     store = _store(settings)
-    decision = training_due(store, ds, policy())  # again: another run may have trained meanwhile
+    catalogue = roles.model_catalog()
+    decision = training_due(store, ds, policy(), catalogue.source)  # again: another run may have trained meanwhile
     if not decision.promote:
         raise NothingToDo(decision.reason)
+    source = catalogue.source
     config = config or TrainingConfig.from_env()
-    catalog = catalog_as_of(store, ds)
-    examples = labelled_examples(catalog, config.rare_class_min)
+    catalog = catalog_as_of(store, ds, source=source.name)
+    examples = labelled_examples(catalog, config.rare_class_min, source)
     tag = hashlib.sha1(f"{ds}|{run_id}".encode()).hexdigest()[:8]
     output = settings.models_dir / MODEL_NAME / f"trained_{ds.isoformat()}_{tag}"
-    log.info("training a candidate on the catalogue as of %s: %s labelled products of %s; base model %s",
-             ds, f"{len(examples):,}", f"{len(catalog):,}", config.base_model)
+    log.info("training a candidate on the %s catalogue as of %s: %s labelled products of %s; base model %s",
+             source.name, ds, f"{len(examples):,}", f"{len(catalog):,}", config.base_model)
     result = run_training(examples, output, config, log=log.info)
-    lineage = {"catalog_partitions": catalogue_lineage(store, ds), "examples": len(examples),
-               "splits": result["split_sizes"]}
+    lineage = {"catalog_source": source.name, "catalog_partitions": catalogue_lineage(store, ds, source),
+               "examples": len(examples), "splits": result["split_sizes"]}
     version = register_candidate(store, result=result, ds=ds, lineage=lineage, run_id=run_id)
-    store.record_lineage("catalog", ds, task="train", inputs=[p["path"] for p in lineage["catalog_partitions"]],
+    store.record_lineage(source.name, ds, task="train", inputs=[p["path"] for p in lineage["catalog_partitions"]],
                          outputs=[result["artifact_path"]], run_id=run_id)
     summary = {"version": version, "macro_f1": result["metrics"]["top"]["macro_f1"],
                "baseline_macro_f1": result["baseline"]["top"]["macro_f1"], "artifact_path": result["artifact_path"],
@@ -95,13 +106,17 @@ def repair(settings: Settings, ds: date, run_id: str | None = None) -> dict:
     from shopflow.repair import repair_partition
 
     store = _store(settings)
-    partitions = [p for p in store.partitions("catalog", ds) if p.status == "validated"]
+    catalogue = roles.model_catalog()
+    if catalogue.source is None:
+        raise NothingToDo(catalogue.explain())
+    source = catalogue.name
+    partitions = [p for p in store.partitions(source, ds) if p.status == "validated"]
     if not partitions:
-        raise NothingToDo(f"no validated catalogue partition for {ds}")
+        raise NothingToDo(f"no validated {source} partition for {ds}")
     predictor, version = _predictor(settings, store)
-    summary = repair_partition(settings, store, ds, predictor, version, policy(), run_id=run_id)
-    store.record_lineage("catalog", ds, task="repair", inputs=[partitions[0].clean_path],
-                         outputs=[str(lake.lake_file(settings, "repaired", "catalog", ds))], run_id=run_id)
+    summary = repair_partition(settings, store, ds, predictor, version, policy(), run_id=run_id, source=source)
+    store.record_lineage(source, ds, task="repair", inputs=[partitions[0].clean_path],
+                         outputs=[str(lake.lake_file(settings, "repaired", source, ds))], run_id=run_id)
     return summary
 
 
@@ -109,7 +124,12 @@ def search_intent(settings: Settings, ds: date, run_id: str | None = None) -> di
     from shopflow.search_intent import classify_queries
 
     store = _store(settings)
-    if not [p for p in store.partitions("search", ds) if p.status == "validated"]:
-        raise NothingToDo(f"no validated search partition for {ds}")
+    sources = [spec.name for spec in roles.sources_of("search")]
+    validated = [name for name in sources if any(p.status == "validated" for p in store.partitions(name, ds))]
+    for name in sorted(set(sources) - set(validated)):
+        log.info("search intent for %s: %s has no validated partition; its queries are not attributed", ds, name)
+    if not validated:
+        raise NothingToDo(f"no validated partition of a search source ({', '.join(sources) or 'none declared'}) "
+                          f"for {ds}")
     predictor, version = _predictor(settings, store)
-    return classify_queries(settings, store, ds, predictor, version, run_id=run_id)
+    return classify_queries(settings, store, ds, predictor, version, run_id=run_id, sources=validated)

@@ -148,12 +148,19 @@ def parse_delimited(path: Path, data: bytes, columns: list[str], has_header: boo
         except csv.Error as exc:
             raise LandingFileError(path, 1, f"malformed header ({exc})") from exc
         if header != columns:
-            raise LandingFileError(path, 1, f"header {header} does not match the expected columns {columns}")
+            raise LandingFileError(path, 1, f"header {_shown(header)} does not match the expected columns {columns}")
     frame = _read_delimited_fast(data, columns, has_header, dialect)
     if frame is None:
         frame = _read_delimited_exact(path, _decode(path, data), columns, has_header, dialect)
     frame.insert(0, SOURCE_FILE, constant_strings(path.name, len(frame), frame.index))
     return frame
+
+
+def _shown(header: list[str], width: int = 40, count: int = 20) -> str:
+    """A header as an error shows it: a file that is not what it claims (a secret, a binary) must not be echoed
+    whole into task logs and the store, so each name and the list are cut short."""
+    names = [name if len(name) <= width else name[:width] + "…" for name in header[:count]]
+    return repr(names)[:-1] + (f", … {len(header) - count} more]" if len(header) > count else "]")
 
 
 def _read_delimited_fast(data: bytes, columns: list[str], has_header: bool, dialect: Dialect) -> pd.DataFrame | None:

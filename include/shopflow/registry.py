@@ -3,6 +3,9 @@
 Blessing (as TFX's Evaluator does): a candidate becomes champion only if its test macro-F1 is at least an
 absolute floor and at least the champion's macro-F1 minus a small tolerance; the first model needs only the
 floor. Every decision and its reason is stored with the candidate.
+
+Training follows the model catalogue (`shopflow.roles.model_catalog`): the first catalog-role source with a title
+and categories. Without one the gate never trains, and its reason names each catalog source and what it lacks.
 """
 
 from __future__ import annotations
@@ -11,9 +14,11 @@ from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from sqlalchemy import select
 
+from shopflow import roles
 from shopflow.landing_io import read_parquet
+from shopflow.role_frames import INTACT_STATUS, category_status
+from shopflow.sources import SourceSpec
 from shopflow.storage import StoragePath
-
 from shopflow.store.models import ModelVersion, Partition
 from shopflow.store.repository import MetadataStore
 
@@ -84,27 +89,46 @@ def models(store: MetadataStore) -> list[ModelVersion]:
                                     .order_by(ModelVersion.version)))
 
 
-def changed_labelled_products(store: MetadataStore, after: date | None, until: date) -> tuple[int, list[str]]:
-    """Labelled products in validated catalogue partitions with after < ds <= until, and those partitions."""
+def _labelled(partition: Partition, spec: SourceSpec) -> int:
+    """Products of a partition with an intact category (see shopflow.training.data), reading only what that needs."""
+    status_column = spec.role_column("category_status")
+    category_column = (spec.role.columns("category_levels") or [spec.role_column("category_path")])[0]
+    frame = read_parquet(partition.clean_path, columns=[status_column or category_column])
+    return int((category_status(frame, spec) == INTACT_STATUS).sum())
+
+
+def changed_labelled_products(store: MetadataStore, after: date | None, until: date,
+                              source: SourceSpec | None = None) -> tuple[int, list[str]]:
+    """Labelled products in validated partitions of the model catalogue (or `source`) with after < ds <= until, and
+    those partitions."""
+    spec = source or roles.model_catalog_source()
     count, used = 0, []
-    for partition in store.partitions("catalog"):
+    for partition in store.partitions(spec.name):
         if partition.status != "validated" or partition.ds > until or (after is not None and partition.ds <= after):
             continue
-        statuses = read_parquet(partition.clean_path, columns=["category_status"])["category_status"]
-        count += int((statuses == "ok").sum())
+        count += _labelled(partition, spec)
         used.append(partition.ds.isoformat())
     return count, used
 
 
-def training_due(store: MetadataStore, ds: date, policy: TrainingPolicy) -> Decision:
+def training_due(store: MetadataStore, ds: date, policy: TrainingPolicy, source: SourceSpec | None = None) -> Decision:
+    """Whether to train a candidate on the model catalogue (or `source`) as of ds, and why."""
     if not policy.enabled:
         return Decision(False, "training is disabled (SHOPFLOW_TRAIN_ENABLED=false)")
+    if source is None:
+        catalogue = roles.model_catalog()
+        if catalogue.source is None:
+            return Decision(False, catalogue.explain())
+        source = catalogue.source
+    elif obstacle := roles.training_obstacle(source):
+        return Decision(False, obstacle)
     last = latest_model(store)
-    changed, partitions = changed_labelled_products(store, last.trained_on_ds if last else None, ds)
+    changed, partitions = changed_labelled_products(store, last.trained_on_ds if last else None, ds, source)
     if last is None:
         if changed == 0:
-            return Decision(False, f"no validated catalogue partition up to {ds}: nothing to train on")
-        return Decision(True, f"no model yet; {changed:,} labelled products in {len(partitions)} catalogue partitions")
+            return Decision(False, f"no validated {source.name} partition up to {ds}: nothing to train on")
+        return Decision(True, f"no model yet; {changed:,} labelled products in {len(partitions)} {source.name} "
+                              f"partitions")
     age = (ds - last.trained_on_ds).days
     if changed >= policy.min_changed_products:
         return Decision(True, f"{changed:,} new or changed labelled products since v{last.version} "
@@ -116,10 +140,12 @@ def training_due(store: MetadataStore, ds: date, policy: TrainingPolicy) -> Deci
                            f"(maximum {policy.max_age_days})")
 
 
-def catalogue_lineage(store: MetadataStore, ds: date) -> list[dict]:
-    """The catalogue partitions (validated, up to ds) a model trained on ds learns from."""
+def catalogue_lineage(store: MetadataStore, ds: date, source: SourceSpec | None = None) -> list[dict]:
+    """The partitions of the model catalogue (or `source`), validated and up to ds, that a model trained on ds
+    learns from."""
+    spec = source or roles.model_catalog_source()
     return [{"ds": p.ds.isoformat(), "load_kind": p.load_kind, "rows_clean": p.rows_clean, "path": p.clean_path}
-            for p in store.partitions("catalog") if p.status == "validated" and p.ds <= ds]
+            for p in store.partitions(spec.name) if p.status == "validated" and p.ds <= ds]
 
 
 def register_candidate(store: MetadataStore, *, result: dict, ds: date, lineage: dict, run_id: str | None) -> int:

@@ -1,8 +1,10 @@
 """Search intent: which product category a day's search queries are after, by the category classifier.
 
 Owns the `search_intents` rows of the metadata store (one per distinct query of a search day: how often it was
-searched, its category, the calibrated confidence and the model version). A re-run replaces the day's rows. The
-demo's search log is GENERATED (see shopflow.search_log), so these attributions describe a generated log.
+searched, its category, the calibrated confidence and the model version). A day's queries are those of every
+search-role source (its `query` field), counted together: a query is the same intent whichever log it came from.
+A re-run replaces the day's rows. The demo's search log is GENERATED (see shopflow.search_log), so these
+attributions describe a generated log.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Sequence
 
 import pandas as pd
 
-from shopflow import lake
+from shopflow import lake, roles
 from shopflow.landing_io import read_parquet
 from shopflow.repair import PartitionNotValidated
 from shopflow.settings import Settings
@@ -49,24 +51,42 @@ def classify_texts(predictor, queries: Sequence[str]) -> pd.DataFrame:
     })
 
 
-def query_counts(search: pd.DataFrame) -> pd.DataFrame:
-    """Distinct queries with their number of searches, most searched first (ties by query)."""
-    counts = search["query"].dropna().astype(str).value_counts()
+def query_counts(search: pd.DataFrame, query_column: str = "query") -> pd.DataFrame:
+    """Distinct queries (of the clean column playing the search role's query field) with their number of searches,
+    most searched first (ties by query)."""
+    counts = search[query_column].dropna().astype(str).value_counts()
     frame = pd.DataFrame({"query": counts.index.astype(str), "searches": counts.to_numpy(dtype="int64")})
     return frame.sort_values(["searches", "query"], ascending=[False, True], kind="stable").reset_index(drop=True)
 
 
+def _summed(counts: list[pd.DataFrame]) -> pd.DataFrame:
+    """Query counts of several sources as one, in query_counts' order."""
+    total = pd.concat(counts, ignore_index=True).groupby("query", sort=False)["searches"].sum()
+    frame = pd.DataFrame({"query": total.index.astype(str), "searches": total.to_numpy(dtype="int64")})
+    return frame.sort_values(["searches", "query"], ascending=[False, True], kind="stable").reset_index(drop=True)
+
+
 def classify_queries(settings: Settings, store: MetadataStore, ds: date, predictor, model_version: int,
-                     run_id: str | None = None) -> dict:
-    """Attribute the distinct queries of the day's clean search partition to categories and store them
-    (replacing the day's rows). Returns a small summary: queries, searches and the top categories."""
-    partitions = store.partitions("search", ds)
-    if not partitions or partitions[0].status != "validated":
-        status = partitions[0].status if partitions else "not recorded"
-        raise PartitionNotValidated(f"search {ds}: partition is {status}, only a validated partition is attributed")
-    counts = query_counts(read_parquet(lake.lake_file(settings, "clean", "search", ds)))
-    log.info("search %s: %d distinct queries in %d searches, model v%d", ds, len(counts),
-             int(counts["searches"].sum()), model_version)
+                     run_id: str | None = None, sources: Sequence[str] | None = None) -> dict:
+    """Attribute the distinct queries of the day's clean partitions of `sources` (default: every search-role
+    source) to categories and store them (replacing the day's rows). Every one of them must be validated.
+    Returns a small summary: queries, searches and the top categories."""
+    specs = [roles.source_of("search", name) for name in sources] if sources else roles.sources_of("search")
+    if not specs:
+        raise LookupError("the sources file declares no search-role source: no queries to attribute")
+    parts = []
+    for spec in specs:
+        partitions = store.partitions(spec.name, ds)
+        if not partitions or partitions[0].status != "validated":
+            status = partitions[0].status if partitions else "not recorded"
+            raise PartitionNotValidated(f"{spec.name} {ds}: partition is {status}, only a validated partition is "
+                                        f"attributed")
+        query = spec.role_column("query")
+        parts.append(query_counts(read_parquet(lake.lake_file(settings, "clean", spec.name, ds), columns=[query]),
+                                  query))
+    counts = parts[0] if len(parts) == 1 else _summed(parts)
+    log.info("%s %s: %d distinct queries in %d searches, model v%d", ", ".join(s.name for s in specs), ds,
+             len(counts), int(counts["searches"].sum()), model_version)
     classified = classify_texts(predictor, counts["query"].tolist())
     counts["category"] = classified["category"].astype(str).to_numpy()
     counts["confidence"] = classified["confidence"].to_numpy()
@@ -80,7 +100,7 @@ def classify_queries(settings: Settings, store: MetadataStore, ds: date, predict
     top = [{"category": str(c), "searches": int(n), "share": round(n / searches, 4)}
            for c, n in by_category.head(TOP_CATEGORIES).items()]
     weighted_confidence = float((counts["confidence"] * counts["searches"]).sum() / searches) if searches else None
-    log.info("search %s: top categories by searches: %s", ds,
+    log.info("search intents %s: top categories by searches: %s", ds,
              ", ".join(f"{t['category']} {t['searches']} ({t['share']:.1%})" for t in top) or "none")
     return {"ds": ds.isoformat(), "model_version": model_version, "queries": len(counts), "searches": searches,
             "top_categories": top,

@@ -48,7 +48,8 @@ def render_status(settings: Settings, dataset: str | None = None, as_json: bool 
     if any(r["reference"] for r in rows):
         lines.append("(ref. = rows of lookup files joined onto the rows: accounted for, not part of rows_in)")
     if missing and not show_missing:
-        lines.append(f"(+ {len(missing)} partitions recorded as missing: the source had no landing files that day; --all lists them)")
+        lines.append(f"(+ {len(missing)} partitions recorded as missing: the source had no landing files that day; "
+                     "--all lists them)")
     lines.append(f"\nstore: {store.engine.url.render_as_string(hide_password=True)}")
     lines.append(f"lake:  {settings.lake_dir} (raw/, clean/, quarantine/ by dataset and ds)")
     return "\n".join(lines)
@@ -95,7 +96,8 @@ def render_models(settings: Settings) -> str:
         by_day.setdefault(intent.ds, Counter())[intent.category] += intent.searches
     for ds, counter in by_day.items():
         top = ", ".join(f"{c} {n:,}" for c, n in counter.most_common(3))
-        lines.append(f"{ds.isoformat()}: {sum(counter.values()):,} searches, {sum(1 for i in intents if i.ds == ds):,} queries; {top}")
+        queries = sum(1 for i in intents if i.ds == ds)
+        lines.append(f"{ds.isoformat()}: {sum(counter.values()):,} searches, {queries:,} queries; {top}")
     if not intents:
         lines.append("  (no search intents yet)")
     return "\n".join(lines)

@@ -11,6 +11,24 @@ from typing import Any, Iterable
 STATUS_ORDER = {"no_data": 0, "ok": 1, "warning": 2, "failed": 3}
 
 
+# The money formats the page knows (render.format_value); an amount in another or no currency shows as a number.
+MONEY_FORMATS = {"GBP": "gbp", "INR": "inr"}
+
+
+def money_fmt(currency: str | None) -> str:
+    return MONEY_FORMATS.get(currency or "", "float")
+
+
+def currency_label(currency: str | None) -> str:
+    """What an amount is in, for a column label: the source's currency, or that it declares none."""
+    return currency or "currency not declared"
+
+
+def for_source(title: str, source: str) -> str:
+    """The title of a block about one source of a role (a section shows one such block per source)."""
+    return f"{title} · {source}"
+
+
 def column(key: str, label: str, fmt: str = "text") -> dict:
     """fmt: text | code | int | float | pct | pp | delta | gbp | inr | status | date."""
     return {"key": key, "label": label, "fmt": fmt}

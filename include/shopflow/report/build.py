@@ -1,5 +1,6 @@
 """Build the report of one day: run every section, render HTML and JSON, write them atomically beside each other
-under `$SHOPFLOW_REPORTS_DIR/ds=YYYY-MM-DD/` (or `$SHOPFLOW_STORAGE_URL/reports/...`), and record both (paths, checksums, headline) in the store."""
+under `$SHOPFLOW_REPORTS_DIR/ds=YYYY-MM-DD/` (or `$SHOPFLOW_STORAGE_URL/reports/...`), and record both (paths,
+checksums, headline) in the store."""
 
 from __future__ import annotations
 

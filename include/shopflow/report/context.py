@@ -1,5 +1,6 @@
-"""What every section reads: the day, the look-back window, the datasets' specs and partitions, and a cached
-reader of the lake's clean partitions. Everything comes from the store and the lake; nothing is hard-coded."""
+"""What every section reads: the day, the look-back window, the datasets' specs and partitions, the sources of each
+role, and a cached reader of the lake's clean partitions. Everything comes from the store, the lake and the sources
+file; nothing is hard-coded."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from functools import cached_property
 
 import pandas as pd
 
+from shopflow import roles
 from shopflow.landing_io import read_parquet
 from shopflow.settings import Settings
 from shopflow.sources import SourceSpec, load_sources
@@ -38,6 +40,10 @@ class ReportContext:
     @cached_property
     def specs(self) -> dict[str, SourceSpec]:
         return load_sources()
+
+    def sources_of(self, role: str) -> list[SourceSpec]:
+        """The sources that play `role` (catalog, orders, events, search), in sources-file order."""
+        return roles.sources_of(role, self.specs)
 
     @cached_property
     def window(self) -> list[date]:

@@ -1,12 +1,16 @@
 """Section 6, model and repairs: the category classifier that was champion on the report day, its test metrics
 against the TF-IDF baseline, its confusion matrix, the registry's history, and what the day's repair filled,
-sent to review and flagged (with confidence), with the precision measured on masked products."""
+sent to review and flagged (with confidence), with the precision measured on masked products.
+
+The model serves one catalog source, the model catalogue (`shopflow.roles.model_catalog`); the section names it
+and says why each other catalog source is not trained on or repaired."""
 
 from __future__ import annotations
 
 import numpy as np
 from sqlalchemy import select
 
+from shopflow import roles
 from shopflow.registry import MODEL_NAME
 from shopflow.report import blocks, plots
 from shopflow.report.context import ReportContext
@@ -17,6 +21,17 @@ METRICS = [("accuracy", "accuracy", "pct"), ("macro_f1", "macro-F1", "float"), (
 
 
 def build(ctx: ReportContext) -> dict:
+    catalogue = roles.model_catalog(ctx.specs)
+    served = [blocks.note(f"The model serves the catalog source {catalogue.name}." if catalogue.source
+                          else "No catalog source can train the category model.")]
+    served += [blocks.note(reason + ".") for reason in catalogue.passed_over.values()]
+    section = _build(ctx, catalogue)
+    section["blocks"] = served + section["blocks"]
+    section["summary"].update({"model_catalog": catalogue.name, "not_trained": catalogue.passed_over})
+    return section
+
+
+def _build(ctx: ReportContext, catalogue: roles.ModelCatalog) -> dict:
     repair = ctx.store.repair_run(ctx.ds)
     versions = _versions(ctx, repair.model_version if repair else None)
     # The model that repaired the day, when one did; else the last one blessed by then. (Backfill runs of
@@ -37,7 +52,7 @@ def build(ctx: ReportContext) -> dict:
         content.append(blocks.note(f"No catalogue repair ran for {ctx.ds} (no catalogue partition that day, or no "
                                    "champion when it ran)."))
     else:
-        content.append(_repair_blocks(ctx, repair))
+        content.append(_repair_blocks(ctx, repair, catalogue.source))
         summary.update({"repair_filled": repair.rows_filled, "repair_review": repair.rows_review,
                         "repair_flagged": repair.rows_flagged, "masked_precision": repair.masked_precision})
         if repair.masked_precision is not None and repair.masked_precision < 0.9:
@@ -115,10 +130,11 @@ def _registry_table(versions: list[ModelVersion]) -> dict:
         rows, empty="no model trained yet")
 
 
-def _repair_blocks(ctx: ReportContext, repair) -> dict:
+def _repair_blocks(ctx: ReportContext, repair, spec) -> dict:
     audit = ctx.store.repair_audit(ctx.ds)
-    catalog = ctx.clean("catalog")
-    titles = dict(zip(catalog["uniq_id"], catalog["product_name"])) if catalog is not None else {}
+    catalog = ctx.clean(spec.name) if spec is not None else None
+    titles = dict(zip(catalog[spec.role_column("id")], catalog[spec.role_column("title")])) \
+        if catalog is not None else {}
     content = [
         blocks.figures([("products in", repair.rows_in, "int"), ("filled", repair.rows_filled, "int"),
                         ("to review", repair.rows_review, "int"), ("flagged", repair.rows_flagged, "int"),
@@ -139,11 +155,12 @@ def _repair_blocks(ctx: ReportContext, repair) -> dict:
                  "after": a.after, "confidence": a.confidence,
                  "state": "reverted" if a.reverted_at else ""} for a in chosen[:SHOWN_ACTIONS]]
         content.append(blocks.table(f"{title}: {len(chosen):,}, most confident first", [
-            blocks.column("product", "product title"), blocks.column("uniq_id", "uniq_id", "code"),
+            blocks.column("product", "product title"), blocks.column("uniq_id", "product id", "code"),
             blocks.column("before", "given category"), blocks.column("after", "model's category"),
             blocks.column("confidence", "confidence", "pct"), blocks.column("state", "")], rows,
             empty="none today"))
-    return blocks.subsection(f"Repair of the catalogue partition {ctx.ds}", content)
+    source = spec.name if spec is not None else "catalogue"
+    return blocks.subsection(f"Repair of the {source} partition {ctx.ds}", content)
 
 
 def _confidence_plot(audit, threshold: float) -> str:

@@ -1,5 +1,7 @@
-"""Order-line measures shared by the users and products sections (net product revenue, sale lines, which orders
-days a figure covers), and the conversion of pandas results into the plain JSON values that blocks hold."""
+"""Order-line measures shared by the users and products sections (net merchandise revenue, sale lines, which days
+of an orders source a figure covers, what an orders source's role cannot tell), on order lines read through the
+orders role (`shopflow.role_frames.order_lines`: columns named by role field, plus amount, sale and merchandise),
+and the conversion of pandas results into the plain JSON values that blocks hold."""
 
 from __future__ import annotations
 
@@ -8,35 +10,48 @@ from datetime import date
 
 import pandas as pd
 
+from shopflow import roles
+from shopflow.report import blocks
 from shopflow.report.context import ReportContext
-
-# `line_type` of merchandise lines (shopflow.sources.orders.line_types); postage, fees and adjustments are not.
-PRODUCT_LINE = "product"
+from shopflow.sources import SourceSpec
 
 
-def product_lines(orders: pd.DataFrame) -> pd.DataFrame:
+def product_lines(lines: pd.DataFrame) -> pd.DataFrame:
     """Merchandise lines, cancellations included (their quantity and amount are negative)."""
-    return orders[orders["line_type"] == PRODUCT_LINE]
+    return lines[lines["merchandise"]]
 
 
-def is_sale(orders: pd.DataFrame) -> pd.Series:
-    return ~orders["is_cancellation"].fillna(False).astype(bool)
+def is_sale(lines: pd.DataFrame) -> pd.Series:
+    return lines["sale"]
 
 
-def net_product_revenue(orders: pd.DataFrame, by: str | list[str]) -> pd.Series:
-    """Net GBP of product lines per `by` key: sales minus cancellations, to the penny."""
-    return product_lines(orders).groupby(by, sort=True)["line_amount_gbp"].sum().round(2)
+def net_product_revenue(lines: pd.DataFrame, by: str | list[str]) -> pd.Series:
+    """Net amount of merchandise lines per `by` key: sales minus cancellations, to the penny."""
+    return product_lines(lines).groupby(by, sort=True)["amount"].sum().round(2)
 
 
-def coverage(ctx: ReportContext, days: list[date], orders: pd.DataFrame) -> tuple[str, str]:
-    """A sentence naming the orders days and rows a figure covers, and 'warning' when any day failed validation."""
-    failed = [d for d in days if (p := ctx.partition("orders", d)) is not None and p.status == "failed_validation"]
-    text = (f"Covers {len(days)} orders day(s) with data, {days[0]} to {days[-1]}: {len(orders):,} clean invoice "
+def coverage(ctx: ReportContext, source: str, days: list[date], orders: pd.DataFrame) -> tuple[str, str]:
+    """A sentence naming the days and rows of an orders source a figure covers, and 'warning' when any day failed
+    validation."""
+    failed = [d for d in days if (p := ctx.partition(source, d)) is not None and p.status == "failed_validation"]
+    text = (f"Covers {len(days)} {source} day(s) with data, {days[0]} to {days[-1]}: {len(orders):,} clean order "
             f"lines.")
     if failed:
         text += (f" {len(failed)} of these days failed validation ({', '.join(str(d) for d in failed)}); their "
                  f"rows are included.")
     return text, "warning" if failed else "ok"
+
+
+def caveats(spec: SourceSpec, orders: pd.DataFrame) -> list[dict]:
+    """Notes on what the source's orders role cannot tell apart, so every line is counted (none for a source that
+    maps a cancellation field and types its lines)."""
+    notes = []
+    if not roles.maps(spec, "cancellation"):
+        notes.append(blocks.note(roles.no_field(spec, "cancellation", "every line counts as a sale") + "."))
+    if not roles.maps(spec, "line_type"):
+        notes.append(blocks.note(roles.no_field(spec, "line_type", "every line counts as merchandise (postage, fees "
+                                                "and adjustments included)") + "."))
+    return notes
 
 
 def plain(value):

@@ -58,7 +58,7 @@ def barh(labels: Sequence[str], values: Sequence[float], *, title: str, xlabel: 
     fig, axes = figure(width, 0.6 + 0.26 * max(len(labels), 1))
     ax = axes[0][0]
     with plt.rc_context(STYLE):
-        ax.barh([shorten(l) for l in labels][::-1], list(values)[::-1], color=PALETTE[0])
+        ax.barh([shorten(label) for label in labels][::-1], list(values)[::-1], color=PALETTE[0])
         ax.set_title(title)
         ax.set_xlabel(xlabel)
         ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:,.0f}"))
@@ -70,7 +70,7 @@ def bars(labels: Sequence[str], values: Sequence[float], *, title: str, xlabel: 
     fig, axes = figure(width, height)
     ax = axes[0][0]
     with plt.rc_context(STYLE):
-        ax.bar([str(l) for l in labels], list(values), color=PALETTE[0])
+        ax.bar([str(label) for label in labels], list(values), color=PALETTE[0])
         ax.set_title(title)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)

@@ -1,15 +1,25 @@
-"""Section 4, products: the catalogue as of the report day (categories, INR prices per category, brand coverage,
-missing fields, category-tree status) and the products sold over the report window (best sellers by GBP revenue and
-by quantity, cancellation rates)."""
+"""Section 4, products: per catalog-role source, its catalogue as of the report day (categories, prices per category,
+brand coverage, missing fields, category-tree status); per orders-role source, the products sold over the report
+window (best sellers by revenue and by quantity, cancellation rates).
+
+Columns are read through the role's fields. A block whose field the source does not map is replaced by a note that
+says so ("olist_catalog declares no price field: no price distribution"); the rest of the source's blocks stay.
+"""
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import pandas as pd
 
+from shopflow import roles
 from shopflow.catalog_view import catalog_as_of
 from shopflow.report import blocks, plots
 from shopflow.report.context import ReportContext
-from shopflow.report.orders_metrics import coverage, is_sale, net_product_revenue, plain, product_lines, records
+from shopflow.report.orders_metrics import (caveats, coverage, is_sale, net_product_revenue, plain, product_lines,
+                                            records)
+from shopflow.role_frames import categories, order_lines, role_frame
+from shopflow.sources import SourceSpec
 from shopflow.sources.catalog import CATEGORY_STATUSES
 
 TOP_CATEGORIES = 12
@@ -20,95 +30,166 @@ TOP_SELLERS = 10
 MIN_SOLD_LINES = 5  # a cancellation rate over fewer sale lines says little
 NO_CATEGORY = "(no category)"
 PRICE_QUANTILES = {"p25": 0.25, "median": 0.5, "p75": 0.75, "p90": 0.9}
+CATALOGUE_TITLE = "Catalogue as of {ds}"
+SOLD_TITLE = "Products sold over the last {days} days"
+# A source that maps discounted_price beside price is priced at what a buyer pays: the discounted price, else the
+# (retail) price.
+# What the best sellers need of an orders source beyond its required order_id and timestamp.
+SALES_FIELDS = ("product", "quantity", "unit_price")
+
+
+class _Part(NamedTuple):
+    block: dict
+    status: str
+    source: str | None
+    summary: dict
 
 
 def build(ctx: ReportContext) -> dict:
-    catalogue_blocks, catalogue_status, catalogue_summary = _catalogue_part(ctx)
-    orders_blocks, orders_status, orders_summary = _orders_part(ctx)
+    """One subsection per catalog source, then one per orders source; the summary's top-level keys describe the
+    first source of each role, `per_source` every one."""
+    catalogue_title = CATALOGUE_TITLE.format(ds=ctx.ds)
+    sold_title = SOLD_TITLE.format(days=ctx.window_days)
+    catalogues = [_part(catalogue_title, spec, _catalogue_part(ctx, spec)) for spec in ctx.sources_of("catalog")] \
+        or [_no_source(catalogue_title, "catalog", "no catalogue", {"catalogue_products": None})]
+    sold = [_part(sold_title, spec, _orders_part(ctx, spec)) for spec in ctx.sources_of("orders")] \
+        or [_no_source(sold_title, "orders", "no best sellers", {"orders_days": []})]
+    parts = catalogues + sold
+    catalog_names = ", ".join(p.source for p in catalogues if p.source) or "none"
+    orders_names = ", ".join(p.source for p in sold if p.source) or "none"
     return blocks.section(
-        "products", "Products",
-        [blocks.subsection(f"Catalogue as of {ctx.ds}", catalogue_blocks, status=catalogue_status),
-         blocks.subsection(f"Products sold over the last {ctx.window_days} days", orders_blocks,
-                           status=orders_status)],
-        status=blocks.worst([catalogue_status, orders_status]),
-        summary={**catalogue_summary, **orders_summary},
-        intro=("What the shop offers (the Flipkart catalogue: latest validated snapshot plus later deltas, prices in "
-               "INR) and what sells (the UK retailer's invoice lines, amounts in GBP). The two sources do not share "
-               "product ids."))
+        "products", "Products", [part.block for part in parts],
+        status=blocks.worst([part.status for part in parts]),
+        summary={**catalogues[0].summary, **sold[0].summary,
+                 "per_source": {part.source: part.summary for part in parts if part.source}},
+        intro=(f"What the shop offers (each catalogue as of the day, its latest validated snapshot plus later deltas: "
+               f"{catalog_names}) and what sells (the order lines of {orders_names}). Prices and amounts are in each "
+               f"source's own currency; catalogues and orders do not share product ids."))
+
+
+def _part(title: str, spec: SourceSpec, built: tuple[list[dict], str, dict]) -> _Part:
+    content, status, summary = built
+    return _Part(blocks.subsection(blocks.for_source(title, spec.name), content, status=status), status, spec.name,
+                 summary)
+
+
+def _no_source(title: str, role: str, consequence: str, summary: dict) -> _Part:
+    note = blocks.note(f"The sources file declares no source with the {role} role: {consequence}.")
+    return _Part(blocks.subsection(title, [note], status="no_data"), "no_data", None, summary)
 
 
 # ---- catalogue -------------------------------------------------------------------------------------------------
-def _catalogue_part(ctx: ReportContext) -> tuple[list[dict], str, dict]:
+def discounted_price_column(spec: SourceSpec) -> str | None:
+    """The column of the catalog role's discounted_price field (what a buyer pays where it differs), if mapped."""
+    return spec.role_column("discounted_price")
+
+
+def catalogue_products(catalogue: pd.DataFrame, spec: SourceSpec) -> pd.DataFrame:
+    """The catalogue by role field (id and, where mapped, title, brand, price, description, category_status), with
+    `top_level` and `second_level` (its first two category levels) and `buyer_price` where it has a price."""
+    products = role_frame(catalogue, spec)
+    top, second = categories(catalogue, spec)
+    if top is not None:
+        products["top_level"] = top
+    if second is not None:
+        products["second_level"] = second
+    if "price" in products:
+        discounted = discounted_price_column(spec)
+        products["buyer_price"] = catalogue[discounted].fillna(products["price"]) if discounted else products["price"]
+    return products
+
+
+def _catalogue_part(ctx: ReportContext, spec: SourceSpec) -> tuple[list[dict], str, dict]:
     try:
-        catalogue = catalog_as_of(ctx.store, ctx.ds)
+        catalogue = catalog_as_of(ctx.store, ctx.ds, source=spec.name)
     except LookupError as exc:
         return [blocks.note(f"No catalogue to show: {exc}.")], "no_data", {"catalogue_products": None}
     if catalogue.empty:
-        return [blocks.note(f"The catalogue as of {ctx.ds} has no products.")], "no_data", {"catalogue_products": 0}
-    categories = category_distribution(catalogue)
-    brands = brand_coverage(catalogue)
-    prices = price_table(catalogue)
-    columns = list(ctx.specs["catalog"].clean_schema)
+        return [blocks.note(f"The {spec.name} catalogue as of {ctx.ds} has no products.")], "no_data", \
+            {"catalogue_products": 0}
+    products = catalogue_products(catalogue, spec)
     snapshot = catalogue["as_of_ds"].min()
+    summary = {"catalogue_products": len(products), "categories": None, "brand_coverage": None,
+               "distinct_brands": None, "largest_category": None}
+    headline = [("products", len(products), "int")]
+    category_blocks = [_missing_note(spec, ["category_levels", "category_path"], "no categories")]
+    if "top_level" in products:
+        categories_table = category_distribution(products)
+        summary["categories"] = _category_count(products)
+        summary["largest_category"] = plain(categories_table["category"].iloc[0])
+        headline.append(("top-level categories", summary["categories"], "int"))
+        category_blocks = [_categories_block(categories_table), _categories_plot(categories_table)]
+    price_blocks = [_missing_note(spec, "price", "no price distribution")]
+    if "buyer_price" in products:
+        prices = price_table(products) if "top_level" in products else None
+        price_blocks = [_prices_block(prices, spec), _prices_plot(products, prices, spec.currency)] \
+            if prices is not None else [blocks.note(f"{spec.name} has no categories: no prices per category.")]
+    brand_blocks = [_missing_note(spec, "brand", "no brand coverage")]
+    if "brand" in products:
+        brands = brand_coverage(products)
+        summary["brand_coverage"], summary["distinct_brands"] = brands["coverage"], brands["brands"]
+        headline += [("with a brand", brands["coverage"], "pct"), ("distinct brands", brands["brands"], "int")]
+        brand_blocks = [_brands_block(brands)]
+    status_blocks = [_missing_note(spec, "category_status", "no category-tree status (every product with a "
+                                                            "category counts as usable)")]
+    if "category_status" in products:
+        status_blocks = [_status_block(category_status_shares(products))]
     content = [
-        blocks.figures([("products", len(catalogue), "int"),
-                        ("top-level categories", _category_count(catalogue), "int"),
-                        ("with a brand", brands["coverage"], "pct"), ("distinct brands", brands["brands"], "int")]),
+        blocks.figures(headline),
         blocks.note(f"The validated snapshot of {snapshot} with the validated deltas after it applied: "
                     f"{int((catalogue['as_of_ds'] != snapshot).sum()):,} products carry a later delta's version."),
-        _categories_block(categories), _categories_plot(categories),
-        _prices_block(prices), _prices_plot(catalogue, prices),
-        _brands_block(brands), _missing_block(missing_fields(catalogue, columns)),
-        _status_block(category_status_shares(catalogue)),
+        *category_blocks, *price_blocks, *brand_blocks,
+        _missing_block(missing_fields(catalogue, list(spec.clean_schema))), *status_blocks,
     ]
-    content = [block for block in content if block is not None]
-    summary = {"catalogue_products": len(catalogue), "categories": _category_count(catalogue),
-               "brand_coverage": brands["coverage"], "distinct_brands": brands["brands"],
-               "largest_category": plain(categories["category"].iloc[0])}
-    return content, "ok", summary
+    return [block for block in content if block is not None], "ok", summary
 
 
-def _category_count(catalogue: pd.DataFrame) -> int:
-    return int(catalogue["category_top"].nunique())
+def _missing_note(spec: SourceSpec, role_fields: str | list[str], consequence: str) -> dict:
+    return blocks.note(roles.no_field(spec, role_fields, consequence) + ".")
 
 
-def category_distribution(catalogue: pd.DataFrame) -> pd.DataFrame:
+def _category_count(products: pd.DataFrame) -> int:
+    return int(products["top_level"].nunique())
+
+
+def category_distribution(products: pd.DataFrame) -> pd.DataFrame:
     """Products per top-level category, the largest TOP_CATEGORIES and one row for the rest."""
-    counts = (catalogue["category_top"].fillna(NO_CATEGORY).value_counts().rename_axis("category")
+    counts = (products["top_level"].fillna(NO_CATEGORY).value_counts().rename_axis("category")
               .reset_index(name="products").sort_values(["products", "category"], ascending=[False, True]))
     top, rest = counts.head(TOP_CATEGORIES), counts.iloc[TOP_CATEGORIES:]
     if not rest.empty:
         top = pd.concat([top, pd.DataFrame([{"category": f"other ({len(rest)} categories)",
                                              "products": rest["products"].sum()}])], ignore_index=True)
-    top["share"] = top["products"] / max(len(catalogue), 1)
+    top["share"] = top["products"] / max(len(products), 1)
     return top.astype({"products": "int64"})
 
 
-def _categories_block(categories: pd.DataFrame) -> dict:
+def _categories_block(categories_table: pd.DataFrame) -> dict:
     return blocks.table(f"Products per top-level category (largest {TOP_CATEGORIES})", [
         blocks.column("category", "top-level category"), blocks.column("products", "products", "int"),
         blocks.column("share", "share", "pct"),
-    ], records(categories), note=f"{NO_CATEGORY}: the category tree holds only the product name or nothing.")
+    ], records(categories_table), note=f"{NO_CATEGORY}: products without a top-level category (for a category "
+                                       f"tree: it holds only the product name, or nothing).")
 
 
-def _categories_plot(categories: pd.DataFrame) -> dict:
-    image = plots.barh(list(categories["category"]), [int(v) for v in categories["products"]],
+def _categories_plot(categories_table: pd.DataFrame) -> dict:
+    image = plots.barh(list(categories_table["category"]), [int(v) for v in categories_table["products"]],
                        title="Products per top-level category", xlabel="products")
     return blocks.plot("Products per top-level category", image)
 
 
-def product_prices(catalogue: pd.DataFrame) -> pd.Series:
-    """The price a buyer pays in INR: the discounted price, else the retail price; non-positive prices dropped."""
-    price = catalogue["discounted_price_inr"].fillna(catalogue["retail_price_inr"])
+def product_prices(products: pd.DataFrame) -> pd.Series:
+    """The price a buyer pays (see catalogue_products); non-positive prices dropped."""
+    price = products["buyer_price"]
     return price[price > 0]
 
 
-def price_table(catalogue: pd.DataFrame) -> pd.DataFrame:
-    """Price quantiles (INR) of the PRICE_CATEGORIES largest top-level categories, largest first."""
-    sizes = (catalogue["category_top"].dropna().value_counts().rename_axis("category").reset_index(name="size")
+def price_table(products: pd.DataFrame) -> pd.DataFrame:
+    """Price quantiles of the PRICE_CATEGORIES largest top-level categories, largest first."""
+    sizes = (products["top_level"].dropna().value_counts().rename_axis("category").reset_index(name="size")
              .sort_values(["size", "category"], ascending=[False, True]).head(PRICE_CATEGORIES))
-    prices = product_prices(catalogue)
-    category = catalogue.loc[prices.index, "category_top"]
+    prices = product_prices(products)
+    category = products.loc[prices.index, "top_level"]
     rows = []
     for name in sizes["category"]:
         priced = prices[category == name]
@@ -118,16 +199,20 @@ def price_table(catalogue: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["category", "count", *PRICE_QUANTILES])
 
 
-def _prices_block(prices: pd.DataFrame) -> dict:
+def _prices_block(prices: pd.DataFrame, spec: SourceSpec) -> dict:
+    unit, money = blocks.currency_label(spec.currency), blocks.money_fmt(spec.currency)
     columns = [blocks.column("category", "top-level category"), blocks.column("count", "priced products", "int")]
-    columns += [blocks.column(key, f"{key} (INR)", "inr") for key in PRICE_QUANTILES]
-    return blocks.table(f"Prices of the {PRICE_CATEGORIES} largest categories (INR)", columns, records(prices),
-                        note="Price: the discounted price, or the retail price where there is none.")
+    columns += [blocks.column(key, f"{key} ({unit})", money) for key in PRICE_QUANTILES]
+    discounted = discounted_price_column(spec)
+    note = ("Price: the discounted price, or the retail price where there is none." if discounted
+            else f"Price: {spec.role_column('price')}.")
+    return blocks.table(f"Prices of the {PRICE_CATEGORIES} largest categories ({unit})", columns, records(prices),
+                        note=note)
 
 
-def _prices_plot(catalogue: pd.DataFrame, prices: pd.DataFrame) -> dict | None:
-    price = product_prices(catalogue)
-    category = catalogue.loc[price.index, "category_top"]
+def _prices_plot(products: pd.DataFrame, prices: pd.DataFrame, currency: str | None) -> dict | None:
+    price = product_prices(products)
+    category = products.loc[price.index, "top_level"]
     names = list(prices.loc[prices["count"] > 0, "category"])[::-1]  # the largest category on top
     if not names:
         return None
@@ -140,7 +225,7 @@ def _prices_plot(catalogue: pd.DataFrame, prices: pd.DataFrame) -> dict | None:
                    medianprops={"color": plots.PALETTE[1]})
         ax.set_xscale("log")
         ax.xaxis.set_major_formatter(plots.matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:,.0f}"))
-        ax.set_xlabel("price (INR, log scale)")
+        ax.set_xlabel(f"price ({blocks.currency_label(currency)}, log scale)")
         ax.set_title("Price per top-level category")
     return blocks.plot("Price distribution per category (box: p25–p75, line: median, whiskers: p5–p95)",
                        plots.to_data_uri(fig))
@@ -154,12 +239,12 @@ def has_value(values: pd.Series) -> pd.Series:
     return present
 
 
-def brand_coverage(catalogue: pd.DataFrame) -> dict:
-    branded = catalogue.loc[has_value(catalogue["brand"]), "brand"]
+def brand_coverage(products: pd.DataFrame) -> dict:
+    branded = products.loc[has_value(products["brand"]), "brand"]
     top = (branded.value_counts().rename_axis("brand").reset_index(name="products")
            .sort_values(["products", "brand"], ascending=[False, True]).head(TOP_BRANDS))
-    top["share"] = top["products"] / max(len(catalogue), 1)
-    return {"coverage": len(branded) / len(catalogue) if len(catalogue) else None,
+    top["share"] = top["products"] / max(len(products), 1)
+    return {"coverage": len(branded) / len(products) if len(products) else None,
             "brands": int(branded.nunique()), "top": top}
 
 
@@ -185,11 +270,11 @@ def _missing_block(missing: pd.DataFrame) -> dict:
     ], records(missing))
 
 
-def category_status_shares(catalogue: pd.DataFrame) -> pd.DataFrame:
-    counts = catalogue["category_status"].fillna("(none)").value_counts()
+def category_status_shares(products: pd.DataFrame) -> pd.DataFrame:
+    counts = products["category_status"].fillna("(none)").value_counts()
     order = CATEGORY_STATUSES + sorted(set(counts.index) - set(CATEGORY_STATUSES))
     table = counts.reindex(order, fill_value=0).rename_axis("status").reset_index(name="products")
-    table["share"] = table["products"] / max(len(catalogue), 1)
+    table["share"] = table["products"] / max(len(products), 1)
     return table.astype({"products": "int64"})
 
 
@@ -202,31 +287,32 @@ def _status_block(statuses: pd.DataFrame) -> dict:
 
 
 # ---- sales over the window ------------------------------------------------------------------------------------
-def product_sales(orders: pd.DataFrame) -> pd.DataFrame:
-    """Per stock_code over product lines: net quantity and GBP revenue, sale invoices, sold and cancelled lines and
-    quantities, and its most frequent description."""
-    lines = product_lines(orders)
+def product_sales(orders: pd.DataFrame, spec: SourceSpec | None = None) -> pd.DataFrame:
+    """Per product (stock_code: the product field) over merchandise lines: net quantity and revenue, sale orders,
+    sold and cancelled lines and quantities, and its most frequent name (description: the product_name field).
+    `orders`: clean rows of the orders source `spec` (default: the first orders-role source)."""
+    lines = product_lines(order_lines(orders, spec or roles.source_of("orders")))
     sale = is_sale(lines)
-    sales, cancels = lines[sale].groupby("stock_code"), lines[~sale].groupby("stock_code")
+    sales, cancels = lines[sale].groupby("product"), lines[~sale].groupby("product")
     table = pd.DataFrame({
-        "quantity": lines.groupby("stock_code")["quantity"].sum(),
-        "revenue_gbp": net_product_revenue(orders, "stock_code"),
-        "invoices": sales["invoice_no"].nunique(),
+        "quantity": lines.groupby("product")["quantity"].sum(),
+        "revenue_gbp": net_product_revenue(lines, "product"),
+        "invoices": sales["order_id"].nunique(),
         "sold_lines": sales.size(),
         "sold_quantity": sales["quantity"].sum(),
         "cancelled_lines": cancels.size(),
         "cancelled_quantity": -cancels["quantity"].sum(),
     }).fillna(0).astype({"quantity": "int64", "invoices": "int64", "sold_lines": "int64", "sold_quantity": "int64",
                          "cancelled_lines": "int64", "cancelled_quantity": "int64"})
-    table["description"] = _descriptions(lines).reindex(table.index)
+    table["description"] = _descriptions(lines).reindex(table.index) if "product_name" in lines else None
     return table.rename_axis("stock_code").reset_index()
 
 
 def _descriptions(lines: pd.DataFrame) -> pd.Series:
-    """The most frequent description per stock code (ties: alphabetical)."""
-    counts = lines.dropna(subset=["description"]).groupby(["stock_code", "description"]).size().reset_index(name="n")
-    counts = counts.sort_values(["stock_code", "n", "description"], ascending=[True, False, True])
-    return counts.drop_duplicates("stock_code").set_index("stock_code")["description"]
+    """The most frequent name per product (ties: alphabetical)."""
+    counts = lines.dropna(subset=["product_name"]).groupby(["product", "product_name"]).size().reset_index(name="n")
+    counts = counts.sort_values(["product", "n", "product_name"], ascending=[True, False, True])
+    return counts.drop_duplicates("product").set_index("product")["product_name"]
 
 
 def best_sellers(sales: pd.DataFrame, by: str) -> pd.DataFrame:
@@ -241,27 +327,33 @@ def cancellation_rates(sales: pd.DataFrame) -> pd.DataFrame:
                                 ascending=[False, False, True]).head(TOP_SELLERS)
 
 
-def _orders_part(ctx: ReportContext) -> tuple[list[dict], str, dict]:
-    orders, days = ctx.clean_since("orders", ctx.window[0])
-    if orders is None or product_lines(orders).empty:
-        return [blocks.note(f"No product lines in the clean orders between {ctx.window[0]} and {ctx.ds}.")], \
-            "no_data", {"orders_days": [d.isoformat() for d in days]}
-    sales = product_sales(orders)
+def _orders_part(ctx: ReportContext, spec: SourceSpec) -> tuple[list[dict], str, dict]:
+    orders, days = ctx.clean_since(spec.name, ctx.window[0])
+    summary = {"orders_days": [d.isoformat() for d in days]}
+    lacking = roles.absent(spec, *SALES_FIELDS)
+    if lacking:
+        return [blocks.note(roles.no_field(spec, lacking, "no best sellers") + ".")], "no_data", summary
+    if orders is None or product_lines(order_lines(orders, spec)).empty:
+        return [blocks.note(f"No product lines in the clean {spec.name} rows between {ctx.window[0]} and "
+                            f"{ctx.ds}.")], "no_data", summary
+    sales = product_sales(orders, spec)
     by_revenue, by_quantity = best_sellers(sales, "revenue_gbp"), best_sellers(sales, "quantity")
-    covered, status = coverage(ctx, days, orders)
+    covered, status = coverage(ctx, spec.name, days, orders)
+    unit, money = blocks.currency_label(spec.currency), blocks.money_fmt(spec.currency)
     content = [
         blocks.note(f"{covered} Days: {', '.join(d.isoformat() for d in days)}.",
                     "warning" if status == "warning" else "info"),
+        *caveats(spec, orders),
         blocks.figures([("products sold", int((sales["sold_lines"] > 0).sum()), "int"),
-                        ("net product revenue (GBP)", round(float(sales["revenue_gbp"].sum()), 2), "gbp"),
+                        (f"net product revenue ({unit})", round(float(sales["revenue_gbp"].sum()), 2), money),
                         ("net units", int(sales["quantity"].sum()), "int")]),
-        _sellers_block(f"Best sellers by net revenue (GBP), top {TOP_SELLERS}", by_revenue),
-        _sellers_plot(by_revenue),
-        _sellers_block(f"Best sellers by net quantity, top {TOP_SELLERS}", by_quantity),
+        _sellers_block(f"Best sellers by net revenue ({unit}), top {TOP_SELLERS}", by_revenue, spec.currency),
+        _sellers_plot(by_revenue, spec.currency),
+        _sellers_block(f"Best sellers by net quantity, top {TOP_SELLERS}", by_quantity, spec.currency),
         _cancellations_block(cancellation_rates(sales)),
     ]
-    summary = {"orders_days": [d.isoformat() for d in days], "products_sold": int((sales["sold_lines"] > 0).sum()),
-               "best_seller_by_revenue": _headline(by_revenue), "best_seller_by_quantity": _headline(by_quantity)}
+    summary.update({"products_sold": int((sales["sold_lines"] > 0).sum()),
+                    "best_seller_by_revenue": _headline(by_revenue), "best_seller_by_quantity": _headline(by_quantity)})
     return content, status, summary
 
 
@@ -270,25 +362,27 @@ def _headline(sellers: pd.DataFrame) -> dict:
             if k in ("stock_code", "description", "quantity", "revenue_gbp", "invoices")}
 
 
-def _sellers_block(title: str, sellers: pd.DataFrame) -> dict:
+def _sellers_block(title: str, sellers: pd.DataFrame, currency: str | None) -> dict:
     return blocks.table(title, [
-        blocks.column("stock_code", "stock code", "code"), blocks.column("description", "description"),
-        blocks.column("quantity", "net quantity", "int"), blocks.column("revenue_gbp", "net revenue (GBP)", "gbp"),
+        blocks.column("stock_code", "product", "code"), blocks.column("description", "description"),
+        blocks.column("quantity", "net quantity", "int"),
+        blocks.column("revenue_gbp", f"net revenue ({blocks.currency_label(currency)})", blocks.money_fmt(currency)),
         blocks.column("invoices", "invoices", "int"),
     ], records(sellers), note="Net: sales minus cancellations in the window; product lines only.")
 
 
-def _sellers_plot(sellers: pd.DataFrame) -> dict:
+def _sellers_plot(sellers: pd.DataFrame, currency: str | None) -> dict:
     labels = [f"{code} {plain(description) or ''}".strip()
               for code, description in zip(sellers["stock_code"], sellers["description"])]
+    unit = blocks.currency_label(currency)
     image = plots.barh(labels, [float(v) for v in sellers["revenue_gbp"]], title="Best sellers by net revenue",
-                       xlabel="net revenue (GBP)")
-    return blocks.plot("Best sellers by net revenue (GBP)", image)
+                       xlabel=f"net revenue ({unit})")
+    return blocks.plot(f"Best sellers by net revenue ({unit})", image)
 
 
 def _cancellations_block(rates: pd.DataFrame) -> dict:
     return blocks.table(f"Highest cancellation rates (products with ≥ {MIN_SOLD_LINES} sale lines)", [
-        blocks.column("stock_code", "stock code", "code"), blocks.column("description", "description"),
+        blocks.column("stock_code", "product", "code"), blocks.column("description", "description"),
         blocks.column("sold_lines", "sale lines", "int"), blocks.column("cancelled_lines", "cancelled lines", "int"),
         blocks.column("sold_quantity", "sold quantity", "int"),
         blocks.column("cancelled_quantity", "cancelled quantity", "int"),

@@ -1,13 +1,16 @@
-"""Section 3, users: customer segments from the orders look-back (RFM), customers by country, and the report day's
-behaviour funnel (view → favourite → cart → buy) with its hour-of-day profile.
+"""Section 3, users: per orders-role source, customer segments from its look-back (RFM) and customers by country;
+per events-role source, the report day's funnel (view → favourite → cart → buy) with its hour-of-day profile.
+Columns are read through the role's fields; a source that does not map a field a block needs gets a note saying
+what is left out instead (e.g. no customer field: no segments; no timestamp: no hour-of-day profile).
 
-RFM covers the customers (rows with a `customer_key`) of every clean orders partition in the look-back, as of
-the end of its latest orders day:
+RFM covers the customers (rows with a customer) of every clean partition of the orders source in the look-back,
+as of the end of its latest day:
 
-- recency: days from the customer's last non-cancelled purchase to the as-of day (calendar days in the orders'
+- recency: days from the customer's last non-cancelled purchase to the as-of day (calendar days in the source's
   own time zone);
-- frequency: distinct non-cancelled invoices;
-- monetary: net GBP of product lines, cancellations counted as negative amounts.
+- frequency: distinct non-cancelled orders (the order_id field: invoices);
+- monetary: net amount (quantity × unit price, in the source's currency) of merchandise lines, cancellations
+  counted as negative amounts.
 
 Customers whose only lines in the look-back are cancellations have no purchase to date and are not segmented.
 Each measure is scored 1..5 by its percentile rank p = (customers below + half the customers equal) / N, i.e.
@@ -34,14 +37,18 @@ reach F ≥ 4, and "new" looks at the invoice count itself rather than at F.
 from __future__ import annotations
 
 from datetime import date, timedelta
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 
+from shopflow import roles
 from shopflow.report import blocks, plots
 from shopflow.report.context import ReportContext
-from shopflow.report.orders_metrics import coverage, is_sale, net_product_revenue, plain, records
-from shopflow.sources.behavior import EVENT_TYPES
+from shopflow.report.orders_metrics import caveats, coverage, is_sale, net_product_revenue, plain, records
+from shopflow.role_frames import event_rows, order_lines
+from shopflow.sources import SourceSpec
+from shopflow.sources.spec import EVENT_TYPES
 
 SEGMENT_RULES = [
     ("champions", "R ≥ 4, F ≥ 4 and M ≥ 4", lambda s: (s.r_score >= 4) & (s.f_score >= 4) & (s.m_score >= 4)),
@@ -55,36 +62,67 @@ SEGMENT_RULES = [
 SEGMENTS = [name for name, _, _ in SEGMENT_RULES]
 TOP_COUNTRIES = 10
 BUSIEST_HOURS = 5
-# The cleaner's event names (raw pv, fav, cart, buy) in funnel order.
-FUNNEL = list(EVENT_TYPES.values())
-VIEW, CART, BUY = EVENT_TYPES["pv"], EVENT_TYPES["cart"], EVENT_TYPES["buy"]
+# An events source's event types in funnel order (its event_type values are these: shopflow.sources.spec).
+FUNNEL = list(EVENT_TYPES)
+VIEW, CART, BUY = "view", "cart", "buy"
+ORDERS_TITLE = "Customer segments (RFM) and countries"
+# What RFM and the countries table need of an orders source beyond its required order_id and timestamp.
+RFM_FIELDS = ("customer", "quantity", "unit_price")
+COUNTRY_FIELDS = ("country", "customer", "quantity", "unit_price")
+
+
+class _Part(NamedTuple):
+    """One source's subsection of the section, with its status and summary (source None: no source of the role)."""
+
+    block: dict
+    status: str
+    source: str | None
+    summary: dict
 
 
 def build(ctx: ReportContext) -> dict:
-    orders_blocks, orders_status, orders_summary = _orders_part(ctx)
-    behaviour_blocks, behaviour_status, behaviour_summary = _behaviour_part(ctx)
+    """One subsection per orders source and one per events source; the summary's top-level keys describe the first
+    source of each role, `per_source` every one."""
+    funnel_title = f"Behaviour funnel on {ctx.ds}"
+    orders = [_part(ORDERS_TITLE, spec, _orders_part(ctx, spec)) for spec in ctx.sources_of("orders")] \
+        or [_no_source(ORDERS_TITLE, "orders", "no customer segments", {"customers": 0})]
+    events = [_part(funnel_title, spec, _behaviour_part(ctx, spec)) for spec in ctx.sources_of("events")] \
+        or [_no_source(funnel_title, "events", "no funnel", {})]
+    parts = orders + events
     return blocks.section(
-        "users", "Users",
-        [blocks.subsection("Customer segments (RFM) and countries", orders_blocks, status=orders_status),
-         blocks.subsection(f"Behaviour funnel on {ctx.ds}", behaviour_blocks, status=behaviour_status)],
-        status=blocks.worst([orders_status, behaviour_status]),
-        summary={**orders_summary, **behaviour_summary},
+        "users", "Users", [part.block for part in parts],
+        status=blocks.worst([part.status for part in parts]),
+        summary={**orders[0].summary, **events[0].summary,
+                 "per_source": {part.source: part.summary for part in parts if part.source}},
         intro=(f"Who buys: RFM segments of the customers in the orders of the last {ctx.lookback_days} days and "
-               f"where they are; how the day's marketplace users move from viewing to buying. Customer and user "
-               f"ids are pseudonymised at ingest."))
+               f"where they are; how the day's marketplace users move from viewing to buying. One part per source "
+               f"of the orders and events roles. Customer and user ids are pseudonymised at ingest."))
+
+
+def _part(title: str, spec: SourceSpec, built: tuple[list[dict], str, dict]) -> _Part:
+    content, status, summary = built
+    return _Part(blocks.subsection(blocks.for_source(title, spec.name), content, status=status), status, spec.name,
+                 summary)
+
+
+def _no_source(title: str, role: str, consequence: str, summary: dict) -> _Part:
+    note = blocks.note(f"The sources file declares no source with the {role} role: {consequence}.")
+    return _Part(blocks.subsection(title, [note], status="no_data"), "no_data", None, summary)
 
 
 # ---- RFM -------------------------------------------------------------------------------------------------------
-def rfm_table(orders: pd.DataFrame, as_of: date, timezone: str) -> pd.DataFrame:
-    """recency_days, frequency and monetary_gbp per customer_key (customers with at least one purchase)."""
-    keyed = orders[orders["customer_key"].notna()]
+def rfm_table(orders: pd.DataFrame, as_of: date, timezone: str, spec: SourceSpec | None = None) -> pd.DataFrame:
+    """recency_days, frequency and monetary_gbp (the net amount, in the source's currency) per customer with at least
+    one purchase. `orders`: clean rows of the orders source `spec` (default: the first orders-role source)."""
+    lines = order_lines(orders, spec or roles.source_of("orders"))
+    keyed = lines[lines["customer"].notna()]
     sales = keyed[is_sale(keyed)]
-    last_purchase = sales.groupby("customer_key")["invoice_ts_utc"].max().dt.tz_convert(timezone).dt.date
+    last_purchase = sales.groupby("customer")["timestamp"].max().dt.tz_convert(timezone).dt.date
     frame = pd.DataFrame({
         "recency_days": last_purchase.map(lambda day: (as_of - day).days),
-        "frequency": sales.groupby("customer_key")["invoice_no"].nunique(),
+        "frequency": sales.groupby("customer")["order_id"].nunique(),
     })
-    frame["monetary_gbp"] = net_product_revenue(keyed, "customer_key").reindex(frame.index, fill_value=0.0)
+    frame["monetary_gbp"] = net_product_revenue(keyed, "customer").reindex(frame.index, fill_value=0.0)
     return frame.astype({"recency_days": "int64", "frequency": "int64", "monetary_gbp": "float64"}).sort_index()
 
 
@@ -119,51 +157,63 @@ def segment_table(scored: pd.DataFrame) -> pd.DataFrame:
     return table.rename_axis("segment").reset_index()
 
 
-def _orders_part(ctx: ReportContext) -> tuple[list[dict], str, dict]:
+def _orders_part(ctx: ReportContext, spec: SourceSpec) -> tuple[list[dict], str, dict]:
     since = ctx.ds - timedelta(days=ctx.lookback_days - 1)
-    orders, days = ctx.clean_since("orders", since)
+    orders, days = ctx.clean_since(spec.name, since)
     if orders is None or orders.empty:
-        return [blocks.note(f"No clean orders rows between {since} and {ctx.ds}: no customer segments.")], \
+        return [blocks.note(f"No clean {spec.name} rows between {since} and {ctx.ds}: no customer segments.")], \
             "no_data", {"customers": 0}
     as_of = days[-1]
-    scored = score_rfm(rfm_table(orders, as_of, ctx.specs["orders"].timezone))
-    covered, status = coverage(ctx, days, orders)
-    keyed = orders["customer_key"].notna()
-    only_cancelled = orders.loc[keyed, "customer_key"].nunique() - len(scored)
+    covered, status = coverage(ctx, spec.name, days, orders)
+    level = "warning" if status == "warning" else "info"
+    summary = {"customers": None, "rfm_as_of": as_of.isoformat(), "orders_days": len(days)}
+    countries = _countries_blocks(orders, spec)
+    lacking = roles.absent(spec, *RFM_FIELDS)
+    if lacking:
+        content = [blocks.figures([("orders days", len(days), "int"), ("order lines", len(orders), "int")]),
+                   blocks.note(covered, level), *caveats(spec, orders),
+                   blocks.note(roles.no_field(spec, lacking, "no customer segments (RFM)") + ".")]
+        return content + countries, status, summary
+    scored = score_rfm(rfm_table(orders, as_of, spec.timezone, spec))
+    keyed = orders[spec.role_column("customer")].notna()
+    only_cancelled = orders.loc[keyed, spec.role_column("customer")].nunique() - len(scored)
     content = [
         blocks.figures([("customers segmented", len(scored), "int"), ("RFM as of", as_of.isoformat(), "text"),
-                        ("orders days", len(days), "int"), ("invoice lines", len(orders), "int")]),
+                        ("orders days", len(days), "int"), ("order lines", len(orders), "int")]),
         blocks.note(f"{covered} RFM as of the end of {as_of}. {int((~keyed).sum()):,} lines have no customer key "
                     f"and are left out; {only_cancelled:,} customer(s) with only cancellations are not segmented.",
-                    "warning" if status == "warning" else "info"),
+                    level),
+        *caveats(spec, orders),
     ]
-    summary = {"customers": len(scored), "rfm_as_of": as_of.isoformat(), "orders_days": len(days)}
+    summary["customers"] = len(scored)
     if scored.empty:
         content.append(blocks.note("No customer made a purchase in the look-back."))
-        return content + [_countries_block(orders)], status, summary
+        return content + countries, status, summary
     segments = segment_table(scored)
     summary["segments"] = {row["segment"]: int(row["customers"]) for row in records(segments)}
-    content += [_rules_block(), _segments_block(segments), _segments_plot(segments), _countries_block(orders)]
+    content += [_rules_block(spec.currency), _segments_block(segments, spec.currency), _segments_plot(segments),
+                *countries]
     return content, status, summary
 
 
-def _rules_block() -> dict:
+def _rules_block(currency: str | None) -> dict:
     return blocks.table(
         "Segment rules (first match wins)",
         [blocks.column("segment", "segment"), blocks.column("rule", "rule")],
         [{"segment": name, "rule": rule} for name, rule, _ in SEGMENT_RULES],
         note=("R, F, M: recency (days since the last purchase), frequency (distinct invoices) and monetary value "
-              "(net GBP of product lines) scored 1..5 by percentile rank within these customers "
-              "(floor(5 p) + 1, p = share below + half the share equal); 5 is best, ties share a score."))
+              f"(net {blocks.currency_label(currency)} of product lines) scored 1..5 by percentile rank within these "
+              "customers (floor(5 p) + 1, p = share below + half the share equal); 5 is best, ties share a score."))
 
 
-def _segments_block(segments: pd.DataFrame) -> dict:
+def _segments_block(segments: pd.DataFrame, currency: str | None) -> dict:
+    unit, money = blocks.currency_label(currency), blocks.money_fmt(currency)
     return blocks.table("Segment sizes", [
         blocks.column("segment", "segment"), blocks.column("customers", "customers", "int"),
         blocks.column("share", "share", "pct"), blocks.column("recency", "mean recency (days)", "float"),
         blocks.column("frequency", "mean invoices", "float"),
-        blocks.column("monetary_mean", "mean net spend (GBP)", "gbp"),
-        blocks.column("monetary_total", "total net spend (GBP)", "gbp"),
+        blocks.column("monetary_mean", f"mean net spend ({unit})", money),
+        blocks.column("monetary_total", f"total net spend ({unit})", money),
     ], records(segments))
 
 
@@ -174,94 +224,111 @@ def _segments_plot(segments: pd.DataFrame) -> dict:
 
 
 # ---- countries -------------------------------------------------------------------------------------------------
-def country_table(orders: pd.DataFrame) -> pd.DataFrame:
-    """Top countries by distinct customers (with net product revenue GBP of all their lines), then the rest."""
-    orders = orders.assign(country=orders["country"].fillna("(unknown)"))
-    keyed = orders[orders["customer_key"].notna()]
-    table = pd.DataFrame({"customers": keyed.groupby("country")["customer_key"].nunique(),
-                          "revenue_gbp": net_product_revenue(orders, "country")}).fillna(0)
+def country_table(orders: pd.DataFrame, spec: SourceSpec | None = None) -> pd.DataFrame:
+    """Top countries by distinct customers (with the net merchandise revenue of all their lines), then the rest.
+    `orders`: clean rows of the orders source `spec` (default: the first orders-role source)."""
+    lines = order_lines(orders, spec or roles.source_of("orders"))
+    lines = lines.assign(country=lines["country"].fillna("(unknown)"))
+    keyed = lines[lines["customer"].notna()]
+    table = pd.DataFrame({"customers": keyed.groupby("country")["customer"].nunique(),
+                          "revenue_gbp": net_product_revenue(lines, "country")}).fillna(0)
     table = table.rename_axis("country").reset_index().sort_values(
         ["customers", "revenue_gbp", "country"], ascending=[False, False, True])
     top, rest = table.head(TOP_COUNTRIES), table.iloc[TOP_COUNTRIES:]
     if not rest.empty:
         in_rest = keyed["country"].isin(rest["country"])
         other = {"country": f"other countries ({len(rest)})",
-                 "customers": keyed.loc[in_rest, "customer_key"].nunique(),
+                 "customers": keyed.loc[in_rest, "customer"].nunique(),
                  "revenue_gbp": round(float(rest["revenue_gbp"].sum()), 2)}
         top = pd.concat([top, pd.DataFrame([other])], ignore_index=True)
-    top["share"] = top["customers"] / max(keyed["customer_key"].nunique(), 1)
+    top["share"] = top["customers"] / max(keyed["customer"].nunique(), 1)
     return top.astype({"customers": "int64"})
 
 
-def _countries_block(orders: pd.DataFrame) -> dict:
-    return blocks.table(f"Customers by country (top {TOP_COUNTRIES} by customers)", [
+def _countries_blocks(orders: pd.DataFrame, spec: SourceSpec) -> list[dict]:
+    lacking = roles.absent(spec, *COUNTRY_FIELDS)
+    if lacking:
+        return [blocks.note(roles.no_field(spec, lacking, "no customers by country") + ".")]
+    unit = blocks.currency_label(spec.currency)
+    return [blocks.table(f"Customers by country (top {TOP_COUNTRIES} by customers)", [
         blocks.column("country", "country"), blocks.column("customers", "customers", "int"),
         blocks.column("share", "share of customers", "pct"),
-        blocks.column("revenue_gbp", "net product revenue (GBP)", "gbp"),
-    ], records(country_table(orders)),
-        note="Revenue counts every product line of the country, with or without a customer key.")
+        blocks.column("revenue_gbp", f"net product revenue ({unit})", blocks.money_fmt(spec.currency)),
+    ], records(country_table(orders, spec)),
+        note="Revenue counts every product line of the country, with or without a customer key.")]
 
 
 # ---- behaviour -------------------------------------------------------------------------------------------------
-def funnel_table(events: pd.DataFrame) -> pd.DataFrame:
-    """Per stage: events, distinct users, and the share of the viewers who also reached the stage."""
-    users = {stage: set(events.loc[events["event_type"] == stage, "user_key"].dropna()) for stage in FUNNEL}
+def funnel_table(events: pd.DataFrame, spec: SourceSpec | None = None) -> pd.DataFrame:
+    """Per stage: events, distinct users, and the share of the viewers who also reached the stage. `events`: clean
+    rows of the events source `spec` (default: the first events-role source)."""
+    rows = event_rows(events, spec or roles.source_of("events"))
+    users = {stage: set(rows.loc[rows["event_type"] == stage, "user"].dropna()) for stage in FUNNEL}
     viewers = users[VIEW]
     return pd.DataFrame([{
         "stage": stage,
-        "events": int((events["event_type"] == stage).sum()),
+        "events": int((rows["event_type"] == stage).sum()),
         "users": len(users[stage]),
         "from_view": len(users[stage] & viewers) / len(viewers) if viewers else None,
     } for stage in FUNNEL])
 
 
-def cart_to_buy(events: pd.DataFrame) -> float | None:
+def cart_to_buy(events: pd.DataFrame, spec: SourceSpec | None = None) -> float | None:
     """The share of the users who carted that day who also bought that day."""
-    carted = set(events.loc[events["event_type"] == CART, "user_key"].dropna())
-    bought = set(events.loc[events["event_type"] == BUY, "user_key"].dropna())
+    rows = event_rows(events, spec or roles.source_of("events"))
+    carted = set(rows.loc[rows["event_type"] == CART, "user"].dropna())
+    bought = set(rows.loc[rows["event_type"] == BUY, "user"].dropna())
     return len(carted & bought) / len(carted) if carted else None
 
 
-def hour_profile(events: pd.DataFrame, timezone: str) -> pd.DataFrame:
-    """Events and distinct users per local hour 0..23 (hours without events included)."""
-    hours = events["event_ts_utc"].dt.tz_convert(timezone).dt.hour
-    grouped = events.groupby(hours)
-    profile = pd.DataFrame({"events": grouped.size(), "users": grouped["user_key"].nunique()})
+def hour_profile(events: pd.DataFrame, timezone: str, spec: SourceSpec | None = None) -> pd.DataFrame:
+    """Events and distinct users per local hour 0..23 (hours without events included). `events`: clean rows of
+    the events source `spec` (default: the first events-role source), which must map a timestamp."""
+    rows = event_rows(events, spec or roles.source_of("events"))
+    hours = rows["timestamp"].dt.tz_convert(timezone).dt.hour
+    grouped = rows.groupby(hours)
+    profile = pd.DataFrame({"events": grouped.size(), "users": grouped["user"].nunique()})
     profile = profile.reindex(range(24), fill_value=0).rename_axis("hour").reset_index()
-    profile["share"] = profile["events"] / max(len(events), 1)
+    profile["share"] = profile["events"] / max(len(rows), 1)
     return profile.astype({"hour": "int64", "events": "int64", "users": "int64"})
 
 
-def _behaviour_part(ctx: ReportContext) -> tuple[list[dict], str, dict]:
-    partition = ctx.partition("behavior")
-    events = ctx.clean("behavior")
+def _behaviour_part(ctx: ReportContext, spec: SourceSpec) -> tuple[list[dict], str, dict]:
+    partition = ctx.partition(spec.name)
+    events = ctx.clean(spec.name)
     if events is None:
         state = partition.status if partition else "not run"
-        return [blocks.note(f"No readable behaviour partition for {ctx.ds} (state: {state}): no funnel.")], \
+        return [blocks.note(f"No readable {spec.name} partition for {ctx.ds} (state: {state}): no funnel.")], \
             "no_data", {}
     if events.empty:
-        return [blocks.note(f"The behaviour partition of {ctx.ds} has no clean events.")], "no_data", {"events": 0}
-    content, summary = _behaviour_blocks(events, ctx.specs["behavior"].timezone)
+        return [blocks.note(f"The {spec.name} partition of {ctx.ds} has no clean events.")], "no_data", {"events": 0}
+    content, summary = _behaviour_blocks(events, spec)
     if partition.status == "failed_validation":
-        content.insert(1, blocks.note(f"The behaviour partition of {ctx.ds} failed validation: the figures come "
+        content.insert(1, blocks.note(f"The {spec.name} partition of {ctx.ds} failed validation: the figures come "
                                       f"from its clean rows all the same.", "warning"))
         return content, "warning", summary
     return content, "ok", summary
 
 
-def _behaviour_blocks(events: pd.DataFrame, timezone: str) -> tuple[list[dict], dict]:
-    funnel, profile = funnel_table(events), hour_profile(events, timezone)
-    to_buy = cart_to_buy(events)
+def _behaviour_blocks(events: pd.DataFrame, spec: SourceSpec) -> tuple[list[dict], dict]:
+    funnel = funnel_table(events, spec)
+    to_buy = cart_to_buy(events, spec)
     view_to_buy = plain(funnel.loc[funnel["stage"] == BUY, "from_view"].iloc[0])
-    busiest = profile.sort_values(["events", "hour"], ascending=[False, True]).head(BUSIEST_HOURS)
+    users = int(events[spec.role_column("user")].nunique())
     figures = blocks.figures([
-        ("events", len(events), "int"), ("users", int(events["user_key"].nunique()), "int"),
+        ("events", len(events), "int"), ("users", users, "int"),
         (f"{VIEW} → {BUY} (users)", view_to_buy, "pct"), (f"{CART} → {BUY} (users)", to_buy, "pct")])
-    content = [figures, _funnel_block(funnel), _funnel_plot(funnel), _hours_plot(profile, timezone),
-               _busiest_block(busiest, timezone)]
+    content = [figures, _funnel_block(funnel), _funnel_plot(funnel)]
     stage_users = {f"{row['stage']}_users": row["users"] for row in records(funnel)}
     summary = {"events": len(events), "funnel": {**stage_users, "view_to_buy": view_to_buy, "cart_to_buy": to_buy},
-               "busiest_hour": int(busiest["hour"].iloc[0])}
+               "busiest_hour": None}
+    if not roles.maps(spec, "timestamp"):
+        content.append(blocks.note(roles.no_field(spec, "timestamp", "no hour-of-day profile") + "."))
+        return content, summary
+    profile = hour_profile(events, spec.timezone, spec)
+    busiest = profile.sort_values(["events", "hour"], ascending=[False, True]).head(BUSIEST_HOURS)
+    content += [_hours_plot(profile, spec.timezone), _busiest_block(busiest, spec.timezone)]
+    summary["busiest_hour"] = int(busiest["hour"].iloc[0])
     return content, summary
 
 

@@ -14,7 +14,7 @@ import yaml
 from shopflow.sources.spec import LandingFileSpec, SourcesFileError, SourceSpec, parse_sources
 
 __all__ = ["DEFAULT_SOURCES_FILE", "LandingFileSpec", "SourceSpec", "SourcesFileError", "get_source",
-           "load_sources", "sources_location", "sources_with_role"]
+           "load_sources", "sources_location"]
 
 DEFAULT_SOURCES_FILE = Path(__file__).resolve().parent.parent / "sources.yaml"
 
@@ -50,8 +50,3 @@ def get_source(name: str) -> SourceSpec:
     if name not in sources:
         raise KeyError(f"unknown source {name!r}; the sources file {sources_location()} declares {sorted(sources)}")
     return sources[name]
-
-
-def sources_with_role(role: str) -> list[SourceSpec]:
-    """The sources that declare `role` (catalog, orders, events, search), in sources-file order."""
-    return [spec for spec in load_sources().values() if spec.role is not None and spec.role.name == role]

@@ -69,7 +69,8 @@ def combine(frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
         frame["_occurrence"] = frame.groupby("uniq_id").cumcount().where(keyed, -1 - frame.index.to_series())
         frame["_order"] = rank
         frame["_priority"] = FILE_PRIORITY.index(name) if name in FILE_PRIORITY else len(FILE_PRIORITY)
-        frame.loc[~keyed, "uniq_id"] = frame.loc[~keyed, "uniq_id"].fillna("") + "#" + name + ":" + frame.loc[~keyed, SOURCE_LINE].astype(str)
+        frame.loc[~keyed, "uniq_id"] = (frame.loc[~keyed, "uniq_id"].fillna("") + "#" + name + ":"
+                                        + frame.loc[~keyed, SOURCE_LINE].astype(str))
         parts.append(frame)
     if not parts:
         return pd.DataFrame(columns=ALL_FIELDS + [SOURCE_FILE, SOURCE_LINE])

@@ -289,14 +289,16 @@ class JoinSpec(_Strict):
 # section or model step that needs an absent field says so instead of failing.
 ROLE_FIELDS = {
     "catalog": ("id", "title", "category_path", "category_levels", "category_status", "brand", "price",
-                "description"),
+                "discounted_price", "description"),
     "orders": ("order_id", "line_id", "customer", "timestamp", "quantity", "unit_price", "cancellation", "product",
-               "product_name", "country"),
+               "product_name", "country", "line_type"),
     "events": ("user", "item", "event_type", "timestamp"),
     "search": ("query", "user", "session", "clicked_item", "timestamp"),
 }
 ROLE_REQUIRED = {"catalog": ("id",), "orders": ("order_id", "timestamp"), "events": ("user", "event_type"),
                  "search": ("query",)}
+# An orders source's line_type column marks merchandise lines with this value (others: postage, fees, ...).
+MERCHANDISE_LINE = "product"
 # An events source's event_type column holds these values (a category column's value map turns pv into view).
 EVENT_TYPES = ("view", "favourite", "cart", "buy")
 

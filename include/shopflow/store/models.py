@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from enum import StrEnum
 
 from sqlalchemy import JSON, BigInteger, Boolean, Date, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -27,6 +28,17 @@ class Dataset(Base):
     partitions: Mapped[list["Partition"]] = relationship(back_populates="dataset")
 
 
+class PartitionStatus(StrEnum):
+    """Where a partition (one day of one source) stands. Stored as its text; equal to that text in comparisons."""
+
+    MISSING = "missing"  # no landing files that day
+    INGESTED = "ingested"
+    CLEANED = "cleaned"
+    VALIDATED = "validated"  # every critical expectation passed: downstream may use it
+    FAILED_VALIDATION = "failed_validation"
+    FAILED = "failed"  # a step raised; `error` says what
+
+
 class Partition(Base):
     """One day of one dataset: its files, row ledger, outputs, validation state and timings."""
 
@@ -36,7 +48,7 @@ class Partition(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
     ds: Mapped[date] = mapped_column(Date)
-    status: Mapped[str] = mapped_column(String(32))  # missing | ingested | cleaned | validated | failed_validation | failed
+    status: Mapped[str] = mapped_column(String(32))  # a PartitionStatus
     load_kind: Mapped[str | None] = mapped_column(String(16))  # append | snapshot | delta
     rows_in: Mapped[int | None] = mapped_column(BigInteger)
     rows_clean: Mapped[int | None] = mapped_column(BigInteger)

@@ -17,6 +17,7 @@ from shopflow.store.models import (
     LineageEdge,
     Partition,
     PartitionFile,
+    PartitionStatus,
     RepairAudit,
     RepairRun,
     Report,
@@ -96,7 +97,7 @@ class MetadataStore:
         with self.session() as session, session.begin():
             partition = self._partition(session, dataset, ds)
             self._reset(session, partition)
-            partition.status = "missing"
+            partition.status = PartitionStatus.MISSING
             partition.airflow_run_id = run_id
 
     def record_ingest(
@@ -106,7 +107,7 @@ class MetadataStore:
         with self.session() as session, session.begin():
             partition = self._partition(session, dataset, ds)
             self._reset(session, partition)
-            partition.status = "ingested"
+            partition.status = PartitionStatus.INGESTED
             partition.load_kind = load_kind
             partition.rows_in = rows_in
             partition.rows_reference = rows_reference
@@ -126,7 +127,7 @@ class MetadataStore:
                     f"{dataset} {ds}: ingest recorded {partition.rows_in} rows but clean read {ledger['rows_in']}"
                 )
             session.execute(delete(Validation).where(Validation.partition_id == partition.id))
-            partition.status = "cleaned"
+            partition.status = PartitionStatus.CLEANED
             partition.rows_clean = ledger["rows_clean"]
             partition.rows_quarantined = ledger["rows_quarantined"]
             partition.rows_duplicate = ledger["rows_duplicate"]
@@ -152,7 +153,7 @@ class MetadataStore:
             partition.critical_failures = critical
             partition.warning_failures = warnings
             partition.validation_success = critical == 0
-            partition.status = "validated" if critical == 0 else "failed_validation"
+            partition.status = PartitionStatus.VALIDATED if critical == 0 else PartitionStatus.FAILED_VALIDATION
             partition.timings = {**(partition.timings or {}), "validate": round(seconds, 3)}
             partition.airflow_run_id = run_id
             partition.updated_at = _now()
@@ -160,7 +161,7 @@ class MetadataStore:
     def record_failure(self, dataset: str, ds: date, *, step: str, error: str, run_id: str | None) -> None:
         with self.session() as session, session.begin():
             partition = self._partition(session, dataset, ds)
-            partition.status = "failed"
+            partition.status = PartitionStatus.FAILED
             partition.error = f"{step}: {error}"[:4000]
             partition.airflow_run_id = run_id
             partition.updated_at = _now()

@@ -45,7 +45,7 @@ class TrainingConfig:
         """Defaults, overridden by SHOPFLOW_TRAIN_* variables (e.g. SHOPFLOW_TRAIN_CPU_MAX_STEPS=300)."""
         env = dict(os.environ if env is None else env)
         values = {}
-        for name, spec in cls.__dataclass_fields__.items():
+        for name in cls.__dataclass_fields__:
             raw = env.get(f"SHOPFLOW_TRAIN_{name.upper()}")
             if raw is not None and name != "base_model":
                 values[name] = type(getattr(cls(base_model=""), name))(raw)

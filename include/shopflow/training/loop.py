@@ -127,7 +127,8 @@ def train(model: nn.Module, ids: list[list[int]], top: np.ndarray, l2: np.ndarra
         index = torch.tensor(rows)
         y_top, y_l2 = top_t[index], l2_t[index]
         if cuda:
-            input_ids, mask = input_ids.pin_memory().to(device, non_blocking=True), mask.pin_memory().to(device, non_blocking=True)
+            input_ids = input_ids.pin_memory().to(device, non_blocking=True)
+            mask = mask.pin_memory().to(device, non_blocking=True)
             y_top, y_l2 = y_top.to(device, non_blocking=True), y_l2.to(device, non_blocking=True)
         with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=cuda):
             logits_top, logits_l2 = model(input_ids, mask)

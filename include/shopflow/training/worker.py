@@ -23,7 +23,6 @@ def log(message: str) -> None:
 
 
 def run(job: dict) -> dict:
-    import numpy as np
     import pandas as pd
     import torch
 
@@ -40,7 +39,7 @@ def run(job: dict) -> dict:
     examples["y_top"] = examples["label_top"].map(top_id)
     examples["y_l2"] = examples["label_l2"].map(l2_id)
     parts = {name: examples[examples["split"] == name].reset_index(drop=True) for name in ("train", "validation", "test")}
-    log(f"examples: " + ", ".join(f"{k} {len(v):,}" for k, v in parts.items())
+    log("examples: " + ", ".join(f"{k} {len(v):,}" for k, v in parts.items())
         + f"; {len(labels.top)} top-level classes, {len(labels.l2)} second-level classes")
 
     device = loop.pick_device(config)

@@ -1,7 +1,7 @@
 """initial metadata store
 
 Revision ID: 0001
-Revises: 
+Revises:
 Create Date: 2026-11-23 06:15:00.106828
 """
 
