@@ -13,6 +13,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from shopflow.roles import model_catalog, sources_of
 from shopflow.sources import load_sources
 from shopflow_airflow.assets import clean_asset, report_asset
+from shopflow_airflow.planning import PlanDayOperator, plan_day_enabled
 from shopflow_airflow.operators import (CleanPartitionOperator, DailyReportOperator, IngestPartitionOperator,
                                         ModelStepOperator, ValidatePartitionOperator)
 
@@ -25,6 +26,10 @@ Turns each source's landing files for **one day** into validated clean data.
 scheduled run for day D has logical date D and starts after D has ended (00:00 UTC of D+1); a manual run or a
 backfill for D processes D too. `ds` is each source's own business day in its own time zone (orders: UK time,
 behaviour: China time, catalogue and search: UTC).
+
+**plan_day** first looks at every source's landing folder (nothing is read) and branches to the ingest of the
+sources with files that day; the others are recorded as missing and their groups are skipped without a task ever
+starting (`SHOPFLOW_PLAN_DAY=false` turns this off).
 
 Per source (task group): **ingest** (landing files -> raw Parquet, user ids pseudonymised, files and checksums
 recorded; a missing day is recorded and the group is skipped) -> **clean** (typed, normalised, deduplicated;
@@ -68,15 +73,22 @@ Status from the metadata store: `python -m shopflow status`.
     },
 )
 def shopflow_daily():
+    sources = load_sources()
     validated, steps = {}, []
-    for source in load_sources().values():
+    # SHOPFLOW_PLAN_DAY=false: no plan task; each ingest finds out for itself (the benchmark's "before").
+    plan = PlanDayOperator(task_id="plan_day", sources=list(sources)) if plan_day_enabled() else None
+    for source in sources.values():
         with TaskGroup(group_id=source.name, tooltip=source.description):
             ingest = IngestPartitionOperator(task_id="ingest", dataset=source.name)
             clean = CleanPartitionOperator(task_id="clean", dataset=source.name)
             validate = ValidatePartitionOperator(task_id="validate", dataset=source.name, asset=clean_asset(source.name))
             ingest >> clean >> validate
+        if plan is not None:
+            plan >> ingest
         validated[source.name] = validate
         steps += [ingest, clean, validate]
+    if plan is not None:
+        steps.append(plan)
 
     with TaskGroup(group_id="model", tooltip="train, bless, repair the catalogue, attribute search queries"):
         # none_failed: a day without a new catalogue partition may still train (model too old) or use the champion.

@@ -4,6 +4,7 @@
 #   postgresql    initdb/pg_ctl for the throwaway PostgreSQL cluster of the end-to-end and store tests
 #   redis-server  the Celery broker of the distributed-mode test
 #   chromium      the headless browser tests of the report and the UI plugin
+#   chromium-driver  chromedriver, which Selenium drives chromium through
 #
 # Where a package is missing and cannot be installed (no root, no password-less sudo, no apt-get), this prints
 # which tests will be skipped; the tests themselves skip with a message naming the package. An install that was
@@ -20,6 +21,7 @@ missing=()
 have_postgres || missing+=(postgresql)
 have redis-server || missing+=(redis-server)
 have chromium || missing+=(chromium)
+have chromedriver || missing+=(chromium-driver)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 as_root=()
@@ -37,6 +39,7 @@ if [ "${as_root[*]-}" = none ] || ! have apt-get; then
       postgresql) echo "  postgresql: the PostgreSQL-backed tests will be skipped" >&2 ;;
       redis-server) echo "  redis-server: the distributed CeleryExecutor test will be skipped" >&2 ;;
       chromium) echo "  chromium: the headless browser tests will be skipped" >&2 ;;
+      chromium-driver) echo "  chromium-driver: the headless browser tests will be skipped" >&2 ;;
     esac
   done
   echo "  install them with: apt-get install ${missing[*]}" >&2

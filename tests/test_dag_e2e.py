@@ -148,3 +148,25 @@ def test_daily_dag_on_postgres(tmp_path, source_data, postgres_server):
     before = lake_digests(sandbox.shopflow_home / "lake"), store_rows(sandbox.store_url)
     run_days(sandbox, ["2017-11-25"])
     assert (lake_digests(sandbox.shopflow_home / "lake"), store_rows(sandbox.store_url)) == before
+
+
+def test_absent_sources_are_skipped_without_starting_a_task(sqlite_sandbox):
+    """plan_day branches to the sources with landing files; the others' groups never start a worker process."""
+    import json
+
+    from local_airflow import airflow
+
+    listed = airflow(sqlite_sandbox.env, "dags", "list-runs", "shopflow_daily", "-o", "json").stdout
+    runs = json.loads(next(line for line in reversed(listed.splitlines()) if line.startswith("[")))
+    run_id = next(r["run_id"] for r in runs if r["logical_date"].startswith("2010-12-01"))
+    states = airflow(sqlite_sandbox.env, "tasks", "states-for-dag-run", "shopflow_daily", run_id, "-o", "json").stdout
+    instances = {t["task_id"]: t for t in json.loads(next(line for line in reversed(states.splitlines())
+                                                           if line.startswith("[")))}
+    assert instances["plan_day"]["state"] == "success"
+    assert instances["orders.ingest"]["state"] == "success"
+    for source in ("behavior", "catalog", "search", "olist_catalog"):
+        for step in ("ingest", "clean", "validate"):
+            instance = instances[f"{source}.{step}"]
+            assert instance["state"] == "skipped", (source, step, instance)
+            # marked skipped by the branch (or by trigger rule), never run: it started and ended in the same instant
+            assert instance.get("start_date") == instance.get("end_date"), (source, step, instance)

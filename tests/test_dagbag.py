@@ -33,8 +33,11 @@ def test_daily_dag_shape(dagbag):
 
     groups = {task_id.split(".")[0] for task_id in dag.task_ids if "." in task_id}
     assert groups == {*load_sources(), "model"} >= {"orders", "behavior", "catalog", "search", "olist_catalog"}
+    plan = dag.get_task("plan_day")
+    assert plan.upstream_task_ids == set() and plan.downstream_task_ids >= {f"{g}.ingest" for g in groups - {"model"}}
     for group in groups - {"model"}:
         ingest, clean, validate = (dag.get_task(f"{group}.{step}") for step in ("ingest", "clean", "validate"))
+        assert ingest.upstream_task_ids == {plan.task_id}
         assert clean.upstream_task_ids == {ingest.task_id} and validate.upstream_task_ids == {clean.task_id}
         assert [a.name for a in validate.outlets] == [f"shopflow_clean_{group}"]
     for task in dag.tasks:

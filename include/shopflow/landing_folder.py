@@ -63,6 +63,17 @@ def partition_files(folder: StoragePath, spec: SourceSpec) -> list[LandingFile]:
             for path in sorted(found[file_spec.name], key=lambda p: p.name)]
 
 
+def has_entries(folder: StoragePath) -> bool:
+    """Whether the partition folder exists and holds anything at all (one listing, nothing read)."""
+    if storage.is_remote(folder):
+        base = folder.path.rstrip("/")
+        return bool(folder.fs.exists(base) and folder.fs.ls(base))
+    if not folder.is_dir():
+        return False
+    with os.scandir(folder) as scan:
+        return next(scan, None) is not None
+
+
 def _entries(folder: StoragePath) -> list[tuple[StoragePath, bool]]:
     """(path, is a regular file) for each entry directly in `folder`; [] when it does not exist."""
     if storage.is_remote(folder):

@@ -49,6 +49,35 @@ def _store(settings: Settings) -> MetadataStore:
     return store
 
 
+def plan_day(settings: Settings, ds: date, run_id: str | None = None, sources: list[str] | None = None) -> dict:
+    """Which sources have something to ingest on `ds`: one cheap look at each landing folder, no file read.
+
+    A source whose folder holds no entry is recorded as missing here (and its old outputs dropped), exactly as its
+    ingest would; a required source is kept in `present` so that its ingest fails loudly. Anything in a folder
+    counts as present: ingest then reads it, or names what should not be there (LandingFolderError).
+    """
+    from shopflow.landing_folder import has_entries
+    from shopflow.sources import load_sources
+
+    specs = load_sources()
+    names = list(specs) if sources is None else sources
+    present, missing = [], []
+    store = None
+    for name in names:
+        folder = lake.landing_dir(settings, name, ds)
+        if has_entries(folder) or specs[name].required:
+            present.append(name)
+            continue
+        store = store or _store(settings)
+        store.register_dataset(specs[name])
+        store.record_missing(name, ds, run_id)
+        lake.drop_outputs(settings, name, ds)
+        missing.append(name)
+    log.info("%s: landing files for %s; nothing landed for %s (recorded as missing)", ds,
+             ", ".join(present) or "no source", ", ".join(missing) or "no source")
+    return {"ds": ds.isoformat(), "present": present, "missing": missing}
+
+
 def ingest(settings: Settings, source: str, ds: date, run_id: str | None = None) -> dict:
     """Read the landing files of (source, ds), pseudonymise user ids, write the raw Parquet and record the files.
 
