@@ -12,6 +12,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from shopflow.roles import model_catalog, sources_of
 from shopflow.sources import load_sources
+from shopflow_airflow.alerts import ShopflowRunFailureNotifier
 from shopflow_airflow.assets import clean_asset, report_asset
 from shopflow_airflow.planning import PlanDayOperator, plan_day_enabled
 from shopflow_airflow.operators import (CleanPartitionOperator, DailyReportOperator, IngestPartitionOperator,
@@ -52,6 +53,10 @@ whatever happened upstream, so a failed day is reported too; open it from the ru
 **shopflow** entry of the UI menu. `fail_if_any_task_failed` keeps the run's state honest: it fails the run when
 any task failed, since the report itself succeeds on a bad day. Regenerate a day: `python -m shopflow report DS`.
 
+**Alerts** (`SHOPFLOW_ALERT_EMAILS`, SMTP connection `smtp_default`): after writing the report, `report` e-mails the
+day's failed partitions and critical expectations, DRIFT marks and a repair review backlog over
+`SHOPFLOW_ALERT_REVIEW_BACKLOG`; the DAG's `on_failure_callback` e-mails a failed run with each failed task's log link.
+
 Status from the metadata store: `python -m shopflow status`.
 """
 
@@ -64,6 +69,8 @@ Status from the metadata store: `python -m shopflow status`.
     max_active_runs=4,
     doc_md=DOC,
     tags=["shopflow", "daily", "data-quality"],
+    # A failed run is e-mailed (SHOPFLOW_ALERT_EMAILS) once it is final: every failed task with its log link.
+    on_failure_callback=ShopflowRunFailureNotifier(),
     default_args={
         "owner": "data-platform",
         "retries": 2,
@@ -87,8 +94,9 @@ def shopflow_daily():
             plan >> ingest
         validated[source.name] = validate
         steps += [ingest, clean, validate]
-    if plan is not None:
-        steps.append(plan)
+    # plan_day is not among `steps`: a branch skips every direct downstream task its branches do not reach, so the
+    # report and the failure watcher must not hang off it (on a day with nothing landed they would be skipped). They
+    # still run after it, through the ingest tasks; a failed plan makes those upstream_failed, which the watcher sees.
 
     with TaskGroup(group_id="model", tooltip="train, bless, repair the catalogue, attribute search queries"):
         # none_failed: a day without a new catalogue partition may still train (model too old) or use the champion.

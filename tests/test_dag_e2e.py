@@ -170,3 +170,17 @@ def test_absent_sources_are_skipped_without_starting_a_task(sqlite_sandbox):
             assert instance["state"] == "skipped", (source, step, instance)
             # marked skipped by the branch (or by trigger rule), never run: it started and ended in the same instant
             assert instance.get("start_date") == instance.get("end_date"), (source, step, instance)
+
+
+def test_a_day_with_nothing_landed_still_gets_its_report(tmp_path, source_data):
+    """plan_day follows no branch on 2010-12-04 (a Saturday: no orders, no other source): every partition is
+    recorded as missing and the report is written anyway, saying no_data."""
+    from conftest import make_sandbox
+
+    sandbox = make_sandbox(tmp_path, source_data)
+    result = sandbox.dags_test("2010-12-04")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    store = MetadataStore(sandbox.store_url)
+    assert {p.status for p in store.partitions(None, date(2010, 12, 4))} == {"missing"}
+    report = store.report(date(2010, 12, 4))
+    assert report is not None and report.status == "no_data"

@@ -4,9 +4,18 @@ from __future__ import annotations
 
 from airflow.sdk import Asset
 
+CLEAN_ASSET_PREFIX = "shopflow_clean_"
+
 
 def clean_asset(dataset: str) -> Asset:
-    return Asset(name=f"shopflow_clean_{dataset}", uri=f"shopflow://lake/clean/{dataset}", group="shopflow")
+    return Asset(name=f"{CLEAN_ASSET_PREFIX}{dataset}", uri=f"shopflow://lake/clean/{dataset}", group="shopflow")
+
+
+def dataset_of(asset_name: str) -> str | None:
+    """The dataset whose clean Asset this is (`shopflow_clean_orders` -> `orders`); None for any other Asset."""
+    if not asset_name.startswith(CLEAN_ASSET_PREFIX):
+        return None
+    return asset_name[len(CLEAN_ASSET_PREFIX):] or None
 
 
 def report_asset() -> Asset:

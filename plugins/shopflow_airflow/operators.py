@@ -14,9 +14,10 @@ from airflow.sdk import Asset, BaseOperator
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from shopflow_airflow.connections import task_settings
+from shopflow_airflow.shopflow_openlineage import OpenLineageMixin, ReportOpenLineageMixin
 
 
-class PartitionStepOperator(BaseOperator):
+class PartitionStepOperator(OpenLineageMixin, BaseOperator):
     """Base: run `shopflow.pipeline.<step>(settings, dataset, ds, run_id)` and return its small summary dict."""
 
     step: str = ""
@@ -66,7 +67,7 @@ class PartitionStepOperator(BaseOperator):
             self.log.exception("could not record the failure in the metadata store")
 
 
-class ModelStepOperator(BaseOperator):
+class ModelStepOperator(OpenLineageMixin, BaseOperator):
     """Run one model step of the day (`shopflow.model_pipeline.<step>`): training gate, train, bless, repair,
     search intent. A step with nothing to do today is skipped; anything else that fails is recorded and raised."""
 
@@ -119,7 +120,7 @@ class ValidatePartitionOperator(PartitionStepOperator):
         }
 
 
-class DailyReportOperator(BaseOperator):
+class DailyReportOperator(ReportOpenLineageMixin, BaseOperator):
     """Write the day's shop report (HTML + JSON) from the store and the lake and record it; publishes the report
     Asset. Meant to run last with trigger rule all_done, so a day with a failed partition still gets its report."""
 
@@ -136,10 +137,27 @@ class DailyReportOperator(BaseOperator):
 
         ds = date.fromisoformat(self.partition_ds)
         self.log.info("report for ds=%s (run %s)", ds, context["run_id"])
+        settings = task_settings()
         try:
-            result = build_report(task_settings(), ds, run_id=context["run_id"])
+            result = build_report(settings, ds, run_id=context["run_id"])
         except ReportIncomplete as exc:  # written, but a section is broken: a code bug, not a transient error
+            try:
+                self.send_alerts(context, settings, ds)
+            except Exception:  # the broken report is the error to raise
+                self.log.exception("the day's alerts could not be evaluated or sent")
             raise AirflowFailException(str(exc)) from exc
         context["outlet_events"][self.asset].extra = {"ds": result["ds"], "status": result["status"],
                                                       "html": result["html"]}
+        result["alerts"] = self.send_alerts(context, settings, ds)
         return result
+
+    def send_alerts(self, context, settings, ds: date) -> int:
+        """Evaluate the day's alerts (shopflow.alerts) from the store and the report just written, and send them
+        (SHOPFLOW_ALERT_EMAILS; none set: logged, not sent). Returns how many there were."""
+        from shopflow.alerts import AlertSettings, day_alerts
+
+        from shopflow_airflow.alerts import ShopflowAlertNotifier
+
+        found = day_alerts(settings, ds, review_backlog=AlertSettings.from_env().review_backlog)
+        ShopflowAlertNotifier(found).notify(context)
+        return len(found)

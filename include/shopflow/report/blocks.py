@@ -6,7 +6,7 @@ Values stay raw numbers; the column's `fmt` says how the page shows them (see `r
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any, Iterable, NamedTuple
 
 STATUS_ORDER = {"no_data": 0, "ok": 1, "warning": 2, "failed": 3}
 
@@ -77,3 +77,25 @@ def without_images(value):
     if isinstance(value, list):
         return [without_images(v) for v in value]
     return value
+
+
+class SourcePart(NamedTuple):
+    """One source's subsection of a section, with its status and summary (source None: no source of the role)."""
+
+    block: dict
+    status: str
+    source: str | None
+    summary: dict
+
+
+def source_part(title: str, source: str, built: tuple[list[dict], str, dict]) -> SourcePart:
+    """A source's subsection, titled for it, from (content, status, summary)."""
+    content, status, summary = built
+    return SourcePart(subsection(for_source(title, source), content, status=status), status, source, summary)
+
+
+def no_source_part(title: str, role: str, consequence: str, summary: dict) -> SourcePart:
+    """The subsection that says the sources file has no source of the role, and what is therefore missing."""
+    text = note(f"The sources file declares no source with the {role} role: {consequence}.")
+    return SourcePart(subsection(title, [text], status="no_data"), "no_data", None, summary)
+

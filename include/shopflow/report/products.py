@@ -8,7 +8,6 @@ says so ("olist_catalog declares no price field: no price distribution"); the re
 
 from __future__ import annotations
 
-from typing import NamedTuple
 
 import pandas as pd
 
@@ -38,22 +37,17 @@ SOLD_TITLE = "Products sold over the last {days} days"
 SALES_FIELDS = ("product", "quantity", "unit_price")
 
 
-class _Part(NamedTuple):
-    block: dict
-    status: str
-    source: str | None
-    summary: dict
-
 
 def build(ctx: ReportContext) -> dict:
     """One subsection per catalog source, then one per orders source; the summary's top-level keys describe the
     first source of each role, `per_source` every one."""
     catalogue_title = CATALOGUE_TITLE.format(ds=ctx.ds)
     sold_title = SOLD_TITLE.format(days=ctx.window_days)
-    catalogues = [_part(catalogue_title, spec, _catalogue_part(ctx, spec)) for spec in ctx.sources_of("catalog")] \
-        or [_no_source(catalogue_title, "catalog", "no catalogue", {"catalogue_products": None})]
-    sold = [_part(sold_title, spec, _orders_part(ctx, spec)) for spec in ctx.sources_of("orders")] \
-        or [_no_source(sold_title, "orders", "no best sellers", {"orders_days": []})]
+    catalogues = [blocks.source_part(catalogue_title, spec.name, _catalogue_part(ctx, spec))
+                  for spec in ctx.sources_of("catalog")] \
+        or [blocks.no_source_part(catalogue_title, "catalog", "no catalogue", {"catalogue_products": None})]
+    sold = [blocks.source_part(sold_title, spec.name, _orders_part(ctx, spec)) for spec in ctx.sources_of("orders")] \
+        or [blocks.no_source_part(sold_title, "orders", "no best sellers", {"orders_days": []})]
     parts = catalogues + sold
     catalog_names = ", ".join(p.source for p in catalogues if p.source) or "none"
     orders_names = ", ".join(p.source for p in sold if p.source) or "none"
@@ -67,15 +61,6 @@ def build(ctx: ReportContext) -> dict:
                f"source's own currency; catalogues and orders do not share product ids."))
 
 
-def _part(title: str, spec: SourceSpec, built: tuple[list[dict], str, dict]) -> _Part:
-    content, status, summary = built
-    return _Part(blocks.subsection(blocks.for_source(title, spec.name), content, status=status), status, spec.name,
-                 summary)
-
-
-def _no_source(title: str, role: str, consequence: str, summary: dict) -> _Part:
-    note = blocks.note(f"The sources file declares no source with the {role} role: {consequence}.")
-    return _Part(blocks.subsection(title, [note], status="no_data"), "no_data", None, summary)
 
 
 # ---- catalogue -------------------------------------------------------------------------------------------------

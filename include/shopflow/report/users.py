@@ -37,7 +37,6 @@ reach F ≥ 4, and "new" looks at the invoice count itself rather than at F.
 from __future__ import annotations
 
 from datetime import date, timedelta
-from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -71,23 +70,15 @@ RFM_FIELDS = ("customer", "quantity", "unit_price")
 COUNTRY_FIELDS = ("country", "customer", "quantity", "unit_price")
 
 
-class _Part(NamedTuple):
-    """One source's subsection of the section, with its status and summary (source None: no source of the role)."""
-
-    block: dict
-    status: str
-    source: str | None
-    summary: dict
-
 
 def build(ctx: ReportContext) -> dict:
     """One subsection per orders source and one per events source; the summary's top-level keys describe the first
     source of each role, `per_source` every one."""
     funnel_title = f"Behaviour funnel on {ctx.ds}"
-    orders = [_part(ORDERS_TITLE, spec, _orders_part(ctx, spec)) for spec in ctx.sources_of("orders")] \
-        or [_no_source(ORDERS_TITLE, "orders", "no customer segments", {"customers": 0})]
-    events = [_part(funnel_title, spec, _behaviour_part(ctx, spec)) for spec in ctx.sources_of("events")] \
-        or [_no_source(funnel_title, "events", "no funnel", {})]
+    orders = [blocks.source_part(ORDERS_TITLE, spec.name, _orders_part(ctx, spec)) for spec in ctx.sources_of("orders")] \
+        or [blocks.no_source_part(ORDERS_TITLE, "orders", "no customer segments", {"customers": 0})]
+    events = [blocks.source_part(funnel_title, spec.name, _behaviour_part(ctx, spec)) for spec in ctx.sources_of("events")] \
+        or [blocks.no_source_part(funnel_title, "events", "no funnel", {})]
     parts = orders + events
     return blocks.section(
         "users", "Users", [part.block for part in parts],
@@ -99,15 +90,6 @@ def build(ctx: ReportContext) -> dict:
                f"of the orders and events roles. Customer and user ids are pseudonymised at ingest."))
 
 
-def _part(title: str, spec: SourceSpec, built: tuple[list[dict], str, dict]) -> _Part:
-    content, status, summary = built
-    return _Part(blocks.subsection(blocks.for_source(title, spec.name), content, status=status), status, spec.name,
-                 summary)
-
-
-def _no_source(title: str, role: str, consequence: str, summary: dict) -> _Part:
-    note = blocks.note(f"The sources file declares no source with the {role} role: {consequence}.")
-    return _Part(blocks.subsection(title, [note], status="no_data"), "no_data", None, summary)
 
 
 # ---- RFM -------------------------------------------------------------------------------------------------------

@@ -41,6 +41,17 @@ CLEAN_SCHEMA = {
     "source_line": "int64",
 }
 DEDUP_KEY = ["uniq_id"]
+# Clean column -> the raw-zone columns it is computed from (column lineage: shopflow.lineage_facts). The raw zone
+# already holds the three files merged on uniq_id, so a column's source is the merged field.
+COLUMN_LINEAGE = {
+    "uniq_id": ["uniq_id"], "pid": ["pid"], "product_name": ["product_name"], "brand": ["brand"],
+    **{c: ["product_category_tree", "product_name"] for c in ("category_path", "category_top", "category_l2",
+                                                               "category_depth", "category_status")},
+    "retail_price_inr": ["retail_price"], "discounted_price_inr": ["discounted_price"],
+    "product_rating": ["product_rating"], "overall_rating": ["overall_rating"],
+    "is_fk_advantage": ["is_FK_Advantage_product"], "description": ["description"], "product_url": ["product_url"],
+    "crawl_ts_utc": ["crawl_timestamp"], "source_file": ["_source_file"], "source_line": ["_source_line"],
+}
 # The join takes each field from the first file (in this order) that has a non-empty value for it.
 FILE_PRIORITY = ["flipkart_full_columns.csv", "flipkart_prices_brand.csv", "flipkart_name_category_tree.csv"]
 ALL_FIELDS = [

@@ -32,6 +32,13 @@ CLEAN_SCHEMA = {
 }
 # The file has no line id, so an exact duplicate is the same values in every source column.
 DEDUP_KEY = [c for c in CLEAN_SCHEMA if c != "source_line"]
+# Clean column -> the raw-zone columns it is computed from (column lineage: shopflow.lineage_facts).
+COLUMN_LINEAGE = {
+    "invoice_no": ["InvoiceNo"], "stock_code": ["StockCode"], "description": ["Description"],
+    "quantity": ["Quantity"], "unit_price_gbp": ["UnitPrice"], "line_amount_gbp": ["Quantity", "UnitPrice"],
+    "invoice_ts_utc": ["InvoiceDate"], "customer_key": ["customer_key"], "country": ["Country"],
+    "is_cancellation": ["InvoiceNo"], "line_type": ["StockCode"], "source_line": ["_source_line"],
+}
 
 NON_PRODUCT_CODES = {
     "POST": "postage",

@@ -161,7 +161,9 @@ class MetadataStore:
     def record_failure(self, dataset: str, ds: date, *, step: str, error: str, run_id: str | None) -> None:
         with self.session() as session, session.begin():
             partition = self._partition(session, dataset, ds)
-            partition.status = PartitionStatus.FAILED
+            # A failed critical expectation was recorded as such by validate: keep that more precise status.
+            if not (step == "validate" and partition.status == PartitionStatus.FAILED_VALIDATION):
+                partition.status = PartitionStatus.FAILED
             partition.error = f"{step}: {error}"[:4000]
             partition.airflow_run_id = run_id
             partition.updated_at = _now()
