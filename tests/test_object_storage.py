@@ -277,7 +277,7 @@ def test_a_model_trains_into_s3_and_is_loaded_from_the_local_cache(s3_env, train
     assert result["artifact_path"] == url
     fs.invalidate_cache()
     names = {name.rsplit("/", 1)[-1] for name in fs.find(url)}
-    assert {"label_map.json", "config.json", "result.json", "examples.parquet"} <= names, names
+    assert {"champion.json", "label_map.json", "config.json", "heads.pt", "result.json", "examples.parquet"} <= names, names
     assert json.loads(fs.cat_file(f"{url}/result.json"))["artifact_path"] == url
     assert not (tmp_path / "home").exists() or not list((tmp_path / "home").rglob("*.json")), "staged, then removed"
 

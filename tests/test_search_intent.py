@@ -26,16 +26,20 @@ def wands_queries(trained_model) -> list[str]:
 
 
 def test_save_and_reload_give_identical_predictions(trained_model, model_predictor, wands_queries, tmp_path):
-    from shopflow.training import model as model_io
+    import json
+    import shutil
 
     texts = wands_queries[:64] + trained_model.catalog["product_name"].head(64).tolist()
     first = Predictor(trained_model.model_dir, device="cpu").predict(texts)
-    classifier, tokenizer, labels = model_io.load(trained_model.model_dir)
-    model_io.save(classifier, tokenizer, labels, tmp_path / "copy")
+    shutil.copytree(trained_model.model_dir, tmp_path / "copy")
     again = Predictor(tmp_path / "copy", device="cpu").predict(texts)
     pd.testing.assert_frame_equal(first, again)
-    assert model_predictor.labels == trained_model.result["labels"]["top"]
-    assert model_predictor.temperature == trained_model.result["labels"]["temperature_top"]
+    card = json.loads((trained_model.model_dir / "champion.json").read_text())
+    assert model_predictor.labels == trained_model.result["labels"]["top"] == card["labels"]["top"]
+    assert model_predictor.temperature == card["temperature_top"] and model_predictor.selected == card["selected"]
+    second = model_predictor.predict(texts, level="l2")
+    assert set(second["label"]) <= set(model_predictor.labels_l2)
+    assert np.allclose(model_predictor.probabilities(texts, "l2").sum(axis=1), 1.0)
 
     # The confidence is the calibrated probability of the label, and top3 is ordered, led by the label.
     probabilities = model_predictor.probabilities(texts)

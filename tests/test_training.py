@@ -1,13 +1,20 @@
-"""CPU training on a small real subset (the session's trained_model): the loss falls, the saved directory is
-complete and its label map round-trips, the split is stable, and registering it writes the registry row."""
+"""CPU training on a small real subset (the session's trained_model): every candidate is trained and measured, the
+loss falls, the saved directory is complete and its label map round-trips, the grouped split keeps near-identical
+listings together, the embedding cache is hit on a second day, and registering writes the registry row."""
 
 from __future__ import annotations
 
 import json
 
 from shopflow.registry import MODEL_NAME, models, register_candidate
-from shopflow.training.data import labelled_examples, split_of
-from shopflow.training.model import LABEL_MAP, L2_HEAD, LabelMap
+import numpy as np
+import pandas as pd
+from hypothesis import given, settings, strategies as st
+
+from shopflow.training import selection
+from shopflow.training.candidates import BASELINE, FINETUNE, LINEAR
+from shopflow.training.data import labelled_examples, normalised_title, product_groups, split_of
+from shopflow.training.model import HEADS, LABEL_MAP, LabelMap
 
 
 def test_loss_goes_down(trained_model):
@@ -18,31 +25,121 @@ def test_loss_goes_down(trained_model):
 
 def test_saved_model_directory_and_label_map_round_trip(trained_model):
     directory = trained_model.model_dir
-    for name in ("config.json", "model.safetensors", "tokenizer.json", LABEL_MAP, L2_HEAD, "result.json"):
+    for name in ("champion.json", "result.json", "finetune/config.json", "finetune/model.safetensors",
+                 "finetune/tokenizer.json", f"finetune/{LABEL_MAP}", f"finetune/{HEADS}"):
         assert (directory / name).is_file(), name
-    labels = LabelMap(**json.loads((directory / LABEL_MAP).read_text()))
-    assert labels.top == trained_model.result["labels"]["top"] and labels.l2 == trained_model.result["labels"]["l2"]
+    card = json.loads((directory / "champion.json").read_text())
+    labels = LabelMap.read(directory / "finetune")
+    assert labels.top == trained_model.result["labels"]["top"] == card["labels"]["top"]
+    assert labels.l2 == trained_model.result["labels"]["l2"] == card["labels"]["l2"]
     assert labels.top == sorted(labels.top) and "other" in labels.top + labels.l2
-    config = json.loads((directory / "config.json").read_text())
-    assert config["id2label"] == {str(i): name for i, name in enumerate(labels.top)}
     assert labels.temperature_top > 0 and labels.temperature_l2 > 0
+    assert card["selected"] == trained_model.result["selected"]
+    for member in card["members"]:  # what serves is saved: linear members as joblib files
+        if member["name"] != FINETUNE:
+            assert (directory / "linear" / f"{member['name']}_top.joblib").is_file()
+            assert (directory / "linear" / f"{member['name']}_l2.joblib").is_file()
 
 
-def test_metrics_cover_model_and_baseline(trained_model):
-    top = trained_model.result["metrics"]["top"]
-    assert {"accuracy", "macro_f1", "ece", "per_class", "confusion_matrix"} <= set(top)
-    matrix = top["confusion_matrix"]["matrix"]
-    assert sum(map(sum, matrix)) == top["n"] == trained_model.result["split_sizes"]["test"]
-    assert 0 <= trained_model.result["baseline"]["top"]["macro_f1"] <= 1
+def test_every_candidate_is_trained_and_measured_beside_the_baseline(trained_model):
+    table = trained_model.result["candidates"]
+    assert set(LINEAR) | {FINETUNE} <= set(table)
+    assert {f"ensemble_{FINETUNE}+{name}" for name in LINEAR} <= set(table)
+    for name, row in table.items():
+        assert {"accuracy", "macro_f1", "ece", "per_class"} <= set(row["test"]), name
+        assert 0 <= row["validation_macro_f1"] <= 1 and row["train_seconds"] >= 0
+        assert (row.get("versus_baseline") is None) == (name == BASELINE)
+    assert trained_model.result["metrics"]["top"]["n"] == trained_model.result["split_sizes"]["test"]
+    assert trained_model.result["baseline"]["top"] == table[BASELINE]["test"]
+    assert 0 <= trained_model.result["baseline"]["row_split_top"]["macro_f1"] <= 1
+    # The proposal is the baseline, or a model whose gain over it is significant.
+    selected = trained_model.result["selected"]
+    assert selected == BASELINE or selection.significant(table[selected]["versus_baseline"])
+    threshold = trained_model.result["repair_threshold"]["validation"]
+    assert threshold["threshold"] is None or threshold["precision_lower_bound"] >= 0.97
 
 
-def test_split_is_a_stable_function_of_the_product_id(trained_model):
+def test_the_grouped_split_is_stable_and_keeps_same_title_listings_together(trained_model):
     examples = labelled_examples(trained_model.catalog, 40)
-    assert examples["split"].tolist() == [split_of(u) for u in examples["uniq_id"]]
+    assert examples["split"].tolist() == [split_of(g) for g in examples["group"]]
+    assert examples["row_split"].tolist() == [split_of(u) for u in examples["uniq_id"]]
+    titles = examples["text"].str.split(" | ", regex=False).str[0].map(normalised_title)
+    assert (examples.groupby(titles)["split"].nunique() == 1).all()
     shares = examples["split"].value_counts(normalize=True)
-    assert 0.75 < shares["train"] < 0.85 and 0.05 < shares["test"] < 0.15
-    assert set(examples["uniq_id"]).isdisjoint(
-        trained_model.catalog.loc[trained_model.catalog["category_status"] != "ok", "uniq_id"])
+    assert 0.7 < shares["train"] < 0.9 and 0.04 < shares["test"] < 0.16
+    unlabelled = trained_model.catalog["category_status"].isin(["name_only", "missing"])
+    assert set(examples["uniq_id"]).isdisjoint(trained_model.catalog.loc[unlabelled, "uniq_id"])
+    truncated = trained_model.catalog.loc[trained_model.catalog["category_status"] == "truncated_leaf", "uniq_id"]
+    assert set(truncated) <= set(examples["uniq_id"])  # the top level of a truncated tree is intact: learned from
+    assert again_equal(examples, labelled_examples(trained_model.catalog.sample(frac=1, random_state=3), 40))
+
+
+def again_equal(a: pd.DataFrame, b: pd.DataFrame) -> bool:
+    return a.reset_index(drop=True).equals(b.reset_index(drop=True))
+
+
+_TITLE = st.text(alphabet=st.sampled_from("Ab c-D,é 1"), min_size=0, max_size=12)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(_TITLE, st.one_of(st.none(), st.sampled_from(["P1", "P2", "P3"]))), min_size=1,
+                max_size=30))
+def test_product_groups_join_equal_titles_and_equal_group_ids(rows):
+    titles = pd.Series([t for t, _ in rows])
+    group_ids = pd.Series([g for _, g in rows], dtype="object")
+    ids = pd.Series([f"id{i}" for i in range(len(rows))])
+    groups = product_groups(titles, group_ids, ids)
+    for i, (title_i, gid_i) in enumerate(rows):
+        for j, (title_j, gid_j) in enumerate(rows):
+            same_title = normalised_title(title_i) == normalised_title(title_j) != ""
+            if same_title or (gid_i is not None and gid_i == gid_j):
+                assert groups[i] == groups[j]
+    # A permutation of the rows gives every product the same group key.
+    order = list(reversed(range(len(rows))))
+    again = product_groups(titles[order].reset_index(drop=True), group_ids[order].reset_index(drop=True),
+                           ids[order].reset_index(drop=True))
+    assert again.tolist() == groups[order].tolist()
+
+
+def test_paired_bootstrap_sees_a_real_gain_and_not_a_coin_flip():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 5, 3000)
+    groups = np.arange(3000) // 3
+    weak = np.where(rng.random(3000) < 0.8, y, (y + 1) % 5)
+    strong = np.where(rng.random(3000) < 0.95, y, (y + 1) % 5)
+    clear = selection.paired_bootstrap(y, strong, weak, groups, 5, rounds=300)
+    assert clear["gain"] > 0.1 and selection.significant(clear)
+    noise = np.where(rng.random(3000) < 0.8, y, (y + 1) % 5)
+    assert not selection.significant(selection.paired_bootstrap(y, noise, weak, groups, 5, rounds=300))
+    assert selection.macro_f1(y, y, 5) == 1.0
+
+
+def test_repair_threshold_meets_its_clopper_pearson_bound():
+    rng = np.random.default_rng(1)
+    confidence = rng.beta(30, 1, 20000)  # most answers confident, as a trained classifier's are
+    correct = rng.random(20000) < confidence  # calibrated: right with probability = confidence
+    fit = selection.repair_threshold(confidence, correct, np.ones(20000, bool), target=0.97)
+    assert fit["threshold"] is not None and fit["precision_lower_bound"] >= 0.97
+    assert 0.9 < fit["threshold"] < 1.0 and fit["filled"] > 1000
+    lower = selection.precision_at(confidence, correct, np.ones(20000, bool), fit["threshold"] - 0.01)
+    assert lower["precision_lower_bound"] < 0.97  # the lowest threshold that meets the bound (coverage is not wasted)
+    assert selection.repair_threshold(confidence, np.zeros(20000, bool), np.ones(20000, bool))["threshold"] is None
+    assert selection.clopper_pearson_lower(97, 100) < 0.97 < selection.clopper_pearson_lower(995, 1000)
+
+
+def test_the_embedding_cache_is_hit_on_a_second_day(trained_model, tmp_path):
+    from shopflow.embeddings import Embedder, describe_cache
+
+    titles = trained_model.catalog["product_name"].head(60).tolist()
+    first = Embedder(cache_dir=tmp_path, device="cpu")
+    vectors = first.embed(titles[:40])
+    assert first.stats["embedded"] == len(set(titles[:40])) and first.stats["cache_hits"] == 0
+    second = Embedder(cache_dir=tmp_path, device="cpu")  # a new process on the next day
+    again = second.embed(titles)
+    assert second.stats["cache_hits"] == len(set(titles[:40])) and second.stats["embedded"] == len(set(titles)) - len(
+        set(titles[:40]))
+    assert np.allclose(again[:40], vectors, atol=1e-6) and np.allclose(np.linalg.norm(again, axis=1), 1, atol=1e-4)
+    assert list(describe_cache(tmp_path).values()) == [len(set(titles))]
 
 
 def test_registering_writes_the_registry_row_with_lineage(trained_model, tmp_path):

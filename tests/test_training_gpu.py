@@ -79,7 +79,7 @@ def test_bf16_training_lowers_loss_and_survives_save_load(tmp_path):
     held_out = examples[examples["split"] == "test"].head(HELD_OUT_ROWS)
 
     config = TrainingConfig(base_model=os.environ.get("SHOPFLOW_BASE_MODEL") or TrainingConfig().base_model,
-                            device="cuda", gpu_batch_size=BATCH, gpu_epochs=EPOCHS, learning_rate=LEARNING_RATE,
+                            device="cuda", gpu_batch_size=BATCH, gpu_epochs=EPOCHS, encoder_learning_rate=LEARNING_RATE,
                             log_every=8)
     classifier, tokenizer = model_io.build(config.base_model, labels)
     assert all(p.dtype == torch.float32 for p in classifier.parameters())  # fp32 master weights, whatever is on disk

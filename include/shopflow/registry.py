@@ -1,8 +1,11 @@
 """The model registry's rules: when to train, how a candidate is recorded, and the blessing gate.
 
-Blessing (as TFX's Evaluator does): a candidate becomes champion only if its test macro-F1 is at least an
-absolute floor and at least the champion's macro-F1 minus a small tolerance; the first model needs only the
-floor. Every decision and its reason is stored with the candidate.
+Blessing (as TFX's Evaluator does, with the uncertainty in view): a candidate's proposal (the model its training
+chose: the TF-IDF baseline, or a model that beat the baseline beyond a paired bootstrap's 95% interval, see
+shopflow.training.selection) becomes champion only if its test macro-F1 meets an absolute floor and, when there is a
+champion, its macro-F1 gain over the champion on the same test split has a 95% interval above zero. A gain inside
+the interval is no evidence of a better model: the champion stays. The first model needs only the floor. Every
+decision and its reason is stored with the candidate.
 
 Training follows the model catalogue (`shopflow.roles.model_catalog`): the first catalog-role source with a title
 and categories. Without one the gate never trains, and its reason names each catalog source and what it lacks.
@@ -31,8 +34,7 @@ class TrainingPolicy:
     min_changed_products: int = 500
     max_age_days: int = 30
     macro_f1_floor: float = 0.5
-    tolerance: float = 0.01
-    repair_threshold: float = 0.9
+    repair_threshold: float | None = None  # None: the model's calibrated threshold (shopflow.repair.fill_threshold)
     flag_threshold: float = 0.97
 
     @classmethod
@@ -41,7 +43,6 @@ class TrainingPolicy:
             "min_changed_products": ("SHOPFLOW_TRAIN_MIN_CHANGED", int),
             "max_age_days": ("SHOPFLOW_TRAIN_MAX_AGE_DAYS", int),
             "macro_f1_floor": ("SHOPFLOW_BLESS_MACRO_F1_FLOOR", float),
-            "tolerance": ("SHOPFLOW_BLESS_TOLERANCE", float),
             "repair_threshold": ("SHOPFLOW_REPAIR_THRESHOLD", float),
             "flag_threshold": ("SHOPFLOW_FLAG_THRESHOLD", float),
         }
@@ -56,15 +57,36 @@ class Decision:
     reason: str
 
 
-def blessing_decision(candidate_f1: float, champion_f1: float | None, floor: float, tolerance: float) -> Decision:
+def blessing_decision(candidate_f1: float, floor: float, *, champion_version: int | None = None,
+                      versus_champion: dict | None = None, versus_baseline: dict | None = None,
+                      selected: str = "tfidf", champion_f1: float | None = None) -> Decision:
     if candidate_f1 < floor:
         return Decision(False, f"macro-F1 {candidate_f1:.4f} is below the floor {floor:.4f}")
-    if champion_f1 is None:
-        return Decision(True, f"first model: macro-F1 {candidate_f1:.4f} meets the floor {floor:.4f}")
-    if candidate_f1 < champion_f1 - tolerance:
-        return Decision(False, f"macro-F1 {candidate_f1:.4f} is worse than the champion's {champion_f1:.4f} "
-                               f"by more than the tolerance {tolerance:.4f}")
-    return Decision(True, f"macro-F1 {candidate_f1:.4f} >= champion {champion_f1:.4f} - tolerance {tolerance:.4f}")
+    if selected != "tfidf" and versus_baseline is not None and not _above_zero(versus_baseline):
+        return Decision(False, f"{selected} does not beat the TF-IDF baseline beyond the uncertainty "
+                               f"({_interval(versus_baseline)})")
+    if champion_version is None:
+        return Decision(True, f"first model: {selected}, macro-F1 {candidate_f1:.4f} meets the floor {floor:.4f}")
+    if not versus_champion or versus_champion.get("ci_low") is None:
+        # No paired comparison (the champion could not be loaded): the point estimates decide, and say so.
+        if champion_f1 is not None and candidate_f1 <= champion_f1:
+            return Decision(False, f"macro-F1 {candidate_f1:.4f} is not above champion v{champion_version}'s "
+                                   f"{champion_f1:.4f} (no paired comparison was possible)")
+        return Decision(True, f"macro-F1 {candidate_f1:.4f} above champion v{champion_version}'s {champion_f1} "
+                              f"(no paired comparison was possible)")
+    if _above_zero(versus_champion):
+        return Decision(True, f"{selected} beats champion v{champion_version} on today's test split "
+                              f"({_interval(versus_champion)})")
+    return Decision(False, f"{selected}'s gain over champion v{champion_version} on today's test split is within the "
+                           f"uncertainty ({_interval(versus_champion)}): the champion stays")
+
+
+def _above_zero(bootstrap: dict) -> bool:
+    return bootstrap.get("ci_low") is not None and bootstrap["ci_low"] > 0
+
+
+def _interval(bootstrap: dict) -> str:
+    return f"gain {bootstrap['gain']:+.4f}, 95% CI [{bootstrap['ci_low']:+.4f}, {bootstrap['ci_high']:+.4f}]"
 
 
 def _now() -> datetime:
@@ -155,12 +177,25 @@ def register_candidate(store: MetadataStore, *, result: dict, ds: date, lineage:
         version = (last or 0) + 1
         session.add(ModelVersion(
             name=MODEL_NAME, version=version, status="candidate", base_model=result["config"]["base_model"],
-            hyperparameters=result["config"], data_lineage=lineage, metrics=result["metrics"],
+            hyperparameters=result["config"], data_lineage=lineage, metrics=registry_metrics(result),
             baseline_metrics=result["baseline"], training=result["training"],
             macro_f1=result["metrics"]["top"]["macro_f1"], artifact_path=result["artifact_path"],
             trained_on_ds=ds, airflow_run_id=run_id, created_at=_now(),
         ))
     return version
+
+
+def registry_metrics(result: dict) -> dict:
+    """What the registry keeps of a training's result: the proposal's metrics (top, l2), which candidate it is and
+    why, every candidate's figures, the comparison with the champion and the repair threshold."""
+    return {**result["metrics"], **{key: result.get(key) for key in (
+        "selected", "selection_reason", "best_on_validation", "candidates", "versus_champion", "repair_threshold",
+        "embeddings", "gold_labels", "split", "cross_validation", "evidence")}}
+
+
+def finetune_dirs(store: MetadataStore) -> list[tuple[int, str]]:
+    """(version, artifact path) of every registered model, newest first: where a warm start may come from."""
+    return [(m.version, m.artifact_path) for m in reversed(models(store)) if m.artifact_path]
 
 
 def bless(store: MetadataStore, version: int, policy: TrainingPolicy) -> Decision:
@@ -170,8 +205,18 @@ def bless(store: MetadataStore, version: int, policy: TrainingPolicy) -> Decisio
                                                               ModelVersion.version == version))
         current = session.scalar(select(ModelVersion).where(ModelVersion.name == MODEL_NAME,
                                                             ModelVersion.status == "champion"))
-        decision = blessing_decision(candidate.macro_f1, current.macro_f1 if current else None,
-                                     policy.macro_f1_floor, policy.tolerance)
+        metrics = candidate.metrics or {}
+        selected = metrics.get("selected", "tfidf")
+        evidence = metrics.get("evidence")
+        versus_baseline = evidence["bootstrap"] if evidence else (
+            ((metrics.get("candidates") or {}).get(selected) or {}).get("versus_baseline"))
+        versus_champion = metrics.get("versus_champion")
+        if current is not None and (versus_champion or {}).get("version") != current.version:
+            versus_champion = None  # measured against another model than today's champion
+        decision = blessing_decision(candidate.macro_f1, policy.macro_f1_floor,
+                                     champion_version=current.version if current else None,
+                                     versus_champion=versus_champion, versus_baseline=versus_baseline,
+                                     selected=selected, champion_f1=current.macro_f1 if current else None)
         if decision.promote:
             if current is not None:
                 current.status = "retired"

@@ -80,6 +80,11 @@ class Settings:
         """Where model directories of an object store are downloaded to (once each) to be loaded."""
         return self.home / "cache" / "models"
 
+    @property
+    def embedding_cache_dir(self) -> Path:
+        """Frozen-encoder embeddings by (model, text hash), shared by training, duplicates and prediction."""
+        return self.home / "cache" / "embeddings"
+
     def resolve_pseudonym_key(self) -> bytes:
         """The HMAC key: SHOPFLOW_PSEUDONYM_KEY if set, else the key file; never a built-in default."""
         if self.pseudonym_key:

@@ -72,11 +72,13 @@ def render_models(settings: Settings) -> str:
         versions = list(session.scalars(select(ModelVersion).order_by(ModelVersion.version)))
         repairs = list(session.scalars(select(RepairRun).order_by(RepairRun.ds)))
         intents = list(session.scalars(select(SearchIntent).order_by(SearchIntent.ds)))
-    lines = ["model registry (category_classifier, test split, top level)"]
-    fmt = "{:>3} {:<9} {:<10} {:<6} {:>9} {:>9} {:>10}  {}"
-    lines.append(fmt.format("v", "status", "trained", "device", "macro-F1", "accuracy", "TF-IDF F1", "decision"))
+    lines = ["model registry (category_classifier, grouped test split, top level)"]
+    fmt = "{:>3} {:<9} {:<10} {:<38} {:<6} {:>9} {:>9} {:>10}  {}"
+    lines.append(fmt.format("v", "status", "trained", "serving", "device", "macro-F1", "accuracy", "TF-IDF F1",
+                            "decision"))
     for m in versions:
-        lines.append(fmt.format(m.version, m.status, m.trained_on_ds.isoformat(), m.training.get("device", "?"),
+        lines.append(fmt.format(m.version, m.status, m.trained_on_ds.isoformat(), m.metrics.get("selected", "?"),
+                                m.training.get("device", "?"),
                                 f"{m.macro_f1:.4f}", f"{m.metrics['top']['accuracy']:.4f}",
                                 f"{m.baseline_metrics['top']['macro_f1']:.4f}", m.decision_reason or "-"))
     if not versions:

@@ -20,7 +20,8 @@ def default_base_model() -> str:
 class TrainingConfig:
     base_model: str = field(default_factory=default_base_model)
     max_length: int = 64
-    learning_rate: float = 3e-4
+    encoder_learning_rate: float = 1e-4
+    head_learning_rate: float = 3e-3
     weight_decay: float = 0.01
     warmup_fraction: float = 0.06
     l2_loss_weight: float = 0.5
@@ -31,8 +32,18 @@ class TrainingConfig:
     gpu_batch_size: int = 128
     gpu_epochs: int = 4
     cpu_batch_size: int = 32
-    cpu_time_budget_s: float = 150.0
+    cpu_time_budget_s: float = 75.0
     cpu_max_steps: int = 1000
+    # Candidates besides the fine-tune (shopflow.training.candidates); off: only the TF-IDF baseline and the fine-tune.
+    linear_candidates: bool = True
+    bootstrap_rounds: int = 1000
+    # Grouped K-fold cross-validation of the linear candidates (out-of-fold predictions for every labelled product):
+    # the uncertainty of a linear candidate's gain over the baseline is measured on all products, not on the test
+    # split alone. 0 or 1: off (the test split decides).
+    cv_folds: int = 3
+    # The repair threshold is the lowest confidence whose fills have a Clopper-Pearson lower precision bound of at
+    # least this on the out-of-distribution validation slice.
+    repair_precision_bound: float = 0.97
     rare_class_min: int = 40
     eval_batch_size: int = 256
     device: str = "auto"  # auto | cpu | cuda
@@ -48,7 +59,8 @@ class TrainingConfig:
         for name in cls.__dataclass_fields__:
             raw = env.get(f"SHOPFLOW_TRAIN_{name.upper()}")
             if raw is not None and name != "base_model":
-                values[name] = type(getattr(cls(base_model=""), name))(raw)
+                kind = type(getattr(cls(base_model=""), name))
+                values[name] = raw.strip().lower() in ("1", "true", "yes", "on") if kind is bool else kind(raw)
         return cls(**values)
 
     @classmethod

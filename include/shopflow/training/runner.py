@@ -26,9 +26,15 @@ class TrainingFailed(RuntimeError):
 
 
 def run_training(examples: pd.DataFrame, output_dir: StoragePath, config: TrainingConfig,
-                 log: Callable[[str], None] = print) -> dict:
+                 log: Callable[[str], None] = print, *, warm_start: str | None = None, champion: dict | None = None,
+                 embedding_cache_dir: Path | None = None) -> dict:
+    """Train every candidate (shopflow.training.worker) into `output_dir`. `warm_start`: an earlier fine-tune
+    directory to start from; `champion`: {"version", "path"} of the current champion, for the paired comparison;
+    `embedding_cache_dir`: where frozen-encoder embeddings are cached between trainings."""
+    extra = {"warm_start": warm_start, "champion": champion,
+             "embedding_cache_dir": str(embedding_cache_dir) if embedding_cache_dir else None}
     with storage.staged_dir(output_dir) as local_dir:
-        result = _run_worker(examples, local_dir, config, log)
+        result = _run_worker(examples, local_dir, config, log, extra)
         if local_dir != output_dir:  # staged: record where the directory is uploaded to, in result.json too
             result["artifact_path"] = str(output_dir)
             (local_dir / "result.json").write_text(json.dumps(result, indent=2, default=str))
@@ -36,12 +42,12 @@ def run_training(examples: pd.DataFrame, output_dir: StoragePath, config: Traini
 
 
 def _run_worker(examples: pd.DataFrame, output_dir: Path, config: TrainingConfig,
-                log: Callable[[str], None]) -> dict:
+                log: Callable[[str], None], extra: dict) -> dict:
     examples_path = output_dir / "examples.parquet"
     examples.to_parquet(examples_path, index=False)
     job_path = output_dir / "job.json"
     job_path.write_text(json.dumps({"examples": str(examples_path), "output_dir": str(output_dir),
-                                    "config": config.as_dict()}, indent=2))
+                                    "config": config.as_dict(), **extra}, indent=2))
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
            "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen([sys.executable, "-m", "shopflow.training.worker", str(job_path)], env=env,
