@@ -13,8 +13,9 @@ from airflow.sdk.exceptions import AirflowFailException
 from shopflow.roles import model_catalog, sources_of
 from shopflow.sources import load_sources
 from shopflow_airflow.alerts import ShopflowRunFailureNotifier
-from shopflow_airflow.assets import clean_asset, report_asset
+from shopflow_airflow.assets import clean_asset, duplicates_asset, report_asset
 from shopflow_airflow.planning import PlanDayOperator, plan_day_enabled
+from shopflow_airflow.review import ReviewGateOperator
 from shopflow_airflow.operators import (CleanPartitionOperator, DailyReportOperator, IngestPartitionOperator,
                                         ModelStepOperator, ValidatePartitionOperator)
 
@@ -46,7 +47,19 @@ fine-tunes a candidate on queue `gpu` (a spawned subprocess; CUDA when present, 
 `bless` promotes it only if it beats the floor and the champion; `repair` fills missing categories of the day's
 model-catalogue partition with the champion and flags suspected miscategorisations (a repaired copy, never an
 overwrite); `search_intent` attributes the day's queries to categories. Without a champion, repair and search
-intent are skipped.
+intent are skipped. `duplicates` (after the catalogue's validate, no model needed) clusters the
+model catalogue's near-duplicate listings as of the day (same title, or embedding neighbours whose brand, price and
+category agree) into the lake's `duplicates` zone, checks its ledger and GX suite and updates the Asset
+`catalog_duplicates`.
+
+**Review** (`model.review`, after repair): the repair's items a person must decide (sent to review, flagged) are
+decided per item on the **catalogue review** page of the shopflow UI (`/shopflow/review/<ds>`) or with
+`python -m shopflow review list|decide`; decisions apply at once to the repaired partition, survive re-runs, and
+become gold labels for the next training. The task announces the batch in Airflow's *Required Actions* and waits at
+most 12 hours (`SHOPFLOW_REVIEW_TIMEOUT_MINUTES`; 0: no wait) for **Reviewed** (optionally accepting every pending
+suggestion at or above a confidence); the timeout answers **Later**, leaves the items unreviewed and the run goes
+on. The report does not wait for it; backfills and `airflow dags test` runs never wait; a day with nothing pending
+skips it.
 
 **Report** (`report`, trigger rule *all_done*): writes the day's shop report (HTML + JSON, recorded in the store)
 whatever happened upstream, so a failed day is reported too; open it from the run's "shopflow report" link or the
@@ -106,13 +119,19 @@ def shopflow_daily():
         bless = ModelStepOperator(task_id="bless", step="bless_candidate")
         repair = ModelStepOperator(task_id="repair", step="repair", trigger_rule=TriggerRule.NONE_FAILED)
         intents = ModelStepOperator(task_id="search_intent", step="search_intent", trigger_rule=TriggerRule.NONE_FAILED)
+        # Near-duplicate clusters of the model catalogue as of the day: after its validate, no model needed.
+        duplicates = ModelStepOperator(task_id="duplicates", step="find_duplicates", asset=duplicates_asset(),
+                                       trigger_rule=TriggerRule.NONE_FAILED)
+        # Announces the day's review batch (Required Actions) and waits, bounded; nothing downstream waits for it.
+        review = ReviewGateOperator(task_id="review", response_timeout=timedelta(hours=12))
         gate >> train >> bless >> [repair, intents]
+        repair >> review
         catalogue = model_catalog()
         if catalogue.source is not None:
-            validated[catalogue.name] >> [gate, repair]
+            validated[catalogue.name] >> [gate, repair, duplicates]
         for search in sources_of("search"):
             validated[search.name] >> intents
-        steps += [gate, train, bless, repair, intents]
+        steps += [gate, train, bless, repair, intents, duplicates]
 
     report = DailyReportOperator(task_id="report", asset=report_asset(), trigger_rule=TriggerRule.ALL_DONE,
                                  retries=1)

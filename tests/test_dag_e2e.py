@@ -87,14 +87,21 @@ def test_model_branch_trains_blesses_repairs_and_attributes_queries(sqlite_sandb
     assert model.training["device"] == "cpu" and model.training["steps"] == 30
     assert model.data_lineage["catalog_partitions"][0]["ds"] == "2015-12-03"
     assert model.baseline_metrics["top"]["macro_f1"] > 0.8, "the TF-IDF baseline is strong on real titles"
-    assert (Path(model.artifact_path) / "label_map.json").is_file()
+    assert (Path(model.artifact_path) / "champion.json").is_file() and model.metrics["selected"]
+    assert set(model.metrics["candidates"]) >= {"tfidf", "embeddings", "tfidf_embeddings", "finetune"}
 
     run = store.repair_run(date(2015, 12, 3))
     assert run.model_version == model.version and run.rows_in == 16028
     assert run.rows_in == run.rows_filled + run.rows_review + run.rows_flagged + run.rows_unchanged
     assert run.rows_filled + run.rows_review == 255, "every name-only product is filled or listed for review"
     assert run.masked_n > 1000 and (run.masked_precision is None or 0 <= run.masked_precision <= 1)
-    assert len(store.repair_audit(date(2015, 12, 3))) == run.rows_filled + run.rows_review + run.rows_flagged
+    audit = store.repair_audit(date(2015, 12, 3))
+    category = [a for a in audit if a.field == "category_top"]
+    assert len(category) == run.rows_filled + run.rows_review + run.rows_flagged
+    assert {a.field for a in audit} <= {"category_top", "category_l2", "brand", "retail_price_inr"}
+    duplicates = store.duplicate_run("catalog", date(2015, 12, 3))  # the duplicates task of the same run
+    assert duplicates.products_in == 16028 == duplicates.products_in_clusters + duplicates.singletons
+    assert duplicates.clusters > 100 and duplicates.validation_success
     intents = store.search_intents(date(2015, 12, 3))
     assert intents and all(0 < i.confidence <= 1 for i in intents)
     assert "train" in {e.task for e in store.lineage("catalog", date(2015, 12, 3))}

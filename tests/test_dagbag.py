@@ -51,11 +51,12 @@ def test_report_runs_last_and_failures_still_fail_the_run(dagbag):
     report, watcher = dag.get_task("report"), dag.get_task("fail_if_any_task_failed")
     # plan_day, a branch, is upstream of the ingests only: hanging the report off it would skip the report on a day
     # with nothing landed.
-    steps = {t for t in dag.task_ids if t not in (report.task_id, watcher.task_id, "plan_day")}
+    # model.review waits (bounded) for reviewers: nothing waits for it, the report least of all.
+    steps = {t for t in dag.task_ids if t not in (report.task_id, watcher.task_id, "plan_day", "model.review")}
     # The report is written whatever happened upstream; the watcher fails the run when any step failed.
     assert report.trigger_rule == "all_done" and report.upstream_task_ids == steps
     assert watcher.trigger_rule == "one_failed" and watcher.upstream_task_ids == steps
-    assert {t.task_id for t in dag.leaves} == {report.task_id, watcher.task_id}
+    assert {t.task_id for t in dag.leaves} == {report.task_id, watcher.task_id, "model.review"}
     assert [a.name for a in report.outlets] == ["shopflow_daily_report"]
 
 
@@ -70,6 +71,9 @@ def test_model_branch_wiring(dagbag):
     assert repair.upstream_task_ids == {"catalog.validate", bless.task_id} and repair.trigger_rule == "none_failed"
     assert intents.upstream_task_ids == {"search.validate", bless.task_id} and intents.trigger_rule == "none_failed"
     assert train.max_active_tis_per_dag == 1
+    review = dag.get_task("model.review")  # announces the review batch, waits bounded, answers "Later" by default
+    assert review.upstream_task_ids == {repair.task_id} and review.downstream_task_ids == set()
+    assert review.response_timeout.total_seconds() > 0 and review.defaults == ["Later"]
 
 
 def test_a_source_added_to_the_sources_file_is_a_task_group_with_no_code_change(tmp_path):

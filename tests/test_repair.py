@@ -12,6 +12,7 @@ from shopflow import lake, repair
 from shopflow.catalog_view import catalog_as_of
 from shopflow.landing_io import read_parquet
 from shopflow.registry import TrainingPolicy
+from shopflow.sources import get_source
 from shopflow.training.data import OTHER, product_text, split_of
 
 pytestmark = pytest.mark.slow
@@ -43,6 +44,11 @@ def _clean(tm) -> pd.DataFrame:
     return tm.catalog.sort_values("uniq_id").reset_index(drop=True)
 
 
+def _category_audit(tm, action: str | None = None) -> list:
+    """The day's audit rows of the top-level category (the repair audits other fields too)."""
+    return [a for a in tm.store.repair_audit(tm.ds, action) if a.field == "category_top"]
+
+
 def _audit_rows(tm) -> list[tuple]:
     return [(a.uniq_id, a.action, a.field, a.before, a.after, a.confidence, a.model_version, a.airflow_run_id,
              a.reverted_at) for a in tm.store.repair_audit(tm.ds)]
@@ -65,7 +71,8 @@ def test_fill_review_flag_and_ledger(trained_model, model_predictor):
     predicted = model_predictor.predict(product_text(clean).tolist())
 
     # Nothing of the clean catalogue changed (flags included): the repair is extra columns beside it.
-    assert list(repaired.columns) == list(clean.columns) + repair.REPAIR_COLUMNS
+    assert list(repaired.columns) == list(clean.columns) + repair.repair_columns(get_source("catalog"))
+    assert repair.repair_columns(get_source("catalog"))[:len(repair.REPAIR_COLUMNS)] == repair.REPAIR_COLUMNS
     pd.testing.assert_frame_equal(repaired[clean.columns], clean)
     broken = clean["category_status"].isin(repair.BROKEN)
     fills = broken & (predicted["label"] != OTHER)
@@ -103,7 +110,7 @@ def test_fill_review_flag_and_ledger(trained_model, model_predictor):
     assert run.output_path == str(lake.lake_file(tm.settings, "repaired", "catalog", tm.ds))
 
     # Every fill, review and flag is audited with what it was, what the model said, and who said it.
-    audit = tm.store.repair_audit(tm.ds)
+    audit = _category_audit(tm)  # (the other fields' rows: tests/test_field_repair.py)
     by_action = {action: {a.uniq_id: a for a in audit if a.action == action} for action in ("fill", "review", "flag")}
     assert set(by_action["fill"]) == set(filled["uniq_id"])
     assert set(by_action["review"]) == set(review["uniq_id"])
@@ -130,7 +137,7 @@ def test_below_the_threshold_everything_broken_goes_to_review(trained_model, mod
     review = repaired[repaired["category_source"] == repair.NEEDS_REVIEW]
     assert set(review["uniq_id"]) == set(clean.loc[broken, "uniq_id"])
     assert review["suggested_category"].notna().all() and review["suggestion_confidence"].between(0, 1).all()
-    assert {a.action for a in tm.store.repair_audit(tm.ds)} == {"review"}, "a re-run replaces the day's audit"
+    assert {a.action for a in _category_audit(tm)} == {"review"}, "a re-run replaces the day's audit"
     assert summary["masked_filled"] == 0 and summary["masked_precision"] is None
     assert tm.store.repair_run(tm.ds).masked_precision is None
 
@@ -186,7 +193,7 @@ def test_revert_restores_the_original_and_marks_the_audit(trained_model, model_p
     assert after.loc[reverted, "category_top_repaired"].isna().all(), "the value before the fill: none"
     assert (after.loc[reverted, "category_source"] == repair.REVERTED).all()
     pd.testing.assert_frame_equal(after[~reverted], before[~reverted])
-    marks = {a.uniq_id: a.reverted_at for a in tm.store.repair_audit(tm.ds, "fill")}
+    marks = {a.uniq_id: a.reverted_at for a in _category_audit(tm, "fill")}
     assert all(marks[u] is not None for u in chosen)
     assert all(marks[u] is None for u in fills[2:])
     run = tm.store.repair_run(tm.ds)
@@ -198,7 +205,7 @@ def test_revert_restores_the_original_and_marks_the_audit(trained_model, model_p
     assert again["rows_reverted_kept"] == 2 and again["rows_filled"] == summary["rows_filled"] - 2
     rerun = _repaired(tm)
     assert (rerun.loc[rerun["uniq_id"].isin(chosen), "category_source"] == repair.REVERTED).all()
-    assert sum(1 for a in tm.store.repair_audit(tm.ds, "fill") if a.reverted_at is not None) == 2
+    assert sum(1 for a in _category_audit(tm, "fill") if a.reverted_at is not None) == 2
 
     # Reverting everything leaves no model fill.
     assert repair.revert(tm.settings, tm.store, tm.ds) == len(fills) - 2

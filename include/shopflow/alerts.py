@@ -136,11 +136,13 @@ def drift_alerts(report: dict | None, ds: date) -> list[dict]:
 
 
 def backlog_alerts(store: MetadataStore, ds: date, threshold: int = DEFAULT_REVIEW_BACKLOG) -> list[dict]:
-    """The day's repair sent more products to review than `threshold` (repair_runs, with the audit's rows)."""
+    """The day's repair sent more products to review than `threshold` (repair_runs, with the audit's rows), not
+    counting those a reviewer has decided."""
     run = store.repair_run(ds)
     if run is None:
         return []
-    reviews = store.repair_audit(ds, action="review")
+    decided = {d.uniq_id for d in store.review_decisions(ds=ds)}  # a reviewer's decision ends the wait (shopflow.review)
+    reviews = [a for a in store.repair_audit(ds, action="review") if a.uniq_id not in decided]
     backlog = len(reviews)
     if backlog <= threshold:
         return []

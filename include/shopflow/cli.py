@@ -120,8 +120,41 @@ def cmd_revert_repair(settings: Settings, args) -> int:
     from shopflow.repair import revert
     from shopflow.store.repository import MetadataStore
 
-    count = revert(settings, MetadataStore(settings.store_url), args.ds, args.product or None)
-    print(f"reverted {count} model fills of the catalogue partition {args.ds}")
+    count = revert(settings, MetadataStore(settings.store_url), args.ds, args.product or None, field=args.field)
+    print(f"reverted {count} {args.field or 'category'} fills of the catalogue partition {args.ds}")
+    return 0
+
+
+def cmd_review(settings: Settings, args) -> int:
+    """`review list DS`: the day's repair items to review. `review decide DS --id ID --accept|--reject|--correct V`."""
+    import getpass
+
+    from shopflow import review
+    from shopflow.store.repository import MetadataStore
+
+    store = MetadataStore(settings.store_url)
+    try:
+        if args.review_command == "list":
+            found = review.items(settings, store, args.ds, args.source, action=args.action, state=args.state)
+            counts = review.summary(settings, store, args.ds, args.source)
+            print(f"{counts['source']} {args.ds}: {counts['pending']} pending ({counts['pending_by_action']['review']} "
+                  f"to review, {counts['pending_by_action']['flag']} flagged) of {counts['items']} items; decided: "
+                  + ", ".join(f"{n} {d}" for d, n in counts["decided"].items()) + f"; showing {len(found)} {args.state}")
+            for i in found:
+                state = f"{i.decision} -> {i.value or '-'} by {i.reviewer}" if i.decision else (
+                    "PENDING" if i.pending else "")
+                print(f"{i.uniq_id}  {i.action:6s} {i.confidence:5.3f}  {i.before or '-'} => {i.suggestion or '-'}"
+                      f"  {state}  {(i.title or '')[:60]}")
+            return 0
+        decision = "accept" if args.accept else "reject" if args.reject else "correct"
+        result = review.decide(settings, store, args.ds, [review.Decision(args.id, decision, args.correct)],
+                               args.reviewer or getpass.getuser(), source=args.source, via="cli")
+    except review.ReviewError as exc:
+        print(f"review: {exc}", file=sys.stderr)
+        return 1
+    what = "recorded" if result["recorded"] else "replaced" if result["replaced"] else "unchanged (already decided)"
+    print(f"{args.id}: {decision} {what}; {result['applied']} decisions applied to the repaired {result['source']} "
+          f"partition {args.ds}")
     return 0
 
 
@@ -223,7 +256,31 @@ def build_parser() -> argparse.ArgumentParser:
     revert = sub.add_parser("revert-repair", help="undo a day's model fills from the audit trail")
     revert.add_argument("ds", type=_day)
     revert.add_argument("--product", action="append", help="uniq_id to revert (repeatable); default: every fill")
+    revert.add_argument("--field", help="the column whose fills to revert: the top-level category (default), the "
+                        "second level or the brand column (e.g. category_l2, brand)")
     revert.set_defaults(func=cmd_revert_repair)
+    review_parser = sub.add_parser("review", help="review the catalogue repair: list a day's items, decide one")
+    review_sub = review_parser.add_subparsers(dest="review_command", required=True)
+    review_list = review_sub.add_parser("list", help="the day's fills, review items and flags with their decisions")
+    review_list.add_argument("ds", type=_day)
+    review_list.add_argument("--action", choices=["fill", "review", "flag"])
+    review_list.add_argument("--state", choices=["pending", "decided", "all"], default="pending")
+    review_decide = review_sub.add_parser("decide", help="accept, reject or correct one item (re-deciding replaces)")
+    review_decide.add_argument("ds", type=_day)
+    review_decide.add_argument("--id", required=True, help="the product's uniq_id")
+    choice = review_decide.add_mutually_exclusive_group(required=True)
+    choice.add_argument("--accept", action="store_true", help="take the model's suggestion")
+    choice.add_argument("--reject", action="store_true", help="a fill reverts, a flag keeps the given category")
+    choice.add_argument("--correct", metavar="CATEGORY", help="a known category ('Top' or 'Top > Second')")
+    review_decide.add_argument("--reviewer", help="who decides (default: the login name)")
+    for command in (review_list, review_decide):
+        command.add_argument("--source", help="the catalogue source (default: the model catalogue)")
+        command.set_defaults(func=cmd_review)
+    predict = sub.add_parser("predict", help="score a file of products (CSV or JSON lines) with the champion")
+    predict.add_argument("--input", required=True, help="CSV/TSV or JSON lines with title (brand, description, id)")
+    predict.add_argument("--output", required=True, help="CSV or JSON lines (by suffix)")
+    predict.add_argument("--model", help="a model directory (default: the champion of the metadata store)")
+    predict.set_defaults(func=cmd_predict)
     as_of = sub.add_parser("catalog-as-of", help="reconstruct the clean catalogue as of a day")
     as_of.add_argument("ds", type=_day)
     as_of.add_argument("--output")
@@ -240,6 +297,32 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--file", help="a sources file to use instead of SHOPFLOW_SOURCES")
         command.set_defaults(func=cmd_sources)
     return parser
+
+
+def cmd_predict(settings: Settings, args) -> int:
+    from pathlib import Path
+
+    from shopflow.batch_predict import PredictInputError, predict_file
+    from shopflow.inference import Predictor
+    from shopflow.registry import champion
+    from shopflow.store.repository import MetadataStore
+
+    model = args.model
+    if model is None:
+        current = champion(MetadataStore(settings.store_url))
+        if current is None:
+            print("no champion model in the metadata store: train one (the DAG's model group) or pass --model DIR",
+                  file=sys.stderr)
+            return 2
+        model = current.artifact_path
+    predictor = Predictor(model, cache_root=settings.model_cache_dir, embedding_cache_dir=settings.embedding_cache_dir)
+    try:
+        summary = predict_file(Path(args.input), Path(args.output), predictor)
+    except (PredictInputError, FileNotFoundError) as exc:
+        print(f"predict: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(summary, indent=2))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

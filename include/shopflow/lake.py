@@ -8,7 +8,8 @@ from shopflow import storage
 from shopflow.settings import Settings
 from shopflow.storage import StoragePath
 
-ZONES = ("raw", "clean", "quarantine", "repaired")
+# duplicates: the near-duplicate clusters of a catalogue as of the day (shopflow.duplicates), pairs.parquet beside
+ZONES = ("raw", "clean", "quarantine", "repaired", "duplicates")
 
 
 def partition_dir(root: StoragePath, dataset: str, ds: date) -> StoragePath:

@@ -208,6 +208,16 @@ def planned(step: str, settings: Settings, ds: date, dataset: str | None = None)
         return {"inputs": [_dataset(lake.lake_file(settings, "clean", name, ds))],
                 "outputs": [_dataset(lake.lake_file(settings, "repaired", name, ds),
                                      logical=_logical("repaired", name))]}
+    if step == "find_duplicates":
+        from shopflow import roles
+
+        name = roles.model_catalog().name
+        if name is None:
+            return {"inputs": [], "outputs": []}
+        members = lake.lake_file(settings, "duplicates", name, ds)
+        return {"inputs": [_dataset(lake.lake_file(settings, "clean", name, ds))],
+                "outputs": [_dataset(members, logical=_logical("duplicates", name)),
+                            _dataset(members.parent / "pairs.parquet")]}
     if step == "report":
         from shopflow.report.build import report_paths
 
@@ -220,7 +230,7 @@ def recorded(step: str, settings: Settings, store, ds: date, run_id: str | None,
     """The datasets a step read and wrote in run `run_id`, with their facets, from what it recorded in the store.
     A step that recorded nothing in this run (it failed early) gets its planned datasets."""
     builder = {"ingest": _ingest, "clean": _clean, "validate": _validate, "train": _train, "repair": _repair,
-               "search_intent": _search_intent, "report": _report}.get(step)
+               "search_intent": _search_intent, "report": _report, "find_duplicates": _duplicates}.get(step)
     if builder is None:
         return {"inputs": [], "outputs": []}
     facts = builder(settings, store, ds, run_id, dataset)
@@ -370,6 +380,28 @@ def _repair(settings: Settings, store, ds: date, run_id, dataset) -> dict | None
     repaired = _dataset(run.output_path, schema=schema, stats=_stats(run.rows_in, run.output_path),
                         logical=_logical("repaired", name), column_lineage=lineage)
     return {"inputs": [clean], "outputs": [repaired]}
+
+
+def _duplicates(settings: Settings, store, ds: date, run_id, dataset) -> dict | None:
+    """The catalogue partitions read (the as-of chain), the members and pairs written, the GX results on members."""
+    from types import SimpleNamespace
+
+    from shopflow import roles
+
+    name = roles.model_catalog().name
+    if name is None:
+        return {"inputs": [], "outputs": []}
+    edge = _edge(store, name, ds, "duplicates", run_id)
+    run = store.duplicate_run(name, ds)
+    if edge is None or run is None:
+        return None
+    inputs = [_dataset(path, logical=_logical("clean", name)) for path in edge.inputs]
+    members = _dataset(run.output_path, schema=_parquet_schema(run.output_path),
+                       stats=_stats(run.products_in_clusters, run.output_path), logical=_logical("duplicates", name),
+                       row_count=run.products_in_clusters,
+                       assertions=[assertion(SimpleNamespace(**r)) for r in run.validation or []])
+    pairs = _dataset(run.pairs_path, schema=_parquet_schema(run.pairs_path), stats=_stats(run.accepted_pairs, run.pairs_path))
+    return {"inputs": inputs, "outputs": [members, pairs]}
 
 
 def _search_intent(settings: Settings, store, ds: date, run_id, dataset) -> dict | None:

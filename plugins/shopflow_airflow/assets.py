@@ -18,5 +18,14 @@ def dataset_of(asset_name: str) -> str | None:
     return asset_name[len(CLEAN_ASSET_PREFIX):] or None
 
 
+# The governed dataset of near-duplicate clusters (shopflow.duplicates.DATASET; not imported here: parse time).
+DUPLICATES_ASSET = "catalog_duplicates"
+
+
+def duplicates_asset() -> Asset:
+    """Updated by the model group's `duplicates` task on success: the model catalogue's near-duplicate clusters."""
+    return Asset(name=DUPLICATES_ASSET, uri="shopflow://lake/duplicates", group="shopflow")
+
+
 def report_asset() -> Asset:
     return Asset(name="shopflow_daily_report", uri="shopflow://reports/daily", group="shopflow")

@@ -74,10 +74,16 @@ class ModelStepOperator(OpenLineageMixin, BaseOperator):
     template_fields: Sequence[str] = ("partition_ds",)
     ui_color = "#e8eef8"
 
-    def __init__(self, *, step: str, partition_ds: str = "{{ ds }}", **kwargs: Any):
+    # What a step's Asset event carries of its summary (when the step publishes an Asset).
+    ASSET_EXTRA = ("ds", "source", "products_in", "products_in_clusters", "singletons", "clusters", "accepted_pairs")
+
+    def __init__(self, *, step: str, partition_ds: str = "{{ ds }}", asset: Asset | None = None, **kwargs: Any):
+        if asset is not None:
+            kwargs["outlets"] = [*kwargs.get("outlets", []), asset]
         super().__init__(**kwargs)
         self.step = step
         self.partition_ds = partition_ds
+        self.asset = asset
 
     def execute(self, context) -> dict:
         from shopflow import model_pipeline
@@ -86,9 +92,12 @@ class ModelStepOperator(OpenLineageMixin, BaseOperator):
         ds = date.fromisoformat(self.partition_ds)
         self.log.info("%s for ds=%s (run %s)", self.step, ds, context["run_id"])
         try:
-            return getattr(model_pipeline, self.step)(settings, ds, context["run_id"])
+            result = getattr(model_pipeline, self.step)(settings, ds, context["run_id"])
         except model_pipeline.NothingToDo as exc:
             raise AirflowSkipException(str(exc)) from exc
+        if self.asset is not None:  # a skipped or failed step updates no Asset
+            context["outlet_events"][self.asset].extra = {k: result[k] for k in self.ASSET_EXTRA if k in result}
+        return result
 
 
 class IngestPartitionOperator(PartitionStepOperator):

@@ -6,6 +6,7 @@
 | GET /reports/{ds}             | the stored HTML report of day ds (YYYY-MM-DD)                                 |
 | GET /reports/{ds}.json        | its JSON                                                                      |
 | GET /runs/{run_id}[?dag_id=]  | redirect to the report of an Airflow run (the "shopflow report" tab of a run)|
+| /review/…                     | the catalogue review: decide the repair's items (review_pages.py)             |
 
 Data comes from shopflow's metadata store (`Settings.from_env()`, `MetadataStore`), never from Airflow's database;
 report files are read through shopflow.storage and served only from inside the reports folder
@@ -176,3 +177,9 @@ def _report_file(settings: Settings, stored_path: str, ds: str) -> bytes:
 def _page(template: str, status_code: int, headers: dict | None = None, **context) -> HTMLResponse:
     return HTMLResponse(templates.get_template(template).render(**context), status_code=status_code,
                         headers=headers)
+
+
+# The review pages (routes under /review, see review_pages.py) use the helpers above.
+from shopflow_ui.review_pages import router as _review_router  # noqa: E402
+
+app.include_router(_review_router)

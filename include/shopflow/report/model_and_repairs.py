@@ -59,7 +59,8 @@ def _build(ctx: ReportContext, catalogue: roles.ModelCatalog) -> dict:
             status = "warning"
     return blocks.section("model", "Model and repairs", content, status=status, summary=summary,
                           intro=f"Model `{MODEL_NAME}`: top-level category of a product from its title. Metrics are "
-                                "on the held-out test split; the TF-IDF + logistic-regression baseline is trained on "
+                                "on the held-out GROUPED test split (listings with the same normalised title or product "
+                                "group never straddle it); the TF-IDF + logistic-regression baseline is trained on "
                                 "the same split.")
 
 
@@ -79,13 +80,15 @@ def _champion_blocks(model: ModelVersion) -> dict:
              "delta": (top[key] - base[key]) if key in top and key in base else None} for key, label, _ in METRICS]
     per_class = sorted(top.get("per_class", {}).items(), key=lambda kv: (-kv[1]["support"], kv[0]))
     content = [
-        blocks.figures([("champion version", f"v{model.version}", "text"), ("macro-F1", model.macro_f1, "float"),
+        blocks.figures([("champion version", f"v{model.version}", "text"),
+                        ("serving", model.metrics.get("selected", "–"), "text"), ("macro-F1", model.macro_f1, "float"),
                         ("TF-IDF baseline macro-F1", base["macro_f1"], "float"),
                         ("test products", top.get("n"), "int"), ("device", model.training.get("device"), "text")]),
         blocks.table("Test metrics against the baseline", [
             blocks.column("metric", "metric"), blocks.column("model", f"v{model.version}", "float"),
             blocks.column("baseline", "TF-IDF baseline", "float"), blocks.column("delta", "model − baseline", "float")],
             rows, note=f"Blessing decision: {model.decision_reason or '–'}"),
+        _candidates_table(model),
         blocks.table("Per class (test split)", [
             blocks.column("label", "category"), blocks.column("support", "products", "int"),
             blocks.column("precision", "precision", "pct"), blocks.column("recall", "recall", "pct"),
@@ -97,6 +100,30 @@ def _champion_blocks(model: ModelVersion) -> dict:
         content.append(blocks.plot(f"Confusion matrix of v{model.version} on the test split (row-normalised)",
                                    _confusion_plot(matrix["labels"], matrix["matrix"])))
     return blocks.subsection(f"Champion v{model.version} (trained on {model.trained_on_ds})", content)
+
+
+def _candidates_table(model: ModelVersion) -> dict:
+    """Every candidate of the champion's training on the same grouped split, beside the baseline."""
+    rows = []
+    for name, row in (model.metrics.get("candidates") or {}).items():
+        boot = row.get("versus_baseline") or {}
+        rows.append({"candidate": name, "validation": row.get("validation_macro_f1"),
+                     "macro_f1": row["test"].get("macro_f1"), "accuracy": row["test"].get("accuracy"),
+                     "ece": row["test"].get("ece"), "gain": boot.get("gain"),
+                     "interval": (f"[{boot['ci_low']:+.4f}, {boot['ci_high']:+.4f}]" if boot.get("ci_low") is not None
+                                  else "baseline" if not boot else "–"),
+                     "seconds": row.get("train_seconds")})
+    versus = model.metrics.get("versus_champion") or {}
+    note = model.metrics.get("selection_reason") or ""
+    if versus.get("ci_low") is not None:
+        note += (f". Against champion v{versus['version']} on the same test split: gain {versus['gain']:+.4f}, 95% CI "
+                 f"[{versus['ci_low']:+.4f}, {versus['ci_high']:+.4f}].")
+    return blocks.table("Candidates of this training (grouped test split; paired group bootstrap against TF-IDF)", [
+        blocks.column("candidate", "candidate", "code"), blocks.column("validation", "validation macro-F1", "float"),
+        blocks.column("macro_f1", "test macro-F1", "float"), blocks.column("accuracy", "accuracy", "pct"),
+        blocks.column("ece", "ECE", "float"), blocks.column("gain", "gain over TF-IDF", "float"),
+        blocks.column("interval", "95% CI"), blocks.column("seconds", "train s", "float")],
+        rows, note=note, empty="this model was registered before candidates were compared")
 
 
 def _confusion_plot(labels: list[str], matrix: list[list[int]]) -> str:
@@ -131,7 +158,11 @@ def _registry_table(versions: list[ModelVersion]) -> dict:
 
 
 def _repair_blocks(ctx: ReportContext, repair, spec) -> dict:
+    from shopflow.repair import category_field
+
     audit = ctx.store.repair_audit(ctx.ds)
+    if spec is not None:  # the other fields' fills and flags are counted in one line below
+        audit = [a for a in audit if a.field == category_field(spec)]
     catalog = ctx.clean(spec.name) if spec is not None else None
     titles = dict(zip(catalog[spec.role_column("id")], catalog[spec.role_column("title")])) \
         if catalog is not None else {}
@@ -145,6 +176,9 @@ def _repair_blocks(ctx: ReportContext, repair, spec) -> dict:
                     f"({repair.masked_filled or 0:,}) with their true category. Repairs go to a repaired copy; the "
                     f"clean catalogue is never overwritten."),
     ]
+    fields = _field_repairs_line(repair)
+    if fields:
+        content.append(blocks.note(fields))
     confidences = [a.confidence for a in audit]
     if confidences:
         content.append(blocks.plot("Confidence of the day's repair actions", _confidence_plot(audit, repair.threshold)))
@@ -161,6 +195,25 @@ def _repair_blocks(ctx: ReportContext, repair, spec) -> dict:
             empty="none today"))
     source = spec.name if spec is not None else "catalogue"
     return blocks.subsection(f"Repair of the {source} partition {ctx.ds}", content)
+
+
+def _field_repairs_line(repair) -> str | None:
+    """The day's fills and flags of the other fields (brand, second level, price), where the run made them."""
+    def precision(value, n) -> str:
+        return f"masked precision {value:.1%} on {n or 0:,} held-out products" if value is not None else \
+            f"no masked fill among {n or 0:,} held-out products"
+
+    parts = []
+    if getattr(repair, "rows_brand_filled", None) is not None:
+        parts.append(f"{repair.rows_brand_filled:,} brands filled from product titles "
+                     f"({precision(repair.brand_masked_precision, repair.brand_masked_n)})")
+    if getattr(repair, "rows_l2_filled", None) is not None:
+        parts.append(f"{repair.rows_l2_filled:,} second-level categories filled "
+                     f"({precision(repair.l2_masked_precision, repair.l2_masked_n)})" if repair.l2_masked_n is not None
+                     else "no second-level category filled (the model answers no second level)")
+    if getattr(repair, "rows_price_flagged", None) is not None:
+        parts.append(f"{repair.rows_price_flagged:,} prices flagged as anomalies (flags only: no price is changed)")
+    return ("Other fields: " + "; ".join(parts) + ".") if parts else None
 
 
 def _confidence_plot(audit, threshold: float) -> str:

@@ -123,10 +123,21 @@ def _catalogue_part(ctx: ReportContext, spec: SourceSpec) -> tuple[list[dict], s
         blocks.figures(headline),
         blocks.note(f"The validated snapshot of {snapshot} with the validated deltas after it applied: "
                     f"{int((catalogue['as_of_ds'] != snapshot).sum()):,} products carry a later delta's version."),
+        _duplicates_note(ctx, spec),
         *category_blocks, *price_blocks, *brand_blocks,
         _missing_block(missing_fields(catalogue, list(spec.clean_schema))), *status_blocks,
     ]
     return [block for block in content if block is not None], "ok", summary
+
+
+def _duplicates_note(ctx: ReportContext, spec: SourceSpec) -> dict | None:
+    """One line on the catalogue's latest near-duplicate run up to the day (shopflow.duplicates), if any."""
+    run = ctx.store.latest_duplicate_run(spec.name, ctx.ds)
+    if run is None:
+        return None
+    return blocks.note(f"Near-duplicate listings (as of {run.ds}): {run.clusters:,} clusters holding "
+                       f"{run.products_in_clusters:,} of {run.products_in:,} products ({run.singletons:,} singletons); "
+                       f"lake zone duplicates/{spec.name}.")
 
 
 def _missing_note(spec: SourceSpec, role_fields: str | list[str], consequence: str) -> dict:

@@ -160,6 +160,16 @@ class RepairRun(Base):
     masked_n: Mapped[int | None] = mapped_column(Integer)
     masked_filled: Mapped[int | None] = mapped_column(Integer)
     masked_precision: Mapped[float | None] = mapped_column(Float)
+    # The other fields (shopflow.repair; null for a source without the field, or a run before migration 0006).
+    rows_l2_filled: Mapped[int | None] = mapped_column(BigInteger)
+    rows_brand_filled: Mapped[int | None] = mapped_column(BigInteger)
+    rows_price_flagged: Mapped[int | None] = mapped_column(BigInteger)
+    l2_masked_n: Mapped[int | None] = mapped_column(Integer)
+    l2_masked_filled: Mapped[int | None] = mapped_column(Integer)
+    l2_masked_precision: Mapped[float | None] = mapped_column(Float)
+    brand_masked_n: Mapped[int | None] = mapped_column(Integer)
+    brand_masked_filled: Mapped[int | None] = mapped_column(Integer)
+    brand_masked_precision: Mapped[float | None] = mapped_column(Float)
     output_path: Mapped[str] = mapped_column(Text)
     airflow_run_id: Mapped[str | None] = mapped_column(String(250))
     recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
@@ -182,6 +192,34 @@ class RepairAudit(Base):
     airflow_run_id: Mapped[str | None] = mapped_column(String(250))
     reverted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ReviewDecision(Base):
+    """A reviewer's decision on one audited repair item (shopflow.review): the current one per product, field and
+    day; a re-decision replaces it (revision + 1) and keeps the replaced decisions in `history`."""
+
+    __tablename__ = "review_decisions"
+    __table_args__ = (UniqueConstraint("source", "ds", "uniq_id", "field", name="uq_review_decisions_item"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source: Mapped[str] = mapped_column(String(100))  # the catalogue dataset
+    ds: Mapped[date] = mapped_column(Date)
+    uniq_id: Mapped[str] = mapped_column(String(64))
+    field: Mapped[str] = mapped_column(String(64))
+    audit_action: Mapped[str] = mapped_column(String(16))  # fill | review | flag: what the repair did
+    decision: Mapped[str] = mapped_column(String(16))  # accept | reject | correct
+    value: Mapped[str | None] = mapped_column(Text)  # the category the product gets (None: none)
+    value_l2: Mapped[str | None] = mapped_column(Text)  # "Top > Second" where the reviewer set the second level
+    before: Mapped[str | None] = mapped_column(Text)
+    suggestion: Mapped[str | None] = mapped_column(Text)
+    confidence: Mapped[float | None] = mapped_column(Float)
+    model_version: Mapped[int | None] = mapped_column(Integer)
+    reviewer: Mapped[str] = mapped_column(String(200))
+    via: Mapped[str] = mapped_column(String(16))  # page | api | cli | hitl
+    airflow_run_id: Mapped[str | None] = mapped_column(String(250))  # the repair run whose item was decided
+    revision: Mapped[int] = mapped_column(Integer)
+    history: Mapped[list] = mapped_column(JSON, default=list)
+    decided_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class SearchIntent(Base):
@@ -217,3 +255,33 @@ class Report(Base):
     json_sha256: Mapped[str] = mapped_column(String(64))
     airflow_run_id: Mapped[str | None] = mapped_column(String(250))
     generated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class DuplicateRun(Base):
+    """One near-duplicate search of one catalogue as of one day (`shopflow.duplicates`): its outputs, row ledger
+    (products in = in clusters + singletons), search settings, embedding stats and GX results."""
+
+    __tablename__ = "duplicate_runs"
+    __table_args__ = (UniqueConstraint("source", "ds", name="uq_duplicate_runs_source_ds"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source: Mapped[str] = mapped_column(String(100))  # the catalog-role source searched
+    ds: Mapped[date] = mapped_column(Date)
+    products_in: Mapped[int] = mapped_column(BigInteger)
+    products_in_clusters: Mapped[int] = mapped_column(BigInteger)
+    singletons: Mapped[int] = mapped_column(BigInteger)
+    clusters: Mapped[int] = mapped_column(BigInteger)
+    largest_cluster: Mapped[int] = mapped_column(Integer)
+    candidate_pairs: Mapped[int] = mapped_column(BigInteger)
+    accepted_pairs: Mapped[int] = mapped_column(BigInteger)
+    counts: Mapped[dict] = mapped_column(JSON)  # pairs by rule, rejections by check
+    policy: Mapped[dict] = mapped_column(JSON)  # threshold, top_k, price band, ...
+    embedding: Mapped[dict] = mapped_column(JSON)  # model fingerprint, texts, cache hits, seconds
+    validation_success: Mapped[bool] = mapped_column(Boolean)
+    critical_failures: Mapped[int] = mapped_column(Integer)
+    validation: Mapped[list] = mapped_column(JSON)  # one entry per expectation (shopflow.validation.runner)
+    output_path: Mapped[str] = mapped_column(Text)
+    pairs_path: Mapped[str] = mapped_column(Text)
+    seconds: Mapped[float] = mapped_column(Float)
+    airflow_run_id: Mapped[str | None] = mapped_column(String(250))
+    recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -14,6 +14,7 @@ from shopflow.sources import SourceSpec
 from shopflow.store import migrate
 from shopflow.store.models import (
     Dataset,
+    DuplicateRun,
     LineageEdge,
     Partition,
     PartitionFile,
@@ -21,6 +22,7 @@ from shopflow.store.models import (
     RepairAudit,
     RepairRun,
     Report,
+    ReviewDecision,
     SearchIntent,
     Validation,
 )
@@ -266,8 +268,10 @@ class MetadataStore:
                 query = query.where(RepairAudit.action == action)
             return list(session.scalars(query.order_by(RepairAudit.uniq_id, RepairAudit.action, RepairAudit.id)))
 
-    def mark_reverted(self, ds: date, uniq_ids: Iterable[str], at: datetime | None = None) -> int:
-        """Mark the day's not yet reverted fills of these products reverted; the run's ledger moves them from
+    def mark_reverted(self, ds: date, uniq_ids: Iterable[str], at: datetime | None = None, *, field: str | None = None,
+                      counter: str = "rows_filled", moves_to: str | None = "rows_unchanged") -> int:
+        """Mark the day's not yet reverted fills of these products (of `field` only, when given) reverted; the
+        run's `counter` loses them and `moves_to` (when given) gains them: a reverted category fill moves from
         filled to unchanged. Returns how many fills were marked."""
         ids = sorted(set(uniq_ids))
         if not ids:
@@ -275,18 +279,69 @@ class MetadataStore:
         with self.session() as session, session.begin():
             marked = 0
             for start in range(0, len(ids), 500):  # keep IN lists short
+                query = update(RepairAudit).where(RepairAudit.ds == ds, RepairAudit.action == "fill",
+                                                  RepairAudit.reverted_at.is_(None),
+                                                  RepairAudit.uniq_id.in_(ids[start:start + 500]))
+                if field is not None:
+                    query = query.where(RepairAudit.field == field)
                 marked += session.execute(
-                    update(RepairAudit)
-                    .where(RepairAudit.ds == ds, RepairAudit.action == "fill", RepairAudit.reverted_at.is_(None),
-                           RepairAudit.uniq_id.in_(ids[start:start + 500]))
-                    .values(reverted_at=at or _now())
-                    .execution_options(synchronize_session=False)
-                ).rowcount
+                    query.values(reverted_at=at or _now()).execution_options(synchronize_session=False)).rowcount
             record = session.scalar(select(RepairRun).where(RepairRun.ds == ds))
             if record is not None and marked:
-                record.rows_filled -= marked
-                record.rows_unchanged += marked
+                setattr(record, counter, (getattr(record, counter) or 0) - marked)
+                if moves_to is not None:
+                    setattr(record, moves_to, (getattr(record, moves_to) or 0) + marked)
             return marked
+
+    def repair_runs(self) -> list[RepairRun]:
+        """Every day's repair run, newest day first."""
+        with self.session() as session:
+            return list(session.scalars(select(RepairRun).order_by(RepairRun.ds.desc())))
+
+    # ---- review decisions (shopflow.review) -----------------------------------------------------------------
+    _DECISION_KEYS = ("decision", "value", "value_l2")
+    _HISTORY_KEYS = ("decision", "value", "value_l2", "reviewer", "via", "decided_at")
+
+    def record_review_decisions(self, rows: Iterable[dict], at: datetime | None = None) -> dict:
+        """Insert or replace reviewers' decisions (one per source, ds, uniq_id, field) in one transaction.
+
+        Deciding what is already decided changes nothing (idempotent); a different decision replaces the current
+        one (revision + 1) and the replaced one is appended to `history`. Returns how many were recorded,
+        replaced and unchanged."""
+        now = at or _now()
+        counts = {"recorded": 0, "replaced": 0, "unchanged": 0}
+        with self.session() as session, session.begin():
+            for row in rows:
+                current = session.scalar(select(ReviewDecision).where(
+                    ReviewDecision.source == row["source"], ReviewDecision.ds == row["ds"],
+                    ReviewDecision.uniq_id == row["uniq_id"], ReviewDecision.field == row["field"]))
+                if current is None:
+                    session.add(ReviewDecision(**row, revision=1, history=[], decided_at=now))
+                    counts["recorded"] += 1
+                    continue
+                if all(getattr(current, key) == row.get(key) for key in self._DECISION_KEYS):
+                    counts["unchanged"] += 1
+                    continue
+                previous = {key: getattr(current, key) for key in self._HISTORY_KEYS}
+                previous["decided_at"] = current.decided_at.isoformat()
+                for column, value in row.items():
+                    setattr(current, column, value)
+                current.history = [*(current.history or []), previous]
+                current.revision += 1
+                current.decided_at = now
+                counts["replaced"] += 1
+        return counts
+
+    def review_decisions(self, source: str | None = None, ds: date | None = None) -> list[ReviewDecision]:
+        """The current decisions (of a source, of a day), by day, product and field."""
+        with self.session() as session:
+            query = select(ReviewDecision)
+            if source is not None:
+                query = query.where(ReviewDecision.source == source)
+            if ds is not None:
+                query = query.where(ReviewDecision.ds == ds)
+            return list(session.scalars(query.order_by(ReviewDecision.ds, ReviewDecision.uniq_id,
+                                                       ReviewDecision.field)))
 
     # ---- search intents -------------------------------------------------------------------------------------
     def record_search_intents(self, ds: date, rows: Iterable[dict], *, model_version: int,
@@ -303,6 +358,28 @@ class MetadataStore:
         with self.session() as session:
             return list(session.scalars(select(SearchIntent).where(SearchIntent.ds == ds)
                                         .order_by(SearchIntent.searches.desc(), SearchIntent.query)))
+
+    # ---- catalogue duplicates -------------------------------------------------------------------------------
+    def record_duplicates(self, source: str, ds: date, *, run: dict, run_id: str | None) -> None:
+        """Insert or replace the near-duplicate run of a catalogue day (columns of DuplicateRun)."""
+        with self.session() as session, session.begin():
+            record = session.scalar(select(DuplicateRun).where(DuplicateRun.source == source, DuplicateRun.ds == ds))
+            if record is None:
+                record = DuplicateRun(source=source, ds=ds)
+                session.add(record)
+            for column, value in run.items():
+                setattr(record, column, value)
+            record.airflow_run_id, record.recorded_at = run_id, _now()
+
+    def duplicate_run(self, source: str, ds: date) -> DuplicateRun | None:
+        with self.session() as session:
+            return session.scalar(select(DuplicateRun).where(DuplicateRun.source == source, DuplicateRun.ds == ds))
+
+    def latest_duplicate_run(self, source: str, ds: date) -> DuplicateRun | None:
+        """The catalogue's latest duplicate run on or before `ds` (what a report of that day shows)."""
+        with self.session() as session:
+            return session.scalar(select(DuplicateRun).where(DuplicateRun.source == source, DuplicateRun.ds <= ds)
+                                  .order_by(DuplicateRun.ds.desc()).limit(1))
 
     # ---- reports --------------------------------------------------------------------------------------------
     def record_report(self, ds: date, *, status: str, datasets: dict, summary: dict, html_path: str,
