@@ -21,9 +21,11 @@ from aiosmtpd.controller import Controller
 
 from shopflow import alerts, pipeline
 from shopflow.landing import land_orders
-from shopflow.landing_io import LandingFileError
+from shopflow.landing_io import LandingFileError, read_parquet
+from shopflow.report import drift
 from shopflow.report.build import build_report
 from shopflow.settings import ConfigurationError, Settings
+from shopflow.sources import get_source
 from shopflow.store import migrate
 from shopflow.store.repository import MetadataStore
 
@@ -31,9 +33,15 @@ from conftest import TEST_KEY, Sandbox
 from local_airflow import airflow, airflow_env, free_port
 from sample_rows import CATALOG_NAMES, data_path
 
-GOOD_DAYS = [date(2010, 12, 1), date(2010, 12, 2), date(2010, 12, 3)]  # real days; the 3rd drifts on quantity
+# Real days as landed. The drift day check needs 3 earlier partitions: the first three days are listed n/a (not
+# judged); the Sunday 2010-12-05 is judged against them and does not drift.
+GOOD_DAYS = [date(2010, 12, 1), date(2010, 12, 2), date(2010, 12, 3), date(2010, 12, 5)]
 ZERO_PRICE_DAY = date(2010, 12, 6)  # real rows, every price set to 0: all quarantined, 0 clean rows
 CORRUPT_DAY = date(2010, 12, 7)  # real rows, one line with a field missing
+# Real rows, every price x100 (a pence/pounds mix-up): against the 4 good days the prices and line amounts drift
+# (the 6th's clean partition, 0 rows, is compared with too but has no prices; the 7th has none). Only a warning
+# expectation (prices up to 1000) fails; the day validates. The real 2010-12-08 against the same days does not drift.
+DRIFT_DAY = date(2010, 12, 8)
 
 
 # ---- a real local SMTP server ----------------------------------------------------------------------------------
@@ -100,6 +108,11 @@ def _zero_prices(fields: list[str]) -> list[str]:
     return fields
 
 
+def _prices_times_100(fields: list[str]) -> list[str]:
+    fields[5] = repr(round(float(fields[5]) * 100, 4))  # UnitPrice
+    return fields
+
+
 def _orders_file(settings: Settings, day: date) -> Path:
     return Path(settings.landing_dir) / "orders" / f"ds={day.isoformat()}" / "orders.csv"
 
@@ -127,19 +140,38 @@ def orders_store(tmp_path_factory, source_data):
     lines = corrupt.read_text(encoding="utf-8").splitlines(keepends=True)
     lines[3] = lines[3].rstrip("\n").rsplit(",", 1)[0] + "\n"  # the 3rd record loses its Country field
     corrupt.write_text("".join(lines), encoding="utf-8")
+    _rewrite_landing(_orders_file(settings, DRIFT_DAY), _prices_times_100)
     store = MetadataStore(settings.store_url)
-    for day in [*GOOD_DAYS, ZERO_PRICE_DAY, CORRUPT_DAY]:
+    for day in [*GOOD_DAYS, ZERO_PRICE_DAY, CORRUPT_DAY, DRIFT_DAY]:
         _run_day(settings, store, day)
         build_report(settings, day, store=store)
     return settings, store
 
 
 # ---- the library's decisions -----------------------------------------------------------------------------------
+def _drift_rows(settings: Settings, day: date) -> list[dict]:
+    """The rows of the orders table in the drift section of the day's report.json."""
+    report = alerts.load_report(settings, day)
+    [section] = [s for s in report["sections"] if s["id"] == "drift"]
+    return [r for sub in section["blocks"] if sub["kind"] == "subsection" and sub["title"] == "orders"
+            for t in sub["blocks"] if t["kind"] == "table" for r in t["rows"]]
+
+
 def test_a_good_day_without_drift_has_no_alert(orders_store):
     settings, store = orders_store
-    # The first day has nothing to drift from; the second real day already drifts (quantities, amounts).
-    assert alerts.day_alerts(settings, GOOD_DAYS[0], store=store) == []
-    assert [a["kind"] for a in alerts.day_alerts(settings, GOOD_DAYS[1], store=store)] == ["drift"]
+    # The first day has nothing to drift from; the next two have 1 and 2 earlier partitions: listed, not judged.
+    for day in GOOD_DAYS[:3]:
+        assert alerts.day_alerts(settings, day, store=store) == [], day
+    for day in GOOD_DAYS[1:3]:
+        rows = _drift_rows(settings, day)
+        assert rows and {r["marker"] for r in rows} == {"n/a"}, day
+    # The 4th real day is judged against the 3 before it, and nothing drifts.
+    good = GOOD_DAYS[3]
+    rows = _drift_rows(settings, good)
+    assert rows and {r["marker"] for r in rows} == {"ok"}
+    assert {tuple(r["baseline_days"]) for r in rows if r["check"] == "day"} == {
+        tuple(d.isoformat() for d in GOOD_DAYS[:3])}
+    assert alerts.day_alerts(settings, good, store=store) == []
 
 
 def test_failed_critical_expectation_is_an_alert_naming_it(orders_store):
@@ -171,17 +203,38 @@ def test_corrupt_landing_file_is_a_failed_partition_alert(orders_store):
 
 def test_drift_marks_of_the_report_are_one_alert_per_dataset(orders_store):
     settings, store = orders_store
-    day = GOOD_DAYS[2]
-    report = alerts.load_report(settings, day)
+    # Compared with the readable earlier partitions: the good days and the zero-price day's (empty) clean partition;
+    # the corrupt day failed at ingest and has none. A price quantile's baseline is the good days.
+    earlier = [d.isoformat() for d in GOOD_DAYS]
+    report = alerts.load_report(settings, DRIFT_DAY)
     [section] = [s for s in report["sections"] if s["id"] == "drift"]
-    marked = [(r["measure"], r["column"]) for sub in section["blocks"] if sub["kind"] == "subsection"
-              for t in sub["blocks"] if t["kind"] == "table" for r in t["rows"] if r["marker"] == "DRIFT"]
-    assert marked == [("p50", "quantity"), ("p90", "quantity")]  # the real 2010-12-03 against the 1st and 2nd
-    [alert] = alerts.day_alerts(settings, day, store=store)
+    assert section["status"] == "warning"
+    assert section["summary"]["orders"]["compared_with"] == [*earlier, ZERO_PRICE_DAY.isoformat()]
+    drifted = [r for r in _drift_rows(settings, DRIFT_DAY) if r["marker"] == "DRIFT"]
+    marked = [(r["measure"], r["column"]) for r in drifted]
+    # Prices x100: the quantiles of the price and of the line amount (quantity x price), nothing else.
+    assert marked == [("p50", "unit_price_gbp"), ("p90", "unit_price_gbp"), ("p50", "line_amount_gbp"),
+                      ("p90", "line_amount_gbp")]
+    assert section["summary"]["orders"]["drifted"] == len(marked)
+    for row in drifted:
+        assert row["check"] == "day" and row["baseline_days"] == earlier
+        assert 30 < row["today"] / row["before"] < 300 and row["z"] > 4, row
+    # The control: the same clean rows with the prices / 100 (the real day) against the same days do not drift.
+    clean = {p.ds: read_parquet(p.clean_path) for d in [*GOOD_DAYS, ZERO_PRICE_DAY, DRIFT_DAY]
+             for p in store.partitions("orders", d)}
+    real = clean.pop(DRIFT_DAY).copy()
+    real[["unit_price_gbp", "line_amount_gbp"]] /= 100
+    control = drift.compare(real, clean, get_source("orders").clean_schema, DRIFT_DAY)
+    assert control and not [r for r in control if r["marker"] == "DRIFT"]
+    [alert] = alerts.day_alerts(settings, DRIFT_DAY, store=store)
     assert alert["kind"] == "drift" and alert["dataset"] == "orders" and alert["task"] == "report"
+    assert alert["day"] == DRIFT_DAY.isoformat()
     assert [(m["measure"], m["column"]) for m in alert["details"]["metrics"]] == marked
-    assert alert["details"]["compared_with"] == ["2010-12-01", "2010-12-02"]
-    assert "p50 of quantity -33.3%" in alert["what"] and "p90 of quantity -41.7%" in alert["what"]
+    assert [m["change"] for m in alert["details"]["metrics"]] == [r["change"] for r in drifted]
+    assert alert["details"]["compared_with"] == [*earlier, ZERO_PRICE_DAY.isoformat()]
+    assert alert["what"].startswith("DRIFT on 4 metric(s): ")
+    for row in drifted:
+        assert f"{row['measure']} of {row['column']} {row['change']}" in alert["what"]
 
 
 def _record_reviews(store: MetadataStore, day: date, count: int) -> None:
@@ -246,16 +299,19 @@ def test_notifier_sends_through_the_smtp_connection(orders_store, smtp_server, m
     monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", smtp_server.connection_json())
     monkeypatch.setenv("SHOPFLOW_ALERT_EMAILS", "ops@shop.example,data@shop.example")
     monkeypatch.setenv("AIRFLOW__API__BASE_URL", "http://airflow.example:8080/")
-    found = alerts.day_alerts(settings, GOOD_DAYS[2], store=store)
-    run_id = "manual__2010-12-03T00:00:00+00:00"
-    ShopflowAlertNotifier(found).notify({"ds": "2010-12-03", "run_id": run_id})
+    found = alerts.day_alerts(settings, DRIFT_DAY, store=store)
+    [alert] = found
+    run_id = "manual__2010-12-08T00:00:00+00:00"
+    ShopflowAlertNotifier(found).notify({"ds": "2010-12-08", "run_id": run_id})
     [message] = smtp_server.inbox.wait_for(1)
     assert smtp_server.inbox.envelopes == [("shopflow@shop.example", ["ops@shop.example", "data@shop.example"])]
-    assert message["Subject"] == "[shopflow] 2010-12-03: 1 alert(s): drift (orders)"
+    assert message["Subject"] == "[shopflow] 2010-12-08: 1 alert(s): drift (orders)"
     body = _body(message)
-    assert "http://airflow.example:8080/shopflow/reports/2010-12-03" in body
+    assert "http://airflow.example:8080/shopflow/reports/2010-12-08" in body
     assert f"http://airflow.example:8080/dags/shopflow_daily/runs/{quote(run_id, safe='')}/tasks/report" in body
-    assert "p90 of quantity -41.7%" in body
+    assert "dataset <code>orders</code>" in body and "DRIFT on 4 metric(s)" in body
+    for metric in alert["details"]["metrics"]:
+        assert f"{metric['measure']} of {metric['column']} {metric['change']}" in body
 
 
 def test_no_recipients_sends_nothing_and_says_so(orders_store, smtp_server, monkeypatch, caplog, capsys):

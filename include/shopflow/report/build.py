@@ -49,9 +49,10 @@ def dataset_states(ctx: ReportContext) -> dict[str, str]:
 def overall_status(datasets: dict[str, str], sections: list[dict]) -> str:
     if any(state.startswith("failed") for state in datasets.values()) or any(s["status"] == "failed" for s in sections):
         return "failed"
+    warned = any(s["status"] == "warning" for s in sections)  # e.g. a source due by its cadence is stale
     if all(state in ("missing", "not run") for state in datasets.values()):
-        return "no_data"
-    return "warning" if any(s["status"] == "warning" for s in sections) else "ok"
+        return "warning" if warned else "no_data"
+    return "warning" if warned else "ok"
 
 
 def _build_sections(ctx: ReportContext) -> tuple[list[dict], list[str]]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import Counter
 
 from shopflow.landing_io import read_parquet
-from shopflow.report import blocks, plots
+from shopflow.report import blocks, cadence, plots
 from shopflow.report.context import ReportContext
 
 EXAMPLE_ROWS = 3
@@ -22,16 +22,19 @@ def build(ctx: ReportContext) -> dict:
         last = validated[-1] if validated else None
         present = sum(1 for p in window.values() if p.status != "missing")
         age = (ctx.ds - last.ds).days if last else None
-        status = _freshness_status(ctx, name, age)
+        expected = cadence.expectation(spec, ctx.ds, ctx.partitions(name))
+        status = _freshness_status(ctx, name, expected)
         passed = sum(pass_rates.get(name, {}).get(d, (0, 0))[0] for d in window)
         evaluated = sum(pass_rates.get(name, {}).get(d, (0, 0))[1] for d in window)
         summary[name] = {"partitions_present": present, "days_in_window": ctx.window_days,
                          "last_validated": last.ds.isoformat() if last else None, "age_days": age,
+                         "cadence": expected.cadence, "expected": expected.expected, "stale": expected.stale,
+                         "freshness": expected.reason,
                          "rows_clean_in_window": sum(p.rows_clean or 0 for p in window.values()),
                          "rows_quarantined_in_window": sum(p.rows_quarantined or 0 for p in window.values()),
                          "expectations_passed": passed, "expectations_evaluated": evaluated}
         overview.append({
-            "dataset": name, "freshness": status,
+            "dataset": name, "freshness": status, "cadence": expected.reason,
             "owner": spec.owner,
             "present": f"{present} of {ctx.window_days}", "last": last.ds.isoformat() if last else "never",
             "age": age, "rows": summary[name]["rows_clean_in_window"],
@@ -40,17 +43,21 @@ def build(ctx: ReportContext) -> dict:
             "last_run": last.airflow_run_id if last else None,
         })
         details.append(_dataset_details(ctx, name, spec, window, last, pass_rates.get(name, {}), status))
-    stale = [n for n, s in summary.items() if s["age_days"] is None or s["age_days"] >= ctx.window_days]
+    stale = [n for n, s in summary.items() if s["stale"]]
     content = [blocks.table("Datasets", [
         blocks.column("dataset", "dataset", "code"), blocks.column("freshness", "freshness", "status"),
-        blocks.column("owner", "owner"),
+        blocks.column("cadence", "expected"), blocks.column("owner", "owner"),
         blocks.column("present", "partitions in window"), blocks.column("last", "last validated", "code"),
         blocks.column("age", "age (days)", "int"), blocks.column("rows", "clean rows in window", "int"),
         blocks.column("quarantined", "quarantined in window", "int"),
         blocks.column("pass_rate", "expectations passed", "pct"),
         blocks.column("last_run", "last successful run", "code")], overview,
-        note="Freshness: ok when the last validated partition is inside the window; age counts days before the "
-             "report day.")]
+        note=f"Freshness follows each source's cadence (absent: its load kind's, append daily, snapshots on_change): "
+             f"a daily source is stale when its last validated partition is more than "
+             f"{cadence.PERIOD_DAYS['daily'] + cadence.GRACE_DAYS - 1} day old, a weekly one more than "
+             f"{cadence.PERIOD_DAYS['weekly'] + cadence.GRACE_DAYS - 1} days; on_change sources, days outside a "
+             f"declared window and sources not started yet are not expected and never stale. Age counts days "
+             f"before the report day.")]
     if any(s["rows_clean_in_window"] or s["rows_quarantined_in_window"] for s in summary.values()):
         content.append(_rows_plot(ctx))
     content += details
@@ -58,7 +65,8 @@ def build(ctx: ReportContext) -> dict:
         "inventory", "Data-asset inventory", content, summary=summary,
         status="failed" if any(d["status"] == "failed" for d in details) else "warning" if stale else "ok",
         intro=(f"Every dataset the shop publishes, from its configuration and the metadata store, over the last "
-               f"{ctx.window_days} days. Stale (no validated partition in the window): {', '.join(stale) or 'none'}."))
+               f"{ctx.window_days} days. Stale (due by its cadence, no recent validated partition): "
+               f"{', '.join(stale) or 'none'}."))
 
 
 def _dataset_details(ctx: ReportContext, name: str, spec, window: dict, last, rates: dict, status: str) -> dict:
@@ -79,11 +87,11 @@ def _dataset_details(ctx: ReportContext, name: str, spec, window: dict, last, ra
     return blocks.subsection(name, content, status=status)
 
 
-def _freshness_status(ctx: ReportContext, name: str, age: int | None) -> str:
+def _freshness_status(ctx: ReportContext, name: str, expected: cadence.Expectation) -> str:
     today = ctx.partition(name)
     if today is not None and today.status.startswith("failed"):
         return "failed"
-    return "ok" if age is not None and age < ctx.window_days else "warning"
+    return expected.freshness
 
 
 def _pass_rates(ctx: ReportContext) -> dict[str, dict]:

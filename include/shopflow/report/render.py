@@ -44,7 +44,8 @@ def format_value(value, fmt: str = "text") -> str:
 
 def status_class(value) -> str:
     text = str(value).lower()
-    for marker, css in (("fail", "failed"), ("drift", "warning"), ("warn", "warning"), ("missing", "missing"),
+    for marker, css in (("fail", "failed"), ("drift", "warning"), ("shift", "warning"), ("warn", "warning"),
+                        ("missing", "missing"),
                         ("not run", "missing"), ("no_data", "missing"), ("ok", "ok"), ("pass", "ok"),
                         ("validated", "ok")):
         if marker in text:

@@ -288,8 +288,10 @@ class JoinSpec(_Strict):
 # The fields each role may map (role field -> clean column). Only the required ones must be given; a report
 # section or model step that needs an absent field says so instead of failing.
 ROLE_FIELDS = {
+    # group: a product-group id shared by the listings of one product (Flipkart's pid); the grouped split and the
+    # near-duplicate check use it.
     "catalog": ("id", "title", "category_path", "category_levels", "category_status", "brand", "price",
-                "discounted_price", "description"),
+                "discounted_price", "description", "group"),
     "orders": ("order_id", "line_id", "customer", "timestamp", "quantity", "unit_price", "cancellation", "product",
                "product_name", "country", "line_type"),
     "events": ("user", "item", "event_type", "timestamp"),
@@ -337,6 +339,13 @@ def _check_zone(value: str) -> str:
     return value
 
 
+# When a source is expected to land (the report's freshness): `daily` every day, `weekly` once in any 7 days,
+# `on_change` only when it changes (never stale for not landing). A source that declares no cadence gets its load
+# kind's: an append source is a daily feed, a snapshot (or snapshot + deltas) lands when the data changes.
+Cadence = Literal["daily", "weekly", "on_change"]
+DEFAULT_CADENCE: dict[str, str] = {"append": "daily", "snapshot": "on_change", "snapshot_or_delta": "on_change"}
+
+
 class SourceSpec(_Strict):
     """One source: its landing files, how it is cleaned, and what the catalogue of data assets says about it.
 
@@ -362,11 +371,18 @@ class SourceSpec(_Strict):
     required: bool = False
     generated: bool = False
     load_kind: Literal["append", "snapshot", "snapshot_or_delta"] = "append"
-    cadence: Literal["daily", "on_change"] = "daily"
+    cadence: Cadence | None = None  # None: DEFAULT_CADENCE of the load kind (resolved on load)
     currency: str | None = None
     pseudonymise: dict[str, str] = Field(default_factory=dict)
     window: dict[Literal["start", "end"], date] | None = None
     snapshot_file: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_cadence(cls, data):
+        if isinstance(data, dict) and data.get("cadence") is None and isinstance(data.get("load_kind", "append"), str):
+            data = {**data, "cadence": DEFAULT_CADENCE.get(data.get("load_kind", "append"))}
+        return data
 
     @field_validator("timezone")
     @classmethod
