@@ -294,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
                 a = run_worker("read_csv", {"path": str(path)}, opts.timeout)
                 home, url = fresh_store(root, f"home-{rows}-{attempt}")
                 env = {"SHOPFLOW_HOME": str(home), "SHOPFLOW_LANDING_DIR": str(landing),
-                       "SHOPFLOW_STORE_URL": url, "SHOPFLOW_PSEUDONYM_KEY": "bench-pseudonym-key",
+                       "SHOPFLOW_STORE_URL": url, "SHOPFLOW_PSEUDONYM_KEY": "bench-pseudonym-key-not-a-secret-32b",
                        "SHOPFLOW_SOURCE_DATA": str(opts.source.parent.parent)}
                 b = run_worker("pipeline", {"env": env, "ds": opts.ds.isoformat()}, opts.timeout)
                 if a["rows"] != rows or b["rows"] != rows:

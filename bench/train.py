@@ -13,7 +13,7 @@ What runs: the production training job (`python -m shopflow.training.worker`, a 
   2. on the ROW split (`row_split`: a hash of the product id, the split before groups), with the cache the first
      job filled (warm).
 Each job trains the TF-IDF baseline, embeddings + LR, TF-IDF + embeddings, the fine-tune (CPU: the time budget
-of TrainingConfig, default 90 s; CUDA: whole epochs) and the calibrated ensembles, and measures each on its test
+of TrainingConfig, default 60 s; CUDA: whole epochs) and the calibrated ensembles, and measures each on its test
 split: macro-F1, accuracy, ECE, training seconds, inference rate, the job's peak RSS after that candidate, and the
 paired group-bootstrap gain over TF-IDF with its 95% interval. Also printed: the proposal and why, the repair
 threshold and its Clopper-Pearson bound, the embedding cache cold and warm, and each job's total seconds against

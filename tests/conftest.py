@@ -19,7 +19,7 @@ os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 
 from local_airflow import airflow, airflow_env, free_port  # noqa: E402
 
-TEST_KEY = "test-pseudonym-key-not-a-secret"
+TEST_KEY = "test-pseudonym-key-not-a-secret-32bytes+"
 pytest_plugins = ["model_fixtures"]  # the session's small trained model (tests/model_fixtures.py)
 
 

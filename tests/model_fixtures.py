@@ -24,7 +24,7 @@ import pandas as pd
 import pytest
 
 SNAPSHOT_DAY = date(2015, 12, 3)
-KEY = "model-fixture-pseudonym-key"
+KEY = "model-fixture-pseudonym-key-not-a-secret"
 SAMPLE_PERCENT = 6  # of all products
 NAME_ONLY_PERCENT = 30  # of the products whose tree is only their name
 NAMES = "catalog/flipkart_name_category_tree.csv.gz"
@@ -78,27 +78,35 @@ def slice_source_data(source: Path, target: Path) -> Path:
     return target
 
 
-@pytest.fixture(scope="session")
-def trained_model(tmp_path_factory, source_data) -> TrainedModel:
-    from shopflow import lake, pipeline
+def catalogue_home(root: Path, data: Path, key: str):
+    """Settings of a fresh home under `root` whose store holds the catalogue of `data` (a slice of the real files)
+    landed, ingested, cleaned and validated on the snapshot day."""
+    from shopflow import pipeline
     from shopflow.landing import land_catalog
-    from shopflow.landing_io import read_parquet
     from shopflow.settings import Settings
     from shopflow.store import migrate
+
+    settings = Settings.from_env({"SHOPFLOW_HOME": str(root / "home"), "SHOPFLOW_SOURCE_DATA": str(data),
+                                  "SHOPFLOW_PSEUDONYM_KEY": key})
+    settings.home.mkdir(parents=True)
+    migrate.upgrade(settings.store_url)
+    land_catalog(settings)
+    for step in (pipeline.ingest, pipeline.clean, pipeline.validate):
+        step(settings, "catalog", SNAPSHOT_DAY)
+    return settings
+
+
+@pytest.fixture(scope="session")
+def trained_model(tmp_path_factory, source_data) -> TrainedModel:
+    from shopflow import lake
+    from shopflow.landing_io import read_parquet
     from shopflow.store.repository import MetadataStore
     from shopflow.training.config import TrainingConfig
     from shopflow.training.data import labelled_examples
     from shopflow.training.runner import run_training
 
     root = tmp_path_factory.mktemp("trained_model")
-    data = slice_source_data(source_data, root / "data")
-    settings = Settings.from_env({"SHOPFLOW_HOME": str(root / "home"), "SHOPFLOW_SOURCE_DATA": str(data),
-                                  "SHOPFLOW_PSEUDONYM_KEY": KEY})
-    settings.home.mkdir(parents=True)
-    migrate.upgrade(settings.store_url)
-    land_catalog(settings)
-    for step in (pipeline.ingest, pipeline.clean, pipeline.validate):
-        step(settings, "catalog", SNAPSHOT_DAY)
+    settings = catalogue_home(root, slice_source_data(source_data, root / "data"), KEY)
     catalog = read_parquet(lake.lake_file(settings, "clean", "catalog", SNAPSHOT_DAY))
     model_dir = settings.models_dir / "category_classifier" / "v1"
     # 12 steps of 16 on a CPU: enough to produce a saved, calibrated model, far too few to learn much.

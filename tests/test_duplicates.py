@@ -16,10 +16,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from model_fixtures import FULL, NAMES, PRICES, SNAPSHOT_DAY, _read, _write
+from model_fixtures import FULL, NAMES, PRICES, SNAPSHOT_DAY, _read, _write, catalogue_home
 
 REPO = Path(__file__).resolve().parent.parent
-KEY = "duplicates-fixture-pseudonym-key"
+KEY = "duplicates-fixture-pseudonym-key-32bytes"
 TITLE_PERCENT = 5
 # The only pair of the real data that shares a pid (Flipkart's product group): also a same-title pair.
 PID_PAIR = ("2867c80d88e3693c883463e6358e6cc5", "f4e20863651ea54537388f1cd77a8776")
@@ -57,21 +57,10 @@ def slice_by_title(source: Path, target: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def catalogue(tmp_path_factory, source_data):
-    from shopflow import pipeline
-    from shopflow.landing import land_catalog
-    from shopflow.settings import Settings
-    from shopflow.store import migrate
     from shopflow.store.repository import MetadataStore
 
     root = tmp_path_factory.mktemp("duplicates")
-    data = slice_by_title(source_data, root / "data")
-    settings = Settings.from_env({"SHOPFLOW_HOME": str(root / "home"), "SHOPFLOW_SOURCE_DATA": str(data),
-                                  "SHOPFLOW_PSEUDONYM_KEY": KEY})
-    settings.home.mkdir(parents=True)
-    migrate.upgrade(settings.store_url)
-    land_catalog(settings)
-    for step in (pipeline.ingest, pipeline.clean, pipeline.validate):
-        step(settings, "catalog", SNAPSHOT_DAY)
+    settings = catalogue_home(root, slice_by_title(source_data, root / "data"), KEY)
     return settings, MetadataStore(settings.store_url)
 
 

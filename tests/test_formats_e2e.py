@@ -30,7 +30,7 @@ from shopflow.sources import DEFAULT_SOURCES_FILE
 from shopflow.store import migrate
 from shopflow.store.repository import MetadataStore
 
-KEY = "test-pseudonym-key-not-a-secret"
+KEY = "test-pseudonym-key-not-a-secret-32bytes+"
 BEHAVIOR_DAY, ORDERS_DAY = date(2017, 11, 25), date(2010, 12, 1)
 BEHAVIOR_COLUMNS = ["user_id", "item_id", "category_id", "behavior_type", "timestamp"]
 SHIPPED = yaml.safe_load(DEFAULT_SOURCES_FILE.read_text())

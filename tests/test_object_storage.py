@@ -27,7 +27,7 @@ from shopflow.store.repository import MetadataStore
 from test_report_plugin import client, mint  # noqa: F401  (the plugin's test client and real Airflow JWTs)
 
 DAY = date(2010, 12, 1)
-KEY = "object-storage-test-key"
+KEY = "object-storage-test-key-not-a-secret-32b"
 
 
 # ---- file:// (fast) ---------------------------------------------------------------------------------------------
@@ -284,7 +284,8 @@ def test_a_model_trains_into_s3_and_is_loaded_from_the_local_cache(s3_env, train
     texts = trained_model.catalog["product_name"].dropna().head(16).tolist()
     first = Predictor(url, device="cpu", cache_root=settings.model_cache_dir)
     cached = settings.model_cache_dir / "category_classifier" / "trained_2015-12-03_test"
-    assert first.model_dir == cached and (cached / "label_map.json").is_file()
+    assert first.model_dir == cached and (cached / "champion.json").is_file()
+    assert (cached / "finetune" / "label_map.json").is_file()
     fs.rm(url, recursive=True)  # the cache is used from now on: no second download
     again = Predictor(url, device="cpu", cache_root=settings.model_cache_dir)
     assert again.predict(texts).equals(first.predict(texts))

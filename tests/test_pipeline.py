@@ -15,7 +15,7 @@ from shopflow.settings import ConfigurationError, Settings
 from shopflow.store import migrate
 from shopflow.store.repository import MetadataStore
 
-KEY = "pipeline-test-key"
+KEY = "pipeline-test-key-not-a-secret-32bytes"
 
 
 @pytest.fixture()

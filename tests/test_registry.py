@@ -87,7 +87,7 @@ def test_bless_records_promotions_rejections_and_reasons(store):
 
 def test_training_gate_follows_catalogue_changes_and_age(tmp_path, source_data):
     settings = Settings.from_env({"SHOPFLOW_HOME": str(tmp_path), "SHOPFLOW_SOURCE_DATA": str(source_data),
-                                  "SHOPFLOW_PSEUDONYM_KEY": "k"})
+                                  "SHOPFLOW_PSEUDONYM_KEY": "registry-test-key-not-a-secret-32bytes"})
     migrate.upgrade(settings.store_url)
     store = MetadataStore(settings.store_url)
     assert not training_due(store, date(2015, 12, 3), POLICY).promote  # nothing landed yet

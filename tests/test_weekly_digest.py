@@ -125,7 +125,7 @@ def test_digest_reads_only_validated_partitions(tmp_path, source_data):
     from shopflow.store.repository import MetadataStore
 
     settings = Settings.from_env({"SHOPFLOW_HOME": str(tmp_path / "home"), "SHOPFLOW_SOURCE_DATA": str(source_data),
-                                  "SHOPFLOW_PSEUDONYM_KEY": "digest-test-key"})
+                                  "SHOPFLOW_PSEUDONYM_KEY": "digest-test-key-not-a-secret-32bytes"})
     settings.home.mkdir(parents=True)
     migrate.upgrade(settings.store_url)
     store = MetadataStore(settings.store_url)

@@ -17,6 +17,21 @@ from shopflow.sources import SourceSpec
 
 REASON = "_reason"
 FIELD = "_field"
+# What ingest writes instead of a token when a raw user/customer id holds a control character ('17850\x00'): not an
+# id of anyone (hashing it would invent a new customer), and not the raw text either. Clean quarantines such rows.
+INVALID_ID_TOKEN = "!invalid-id:control-character"
+INVALID_ID_REASON = "control_character_in_id"
+_CONTROL = r"[\x00-\x1f\x7f-\x9f]"
+
+
+def ids_with_control_characters(values: pd.Series) -> np.ndarray:
+    """Which raw ids (rows of `values`) hold a control character once trimmed; each distinct id is looked at once."""
+    codes, uniques = pd.factorize(plain_text(values), use_na_sentinel=True)
+    if not len(uniques):
+        return np.zeros(len(values), dtype=bool)
+    bad = pd.Series(uniques, dtype="string").str.strip().str.contains(_CONTROL, regex=True, na=False)
+    bad = np.append(bad.to_numpy(dtype=bool), False)  # code -1 (a missing id) takes the trailing False
+    return bad[codes]
 
 
 class Distinct:
@@ -93,6 +108,10 @@ def clean_partition(spec: SourceSpec, raw: pd.DataFrame | Callable[[], pd.DataFr
     """
     raw = (raw() if callable(raw) else raw).reset_index(drop=True)
     typed, verdicts = spec.module.clean(raw, ds, spec)
+    for raw_column, token_column in (spec.pseudonymise or {}).items():  # ids ingest refused to pseudonymise
+        if token_column in raw.columns:
+            verdicts.reject(plain_text(raw[token_column]).eq(INVALID_ID_TOKEN).to_numpy(dtype=bool, na_value=False),
+                            INVALID_ID_REASON, raw_column)
     rejected = verdicts.rejected
     rejected_rows = rejected.to_numpy(dtype=bool)
     quarantine = plain_text_frame(select_rows(raw, rejected_rows))

@@ -9,6 +9,7 @@ import secrets
 import sys
 from datetime import date
 
+from shopflow.redaction import redact
 from shopflow.settings import Settings
 
 
@@ -39,6 +40,27 @@ def cmd_init_key(settings: Settings, _args) -> int:
     path.write_text(secrets.token_hex(32) + "\n")
     path.chmod(0o600)
     print(f"created pseudonymisation key {path} (keep it secret; losing it breaks joins across days)")
+    return 0
+
+
+def cmd_rekey(settings: Settings, args) -> int:
+    """Show which key fingerprints the partitions carry; with --new-epoch, forget them so that ingest accepts the
+    current key (tokens of earlier partitions were made under the old key and do not join with the new ones)."""
+    from shopflow.pseudonym import key_fingerprint
+    from shopflow.store.repository import MetadataStore
+
+    current = key_fingerprint(settings.resolve_pseudonym_key())
+    store = MetadataStore(settings.store_url)
+    if not args.new_epoch:
+        datasets = [args.dataset] if args.dataset else sorted({p.dataset.name for p in store.partitions()})
+        for name in datasets:
+            print(f"{name}: partitions pseudonymised under {', '.join(sorted(store.key_fingerprints(name))) or '-'}")
+        print(f"current key fingerprint {current}; `rekey --new-epoch` starts a new key epoch")
+        return 0
+    found = store.start_key_epoch(args.dataset)
+    for name, counts in sorted(found.items()):
+        print(f"{name}: forgot " + ", ".join(f"{fp} ({n} partitions)" for fp, n in sorted(counts.items())))
+    print(f"new key epoch: the next ingests record the current key fingerprint {current}")
     return 0
 
 
@@ -88,17 +110,20 @@ def cmd_run(settings: Settings, args) -> int:
     from shopflow import pipeline
     from shopflow.sources import load_sources
 
+    from datetime import datetime, timezone
+
     failures = 0
+    run_id = f"cli__{datetime.now(timezone.utc).isoformat(timespec='seconds')}"  # recorded like an Airflow run id
     for source in args.source or list(load_sources()):
         try:
-            pipeline.ingest(settings, source, args.ds)
-            pipeline.clean(settings, source, args.ds)
-            pipeline.validate(settings, source, args.ds)
+            pipeline.ingest(settings, source, args.ds, run_id)
+            pipeline.clean(settings, source, args.ds, run_id)
+            pipeline.validate(settings, source, args.ds, run_id)
         except pipeline.PartitionMissing:
             continue
         except Exception as exc:  # report every source, then fail
             failures += 1
-            print(f"{source} {args.ds}: {exc}", file=sys.stderr)
+            print(f"{source} {args.ds}: {redact(exc)}", file=sys.stderr)
     return 1 if failures else 0
 
 
@@ -233,6 +258,11 @@ def build_parser() -> argparse.ArgumentParser:
     db = sub.add_parser("db", help="metadata store schema").add_subparsers(dest="db_command", required=True)
     db.add_parser("upgrade", help="apply the Alembic migrations and register the datasets").set_defaults(func=cmd_db_upgrade)
     sub.add_parser("init-key", help="create the local pseudonymisation key file").set_defaults(func=cmd_init_key)
+    rekey = sub.add_parser("rekey", help="show the pseudonymisation key fingerprints of the partitions; --new-epoch: "
+                                         "accept a new key from now on")
+    rekey.add_argument("--new-epoch", action="store_true", help="forget the recorded fingerprints: a new key epoch")
+    rekey.add_argument("--dataset", help="only this dataset")
+    rekey.set_defaults(func=cmd_rekey)
     land = sub.add_parser("land", help="land the sample data (no --source) or a shop's export as daily landing files")
     land.add_argument("--search-from", type=_day, default=date(2015, 12, 3))
     land.add_argument("--search-to", type=_day, default=date(2015, 12, 16))

@@ -1,10 +1,12 @@
-"""Batched, calibrated inference with a saved category classifier.
+"""Batched, calibrated inference with a saved model directory (shopflow.training.worker writes them).
 
 A `Predictor` loads a model directory once (CUDA when available, else CPU) and answers, for a list of texts, the
-top-level category, its calibrated confidence (softmax at the temperature fitted on the validation split, so a
-confidence of 0.9 means right about nine times in ten) and the three most likely categories. Texts are
-deduplicated before the model sees them and answers are kept in a bounded cache, so the many identical titles of a
-catalogue (size and colour variants) and a repeated call on the same day cost one forward pass each.
+top-level category (or, with level="l2", the second level), its calibrated confidence (so a confidence of 0.9 means
+right about nine times in ten) and the three most likely categories. What serves is the directory's
+`champion.json`: one candidate (the TF-IDF baseline, a linear model on frozen embeddings, the fine-tune) or a
+calibrated ensemble of them; `repair_threshold` is the fill threshold set at training time. Texts are deduplicated
+before the model sees them and answers (both levels) are kept in a bounded cache, so the many identical titles of a
+catalogue (size and colour variants) and a repeated call on the same day cost one pass each.
 
 A model directory on an object store (an `s3://...` artifact path) is downloaded once into a local cache folder
 (`Settings.model_cache_dir`, see shopflow.storage.local_copy) and loaded from there.

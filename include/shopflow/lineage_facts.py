@@ -434,9 +434,11 @@ def open_store(url: str):
     from sqlalchemy import create_engine
     from sqlalchemy.pool import NullPool
 
-    from shopflow.store.repository import MetadataStore
+    from shopflow.settings import db_timeouts
+    from shopflow.store.repository import MetadataStore, connect_args_for
 
     store = MetadataStore(url)
     store.engine = create_engine(url, poolclass=NullPool,
-                                 connect_args={"timeout": 30} if url.startswith("sqlite") else {})
+                                 connect_args={"timeout": 30} if url.startswith("sqlite")
+                                 else connect_args_for(url, *db_timeouts()))
     return store

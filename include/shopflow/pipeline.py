@@ -6,6 +6,7 @@ in the metadata store, and returns a small dict (what an Airflow XCom may carry)
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from datetime import date
@@ -22,9 +23,9 @@ from shopflow.landing_io import (
     release_unused_memory,
     write_parquet_atomic,
 )
-from shopflow.pseudonym import pseudonymise_columns
+from shopflow.pseudonym import key_fingerprint, pseudonymise_columns
 from shopflow.readers import read_landing
-from shopflow.settings import Settings
+from shopflow.settings import ConfigurationError, Settings
 from shopflow.sources import SourceSpec, get_source
 from shopflow.store.repository import MetadataStore
 
@@ -47,6 +48,35 @@ def _store(settings: Settings) -> MetadataStore:
     store = MetadataStore(settings.store_url)
     store.check_schema()
     return store
+
+
+def _records_failure(step: str):
+    """Make a step record its own failure (partition `failed`, `error` = "<step>: <message>", the run id), so that
+    the CLI, the Airflow operators and a library caller leave the same state behind. A missing partition is no
+    failure (recorded as missing by the step). The last good run's facts stay as `last_good` (see the store)."""
+    def wrap(function):
+        @functools.wraps(function)
+        def run(settings: Settings, source: str, ds: date, run_id: str | None = None) -> dict:
+            try:
+                return function(settings, source, ds, run_id)
+            except PartitionMissing:
+                raise
+            except Exception as exc:
+                record_failure(settings, source, ds, step=step, error=exc, run_id=run_id)
+                raise
+        return run
+    return wrap
+
+
+def record_failure(settings: Settings, source: str, ds: date, *, step: str, error: BaseException | str,
+                   run_id: str | None) -> None:
+    """Record a step's failure in the store; never raises (the store may be what failed: the error matters more)."""
+    try:
+        store = MetadataStore(settings.store_url)
+        store.register_dataset(get_source(source))
+        store.record_failure(source, ds, step=step, error=str(error), run_id=run_id)
+    except Exception:
+        log.exception("%s %s: could not record the %s failure in the metadata store", source, ds, step)
 
 
 def plan_day(settings: Settings, ds: date, run_id: str | None = None, sources: list[str] | None = None) -> dict:
@@ -78,6 +108,7 @@ def plan_day(settings: Settings, ds: date, run_id: str | None = None, sources: l
     return {"ds": ds.isoformat(), "present": present, "missing": missing}
 
 
+@_records_failure("ingest")
 def ingest(settings: Settings, source: str, ds: date, run_id: str | None = None) -> dict:
     """Read the landing files of (source, ds), pseudonymise user ids, write the raw Parquet and record the files.
 
@@ -102,6 +133,7 @@ def ingest(settings: Settings, source: str, ds: date, run_id: str | None = None)
     missing_required = [f.name for f in spec.files if not f.optional and f.name not in present]
     if missing_required:
         raise RequiredPartitionMissing(f"{source} {ds}: landing files {missing_required} missing in {folder}")
+    fingerprint = _checked_key_fingerprint(store, spec, ds, settings)
 
     per_file: dict[str, list[pd.DataFrame]] = {}
     files, rows_reference = [], 0
@@ -129,7 +161,8 @@ def ingest(settings: Settings, source: str, ds: date, run_id: str | None = None)
     load_kind = _load_kind(spec, sorted(present))
     seconds = time.perf_counter() - started
     store.record_ingest(source, ds, run_id=run_id, load_kind=load_kind, files=files, rows_in=rows_in,
-                        raw_path=str(raw_path), seconds=seconds, rows_reference=rows_reference)
+                        raw_path=str(raw_path), seconds=seconds, rows_reference=rows_reference,
+                        key_fingerprint=fingerprint)
     store.record_lineage(source, ds, task="ingest", inputs=[str(folder / f["name"]) for f in files],
                          outputs=[str(raw_path)], run_id=run_id)
     log.info("%s %s: ingested %s rows (%s load) into %s in %.2fs", source, ds, f"{rows_in:,}", load_kind, raw_path, seconds)
@@ -147,10 +180,34 @@ def _concat(parts: list[pd.DataFrame]) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
+def _checked_key_fingerprint(store: MetadataStore, spec: SourceSpec, ds: date, settings: Settings) -> str | None:
+    """The pseudonymisation key's fingerprint (for a source with ids to pseudonymise). Fails when the dataset's other
+    partitions carry another key's fingerprint (their tokens would not join with this day's), unless a new key epoch
+    was started (`python -m shopflow rekey --new-epoch`) or SHOPFLOW_ALLOW_REKEY is true."""
+    if not spec.pseudonymise:
+        return None
+    fingerprint = key_fingerprint(settings.resolve_pseudonym_key())
+    others = store.key_fingerprints(spec.name, exclude_ds=ds) - {fingerprint}
+    if others and not settings.allow_rekey:
+        raise ConfigurationError(
+            f"{spec.name} {ds}: the pseudonymisation key changed: earlier partitions of {spec.name} were pseudonymised "
+            f"under the key with fingerprint {', '.join(sorted(others))}, the current key's is {fingerprint}, so their "
+            "tokens would not join. Restore the earlier key, or start a new key epoch with "
+            "`python -m shopflow rekey --new-epoch` (or set SHOPFLOW_ALLOW_REKEY=true for this run)")
+    return fingerprint
+
+
 def _pseudonymise(raw: pd.DataFrame, spec: SourceSpec, settings: Settings) -> pd.DataFrame:
     if not spec.pseudonymise:
         return raw
-    return pseudonymise_columns(raw, spec.pseudonymise, settings.resolve_pseudonym_key())
+    from shopflow.cleaning import INVALID_ID_TOKEN, ids_with_control_characters
+
+    invalid = {column: ids_with_control_characters(raw[column]) for column in spec.pseudonymise if column in raw}
+    raw = pseudonymise_columns(raw, spec.pseudonymise, settings.resolve_pseudonym_key())
+    for column, rows in invalid.items():  # marked, not tokenised: clean quarantines them (control_character_in_id)
+        if rows.any():
+            raw[spec.pseudonymise[column]] = raw[spec.pseudonymise[column]].mask(rows, INVALID_ID_TOKEN)
+    return raw
 
 
 def _load_kind(spec: SourceSpec, file_names: list[str]) -> str:
@@ -159,6 +216,7 @@ def _load_kind(spec: SourceSpec, file_names: list[str]) -> str:
     return spec.load_kind
 
 
+@_records_failure("clean")
 def clean(settings: Settings, source: str, ds: date, run_id: str | None = None) -> dict:
     """Clean the raw partition into clean + quarantine Parquet and record the row ledger (which must add up)."""
     started = time.perf_counter()
@@ -188,6 +246,7 @@ def clean(settings: Settings, source: str, ds: date, run_id: str | None = None) 
             "quarantine_path": str(quarantine_path)}
 
 
+@_records_failure("validate")
 def validate(settings: Settings, source: str, ds: date, run_id: str | None = None) -> dict:
     """Run the dataset's GX suite on the clean partition; record every expectation; fail on a critical one."""
     from shopflow.validation.runner import columns_needed, validate_frame

@@ -15,6 +15,39 @@ import pyarrow as pa
 
 TOKEN_HEX_CHARS = 24
 
+MIN_KEY_BYTES = 32
+# Placeholders and well-known words a key must never be (compared case-insensitively, trimmed).
+WEAK_KEYS = frozenset({
+    "change-me", "changeme", "change_me", "change-this", "changethis", "password", "passw0rd", "admin", "secret",
+    "test", "testing", "default", "example", "sample", "dummy", "placeholder", "key", "pseudonym-key", "shopflow",
+    "none", "null", "todo", "xxx", "12345678", "123456789", "1234567890", "qwerty",
+})
+# What the fingerprint HMACs: a fixed constant, so the fingerprint identifies the key without revealing it.
+FINGERPRINT_MESSAGE = b"shopflow pseudonymisation key fingerprint v1"
+FINGERPRINT_HEX_CHARS = 16
+
+
+def check_pseudonym_key(key: bytes, source: str = "the pseudonymisation key") -> bytes:
+    """`key` if it is usable; else a ConfigurationError naming the rule it breaks (never the key itself)."""
+    from shopflow.settings import ConfigurationError
+
+    fix = "create a random one with `python -m shopflow init-key` (or `openssl rand -hex 32`)"
+    stripped = key.strip()
+    lowered = stripped.decode("utf-8", "replace").lower()
+    if lowered in WEAK_KEYS or "change-me" in lowered or "changeme" in lowered:
+        raise ConfigurationError(f"{source} is a placeholder or well-known word, not a secret: {fix}")
+    if len(stripped) < MIN_KEY_BYTES:
+        raise ConfigurationError(f"{source} is too short: it needs at least {MIN_KEY_BYTES} bytes of key material "
+                                 f"(it has {len(stripped)}): {fix}")
+    if len(set(stripped)) < 4:
+        raise ConfigurationError(f"{source} has fewer than 4 distinct characters: not a secret: {fix}")
+    return key
+
+
+def key_fingerprint(key: bytes) -> str:
+    """A short HMAC of a fixed constant under `key`: tells keys apart (a re-keyed dataset), never reveals one."""
+    return hmac.new(key, FINGERPRINT_MESSAGE, hashlib.sha256).hexdigest()[:FINGERPRINT_HEX_CHARS]
+
 
 def pseudonymise(raw_id: str, key: bytes) -> str:
     return hmac.new(key, raw_id.encode("utf-8"), hashlib.sha256).hexdigest()[:TOKEN_HEX_CHARS]

@@ -204,7 +204,11 @@ def _read_delimited_exact(path: Path, text: str, columns: list[str], has_header:
             records.append(record)
             lines.append(line)
     except csv.Error as exc:
-        raise LandingFileError(path, reader.line_num, f"malformed CSV ({exc})") from exc
+        # The parser gives up where it notices (often many lines on, or at the end of the file); the record that
+        # broke began at `start_line`: an unbalanced quote there swallowed the lines up to where it gave up.
+        spans = f"; the record starting here runs to line {reader.line_num}" if reader.line_num > start_line else ""
+        hint = ", an unbalanced quote?" if dialect.quotechar and reader.line_num > start_line else ""
+        raise LandingFileError(path, start_line, f"malformed CSV ({exc}{spans}{hint})") from exc
     frame = pd.DataFrame(records, columns=columns, dtype="string") if records else _empty_frame(columns, path).drop(
         columns=[SOURCE_FILE, SOURCE_LINE]
     )

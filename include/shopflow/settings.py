@@ -13,6 +13,9 @@
 | SHOPFLOW_PSEUDONYM_KEY        | (none)                                    |
 | SHOPFLOW_PSEUDONYM_KEY_FILE   | $SHOPFLOW_HOME/pseudonym.key              |
 | SHOPFLOW_SOURCES              | (none: the shipped shopflow/sources.yaml) |
+| SHOPFLOW_DB_CONNECT_TIMEOUT_S | 10 (seconds to connect to a PostgreSQL store) |
+| SHOPFLOW_DB_STATEMENT_TIMEOUT_S | 300 (PostgreSQL statement_timeout, seconds) |
+| SHOPFLOW_ALLOW_REKEY          | false (true: ingest although earlier partitions carry another key's fingerprint) |
 
 With SHOPFLOW_STORAGE_URL set (e.g. s3://bucket/prefix), the landing zone, lake, models and reports are
 `<url>/landing`, `<url>/lake`, `<url>/models` and `<url>/reports` (UPaths) and the four *_DIR variables are ignored;
@@ -33,6 +36,25 @@ class ConfigurationError(RuntimeError):
     """A setting is missing or unusable; the message says which and how to fix it."""
 
 
+DB_TIMEOUT_DEFAULTS = {"SHOPFLOW_DB_CONNECT_TIMEOUT_S": 10.0, "SHOPFLOW_DB_STATEMENT_TIMEOUT_S": 300.0}
+
+
+def db_timeouts(env: dict[str, str] | None = None) -> tuple[float, float]:
+    """(connect timeout, statement timeout) of the metadata store in seconds, from the environment."""
+    env = os.environ if env is None else env
+    values = []
+    for name, default in DB_TIMEOUT_DEFAULTS.items():
+        text = (env.get(name) or "").strip()
+        try:
+            value = float(text) if text else default
+        except ValueError:
+            raise ConfigurationError(f"{name}: {text!r} is not a number of seconds") from None
+        if not 0 < value <= 86400:
+            raise ConfigurationError(f"{name}: {text!r} must be more than 0 and at most 86400 seconds")
+        values.append(value)
+    return values[0], values[1]
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Path
@@ -46,6 +68,9 @@ class Settings:
     pseudonym_key_file: Path
     storage_url: str | None = None
     sources_file: str | None = None  # a path or storage URL; None: the shipped sources.yaml
+    db_connect_timeout_s: float = 10.0
+    db_statement_timeout_s: float = 300.0
+    allow_rekey: bool = False
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
@@ -73,6 +98,9 @@ class Settings:
             pseudonym_key_file=Path(env.get("SHOPFLOW_PSEUDONYM_KEY_FILE", home / "pseudonym.key")),
             storage_url=url,
             sources_file=env.get("SHOPFLOW_SOURCES") or None,
+            db_connect_timeout_s=db_timeouts(env)[0],
+            db_statement_timeout_s=db_timeouts(env)[1],
+            allow_rekey=(env.get("SHOPFLOW_ALLOW_REKEY") or "").strip().lower() in ("1", "true", "yes", "on"),
         )
 
     @property
@@ -86,13 +114,16 @@ class Settings:
         return self.home / "cache" / "embeddings"
 
     def resolve_pseudonym_key(self) -> bytes:
-        """The HMAC key: SHOPFLOW_PSEUDONYM_KEY if set, else the key file; never a built-in default."""
+        """The HMAC key: SHOPFLOW_PSEUDONYM_KEY if set, else the key file; never a built-in default, never a
+        placeholder or a short key (shopflow.pseudonym.check_pseudonym_key)."""
+        from shopflow.pseudonym import check_pseudonym_key
+
         if self.pseudonym_key:
-            return self.pseudonym_key.encode()
+            return check_pseudonym_key(self.pseudonym_key.encode(), "SHOPFLOW_PSEUDONYM_KEY")
         if self.pseudonym_key_file.is_file():
             key = self.pseudonym_key_file.read_text().strip()
             if key:
-                return key.encode()
+                return check_pseudonym_key(key.encode(), f"the key file {self.pseudonym_key_file}")
         raise ConfigurationError(
             "no pseudonymisation key: set SHOPFLOW_PSEUDONYM_KEY (or the Airflow connection "
             f"'shopflow_pseudonym'), or create {self.pseudonym_key_file} with `python -m shopflow init-key`"

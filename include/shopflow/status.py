@@ -8,6 +8,9 @@ from shopflow.settings import Settings
 from shopflow.store.repository import MetadataStore
 
 
+_FAILING = ("failed", "failed_validation")
+
+
 def status_rows(store: MetadataStore, dataset: str | None = None) -> list[dict]:
     rows = []
     for p in store.partitions(dataset):
@@ -25,6 +28,9 @@ def status_rows(store: MetadataStore, dataset: str | None = None) -> list[dict]:
             "validation": {True: "pass", False: "FAIL", None: "-"}[p.validation_success],
             "warnings": p.warning_failures,
             "run_id": p.airflow_run_id,
+            # The current state's error ("<step>: <message>") and, while failing, what the last good run left.
+            "error": p.error,
+            "last_good": (p.timings or {}).get("last_good") if p.status in _FAILING else None,
         })
     return rows
 
@@ -45,6 +51,13 @@ def render_status(settings: Settings, dataset: str | None = None, as_json: bool 
         lines.append(fmt.format(r["dataset"], r["ds"], r["status"], r["load"], _n(r["rows_in"]), _n(r["clean"]),
                                 _n(r["quarantined"]), _n(r["duplicate"]), _n(r["reference"]), r["validation"],
                                 _n(r["warnings"]), reasons))
+        if r["status"] in _FAILING and r["error"]:
+            lines.append(f"    ^ current: {r['status']} at {_cut(r['error'])} (run {r['run_id'] or '-'})")
+        if r["last_good"]:
+            good = r["last_good"]
+            lines.append(f"    ^ last good (not current): {good['status']} by run {good['run_id'] or '-'} at {good['at']}: "
+                         f"{_n(good['rows_in'])} rows in, {_n(good['rows_clean'])} clean, "
+                         f"{_n(good['rows_quarantined'])} quarantined; outputs {good['clean_path'] or '-'}")
     if any(r["reference"] for r in rows):
         lines.append("(ref. = rows of lookup files joined onto the rows: accounted for, not part of rows_in)")
     if missing and not show_missing:
@@ -53,6 +66,11 @@ def render_status(settings: Settings, dataset: str | None = None, as_json: bool 
     lines.append(f"\nstore: {store.engine.url.render_as_string(hide_password=True)}")
     lines.append(f"lake:  {settings.lake_dir} (raw/, clean/, quarantine/ by dataset and ds)")
     return "\n".join(lines)
+
+
+def _cut(text: str, width: int = 200) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def _n(value) -> str:

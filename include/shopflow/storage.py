@@ -183,8 +183,35 @@ def _make_parent(path: "UPath") -> None:
         path.fs.makedirs(path.parent.path, exist_ok=True)
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, someone else's
+        return True
+    return True
+
+
+def sweep_dead_temp_files(folder: Path) -> list[Path]:
+    """Remove the temporary files (`.<name>.tmp-<pid>`) that writers of `folder` left when they died: only those
+    whose pid is not alive on this machine, never a live writer's (nor this process's). Returns what was removed."""
+    removed = []
+    for tmp in folder.glob(".*.tmp-*"):
+        pid_text = tmp.name.rsplit(".tmp-", 1)[1]
+        if not pid_text.isdigit() or int(pid_text) == os.getpid() or _pid_alive(int(pid_text)):
+            continue
+        try:
+            tmp.unlink()
+        except FileNotFoundError:  # another writer swept it first
+            continue
+        removed.append(tmp)
+    return removed
+
+
 def _replace_atomically(path: Path, write: Callable[[Path], object]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
+    sweep_dead_temp_files(path.parent)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         write(tmp)

@@ -34,6 +34,7 @@ class PartitionStepOperator(OpenLineageMixin, BaseOperator):
         from shopflow.landing_folder import LandingFolderError
         from shopflow.landing_io import LandingFileError
         from shopflow.ledger import LedgerMismatch
+        from shopflow.redaction import redact
         from shopflow.store.repository import MetadataStore
 
         settings = task_settings()
@@ -48,7 +49,7 @@ class PartitionStepOperator(OpenLineageMixin, BaseOperator):
         except (LandingFileError, LandingFolderError, LedgerMismatch, pipeline.ValidationFailed,
                 pipeline.RequiredPartitionMissing) as exc:
             self._record_failure(settings, ds, run_id, exc)
-            raise AirflowFailException(str(exc)) from exc
+            raise AirflowFailException(redact(str(exc))) from exc
         except Exception as exc:
             self._record_failure(settings, ds, run_id, exc)
             raise
@@ -59,10 +60,12 @@ class PartitionStepOperator(OpenLineageMixin, BaseOperator):
         """Hook for subclasses (e.g. publishing an Asset event)."""
 
     def _record_failure(self, settings, ds: date, run_id: str, exc: BaseException) -> None:
+        from shopflow.redaction import redact
         from shopflow.store.repository import MetadataStore
 
         try:
-            MetadataStore(settings.store_url).record_failure(self.dataset, ds, step=self.step, error=str(exc), run_id=run_id)
+            MetadataStore(settings.store_url).record_failure(self.dataset, ds, step=self.step, error=redact(str(exc)),
+                                                             run_id=run_id)
         except Exception:  # the store may be what failed; the original error matters more
             self.log.exception("could not record the failure in the metadata store")
 

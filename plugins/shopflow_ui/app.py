@@ -165,13 +165,21 @@ def _report_of_day(store: MetadataStore, ds: str) -> Report:
 
 
 def _report_file(settings: Settings, stored_path: str, ds: str) -> bytes:
-    """The recorded file's bytes, only if it lies inside the reports folder (relative paths are relative to it)."""
-    path = storage.contained(settings.reports_dir, stored_path)
-    if path is None:
-        raise HTTPException(404, f"The report file of {ds} is outside the reports directory; it is not served.")
-    if not storage.is_file(path):
-        raise HTTPException(404, f"The report of {ds} is recorded but its file is missing.")
-    return storage.read_bytes(path)
+    """The recorded file's bytes, only if it lies inside the reports folder (relative paths are relative to it).
+
+    Bad stored data (no path, a NUL byte or other unusable characters, an unreadable file) is a 404, never a 500."""
+    unusable = HTTPException(404, f"The report file of {ds} recorded in the store is not a usable path; it is not served.")
+    if not isinstance(stored_path, str) or not stored_path or "\x00" in stored_path:
+        raise unusable
+    try:
+        path = storage.contained(settings.reports_dir, stored_path)
+        if path is None:
+            raise HTTPException(404, f"The report file of {ds} is outside the reports directory; it is not served.")
+        if not storage.is_file(path):
+            raise HTTPException(404, f"The report of {ds} is recorded but its file is missing.")
+        return storage.read_bytes(path)
+    except (ValueError, TypeError, UnicodeError, OSError):
+        raise unusable from None
 
 
 def _page(template: str, status_code: int, headers: dict | None = None, **context) -> HTMLResponse:

@@ -67,6 +67,9 @@ class Partition(Base):
     error: Mapped[str | None] = mapped_column(Text)
     airflow_run_id: Mapped[str | None] = mapped_column(String(250))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # shopflow.pseudonym.key_fingerprint of the key the user ids were pseudonymised under (None: no ids, or a new
+    # key epoch was started with `python -m shopflow rekey --new-epoch`).
+    key_fingerprint: Mapped[str | None] = mapped_column(String(64))
 
     dataset: Mapped[Dataset] = relationship(back_populates="partitions")
     files: Mapped[list["PartitionFile"]] = relationship(cascade="all, delete-orphan", order_by="PartitionFile.name")

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import date, datetime, timezone
 from functools import cache
 from typing import Iterable
 
-from sqlalchemy import Engine, and_, create_engine, delete, event, insert, not_, select, update
+from sqlalchemy import Engine, and_, create_engine, delete, event, insert, not_, select, text, update
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, selectinload
 
-from shopflow.settings import ConfigurationError
+from shopflow.redaction import redact
+from shopflow.settings import ConfigurationError, db_timeouts
 from shopflow.sources import SourceSpec
 from shopflow.store import migrate
 from shopflow.store.models import (
@@ -28,10 +31,22 @@ from shopflow.store.models import (
 )
 
 
-@cache
-def engine_for(url: str) -> Engine:
+def connect_args_for(url: str, connect_timeout_s: float = 10.0, statement_timeout_s: float = 300.0) -> dict:
+    """The DB-API connect arguments of a store URL: PostgreSQL gets a connect timeout, a statement timeout and TCP
+    keepalives (a frozen or vanished server fails a call instead of hanging it); SQLite its busy timeout."""
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 60})
+        return {"timeout": 60}
+    if make_url(url).get_backend_name() == "postgresql":
+        return {"connect_timeout": max(1, round(connect_timeout_s)),
+                "options": f"-c statement_timeout={round(statement_timeout_s * 1000)}",
+                "keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3}
+    return {}
+
+
+@cache
+def engine_for(url: str, connect_timeout_s: float = 10.0, statement_timeout_s: float = 300.0) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args=connect_args_for(url))
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection, _record):  # parallel Airflow tasks share one SQLite file
@@ -41,17 +56,46 @@ def engine_for(url: str) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    return create_engine(url, pool_pre_ping=True,
+                         connect_args=connect_args_for(url, connect_timeout_s, statement_timeout_s))
 
 
 def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def _lock_key(*parts) -> int:
+    """A signed 64-bit key (what pg_advisory_xact_lock takes) for a partition or a dataset name."""
+    digest = hashlib.sha256("/".join(str(p) for p in parts).encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def lock_for_write(session: Session, *parts) -> None:
+    """Serialise the writers of one partition (or dataset), held until the session's transaction ends: on PostgreSQL
+    a transaction-level advisory lock; on SQLite the database's write lock, taken first (a no-op UPDATE) so that the
+    transaction's reads come after it and a second writer waits (busy timeout) instead of failing mid-way."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _lock_key(*parts)})
+    elif dialect == "sqlite":
+        session.execute(text("UPDATE datasets SET id = id WHERE 0 = 1"))
+
+
+def _last_good(partition: "Partition") -> dict | None:
+    """What the partition's last good (validated) run left: kept, as `timings["last_good"]`, while a later run of
+    the partition is failing, so that its outputs stay visible as the last good ones rather than as current."""
+    if partition.status == PartitionStatus.VALIDATED:
+        return {"status": str(partition.status), "run_id": partition.airflow_run_id,
+                "at": partition.updated_at.isoformat() if partition.updated_at else None,
+                "rows_in": partition.rows_in, "rows_clean": partition.rows_clean,
+                "rows_quarantined": partition.rows_quarantined, "clean_path": partition.clean_path}
+    return (partition.timings or {}).get("last_good")
+
+
 class MetadataStore:
     def __init__(self, url: str):
         self.url = url
-        self.engine = engine_for(url)
+        self.engine = engine_for(url, *db_timeouts())
 
     def check_schema(self) -> None:
         """Fail with a clear message when the store has not been migrated to this code's schema."""
@@ -68,6 +112,7 @@ class MetadataStore:
     # ---- datasets -------------------------------------------------------------------------------------------
     def register_dataset(self, spec: SourceSpec) -> int:
         with self.session() as session, session.begin():
+            lock_for_write(session, "dataset", spec.name)
             dataset = session.scalar(select(Dataset).where(Dataset.name == spec.name))
             if dataset is None:
                 dataset = Dataset(name=spec.name)
@@ -82,6 +127,7 @@ class MetadataStore:
             return dataset.id
 
     def _partition(self, session: Session, dataset: str, ds: date) -> Partition:
+        lock_for_write(session, dataset, ds)  # first in every partition write: one writer of a partition at a time
         dataset_row = session.scalar(select(Dataset).where(Dataset.name == dataset))
         if dataset_row is None:
             raise KeyError(f"dataset {dataset!r} is not registered in the metadata store")
@@ -104,10 +150,11 @@ class MetadataStore:
 
     def record_ingest(
         self, dataset: str, ds: date, *, run_id: str | None, load_kind: str, files: Iterable[dict], rows_in: int,
-        raw_path: str, seconds: float, rows_reference: int = 0,
+        raw_path: str, seconds: float, rows_reference: int = 0, key_fingerprint: str | None = None,
     ) -> None:
         with self.session() as session, session.begin():
             partition = self._partition(session, dataset, ds)
+            last_good = _last_good(partition)
             self._reset(session, partition)
             partition.status = PartitionStatus.INGESTED
             partition.load_kind = load_kind
@@ -115,8 +162,37 @@ class MetadataStore:
             partition.rows_reference = rows_reference
             partition.raw_path = raw_path
             partition.airflow_run_id = run_id
-            partition.timings = {"ingest": round(seconds, 3)}
+            partition.timings = {"ingest": round(seconds, 3), **({"last_good": last_good} if last_good else {})}
             partition.files = [PartitionFile(**f) for f in files]
+            partition.key_fingerprint = key_fingerprint
+
+    def key_fingerprints(self, dataset: str, *, exclude_ds: date | None = None) -> set[str]:
+        """The pseudonymisation key fingerprints the dataset's partitions (but `exclude_ds`) were recorded with."""
+        with self.session() as session:
+            query = (select(Partition.key_fingerprint).join(Dataset)
+                     .where(Dataset.name == dataset, Partition.key_fingerprint.is_not(None)))
+            if exclude_ds is not None:
+                query = query.where(Partition.ds != exclude_ds)
+            return set(session.scalars(query.distinct()))
+
+    def start_key_epoch(self, dataset: str | None = None) -> dict[str, dict[str, int]]:
+        """Forget the recorded key fingerprints (of one dataset, or all): the next ingest starts a new key epoch.
+        Returns dataset -> fingerprint -> partitions that carried it."""
+        with self.session() as session, session.begin():
+            query = (select(Dataset.name, Partition.key_fingerprint).join(Dataset)
+                     .where(Partition.key_fingerprint.is_not(None)))
+            if dataset is not None:
+                query = query.where(Dataset.name == dataset)
+            found: dict[str, dict[str, int]] = {}
+            for name, fingerprint in session.execute(query):
+                found.setdefault(name, {}).setdefault(fingerprint, 0)
+                found[name][fingerprint] += 1
+            ids = select(Dataset.id).where(Dataset.name == dataset) if dataset is not None else None
+            statement = update(Partition).where(Partition.key_fingerprint.is_not(None))
+            if ids is not None:
+                statement = statement.where(Partition.dataset_id.in_(ids))
+            session.execute(statement.values(key_fingerprint=None).execution_options(synchronize_session=False))
+            return found
 
     def record_clean(
         self, dataset: str, ds: date, *, run_id: str | None, ledger: dict, clean_path: str, quarantine_path: str,
@@ -157,16 +233,22 @@ class MetadataStore:
             partition.validation_success = critical == 0
             partition.status = PartitionStatus.VALIDATED if critical == 0 else PartitionStatus.FAILED_VALIDATION
             partition.timings = {**(partition.timings or {}), "validate": round(seconds, 3)}
+            if critical == 0:  # this run is the good one now
+                partition.timings.pop("last_good", None)
+            partition.error = None
             partition.airflow_run_id = run_id
             partition.updated_at = _now()
 
     def record_failure(self, dataset: str, ds: date, *, step: str, error: str, run_id: str | None) -> None:
         with self.session() as session, session.begin():
             partition = self._partition(session, dataset, ds)
+            last_good = _last_good(partition)
+            if last_good:
+                partition.timings = {**(partition.timings or {}), "last_good": last_good}
             # A failed critical expectation was recorded as such by validate: keep that more precise status.
             if not (step == "validate" and partition.status == PartitionStatus.FAILED_VALIDATION):
                 partition.status = PartitionStatus.FAILED
-            partition.error = f"{step}: {error}"[:4000]
+            partition.error = redact(f"{step}: {error}", limit=4000)  # no secrets, no environment dumps
             partition.airflow_run_id = run_id
             partition.updated_at = _now()
 
@@ -177,7 +259,7 @@ class MetadataStore:
         for column in (
             "load_kind", "rows_in", "rows_clean", "rows_quarantined", "rows_duplicate", "quarantined_by_reason",
             "raw_path", "clean_path", "quarantine_path", "validation_success", "critical_failures",
-            "warning_failures", "timings", "error",
+            "warning_failures", "timings", "error", "key_fingerprint",
         ):
             setattr(partition, column, None)
         partition.updated_at = _now()
@@ -186,6 +268,7 @@ class MetadataStore:
         self, dataset: str, ds: date, *, task: str, inputs: list[str], outputs: list[str], run_id: str | None
     ) -> None:
         with self.session() as session, session.begin():
+            lock_for_write(session, dataset, ds)
             dataset_id = session.scalar(select(Dataset.id).where(Dataset.name == dataset))
             edge = session.scalar(
                 select(LineageEdge).where(

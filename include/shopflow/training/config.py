@@ -32,7 +32,7 @@ class TrainingConfig:
     gpu_batch_size: int = 128
     gpu_epochs: int = 4
     cpu_batch_size: int = 32
-    cpu_time_budget_s: float = 75.0
+    cpu_time_budget_s: float = 60.0
     cpu_max_steps: int = 1000
     # Candidates besides the fine-tune (shopflow.training.candidates); off: only the TF-IDF baseline and the fine-tune.
     linear_candidates: bool = True
