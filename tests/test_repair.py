@@ -13,7 +13,7 @@ from shopflow.catalog_view import catalog_as_of
 from shopflow.landing_io import read_parquet
 from shopflow.registry import TrainingPolicy
 from shopflow.sources import get_source
-from shopflow.training.data import OTHER, product_text, split_of
+from shopflow.training.data import OTHER, grouped_split, product_text
 
 pytestmark = pytest.mark.slow
 VERSION = 1
@@ -146,7 +146,7 @@ def test_masked_precision_is_measured_on_held_out_products(trained_model, model_
     tm = trained_model
     summary = _run(tm, model_predictor, EVERYTHING)
     as_of = catalog_as_of(tm.store, tm.ds)
-    masked = as_of[(as_of["category_status"] == "ok") & (as_of["uniq_id"].map(split_of) == "test")]
+    masked = as_of[(as_of["category_status"] == "ok") & (grouped_split(as_of) == "test")]
     predicted = model_predictor.predict(product_text(masked).tolist())
     fills = (predicted["label"] != OTHER).to_numpy()
     correct = fills & (predicted["label"].to_numpy(dtype=object) == masked["category_top"].to_numpy(dtype=object))

@@ -81,7 +81,7 @@ from shopflow.role_frames import INTACT_STATUS, categories, category_status
 from shopflow.settings import Settings
 from shopflow.sources import SourceSpec
 from shopflow.store.repository import MetadataStore
-from shopflow.training.data import OTHER, grouped_split, product_text, split_of
+from shopflow.training.data import OTHER, grouped_split, product_text
 
 log = logging.getLogger("shopflow.repair")
 
@@ -364,8 +364,11 @@ def repair_partition(settings: Settings, store: MetadataStore, ds: date, predict
     status = category_status(catalog, spec)
     as_of = catalog_as_of(store, ds, source=spec.name)
     as_of_top, _ = categories(as_of, spec)
+    # The grouped split the model was trained on: its test products (and their near-identical listings) were never
+    # learned from.
+    as_of_split = grouped_split(as_of, spec)
     masked = as_of[(category_status(as_of, spec) == INTACT_STATUS) & as_of_top.notna()
-                   & (as_of[product_id].astype(str).map(split_of) == "test")].reset_index(drop=True)
+                   & (as_of_split == "test")].reset_index(drop=True)
     broken = int(status.isin(BROKEN).sum())
     log.info("repairing %s %s with model v%d: %d products (%d without a category), fill at >= %.3f, flag at "
              ">= %.3f; %d masked test products for the precision check", spec.name, ds, model_version, len(catalog),
@@ -395,7 +398,6 @@ def repair_partition(settings: Settings, store: MetadataStore, ds: date, predict
 
     # The other fields, on the top level as repaired: given, or filled just now.
     top = repaired["category_top_repaired"]
-    as_of_split = grouped_split(as_of, spec) if (l2_field(spec) or brand_field(spec)) else None
     parts = []
     if l2_field(spec):
         parts.append(_l2_repair(catalog, as_of, spec, top, texts, as_of_split, predictor, policy,
