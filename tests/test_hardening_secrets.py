@@ -156,7 +156,7 @@ def test_postgres_connect_args_are_applied(postgres_server, monkeypatch):
     for name in ("SHOPFLOW_DB_CONNECT_TIMEOUT_S", "SHOPFLOW_DB_STATEMENT_TIMEOUT_S"):
         monkeypatch.delenv(name, raising=False)
     with MetadataStore(url).engine.connect() as connection:
-        assert connection.exec_driver_sql("SHOW statement_timeout").scalar() == "5min"
+        assert connection.exec_driver_sql("SHOW statement_timeout").scalar() == "30s"
         dsn = connection.connection.dbapi_connection.dsn
     for part in ("connect_timeout=10", "keepalives=1", "keepalives_idle=30", "keepalives_interval=10",
                  "keepalives_count=3"):
@@ -167,7 +167,7 @@ def test_postgres_connect_args_are_applied(postgres_server, monkeypatch):
     monkeypatch.setenv("SHOPFLOW_DB_CONNECT_TIMEOUT_S", "soon")
     with pytest.raises(ConfigurationError, match="SHOPFLOW_DB_CONNECT_TIMEOUT_S"):
         MetadataStore(url)
-    assert Settings.from_env({}).db_connect_timeout_s == 10 and Settings.from_env({}).db_statement_timeout_s == 300
+    assert Settings.from_env({}).db_connect_timeout_s == 10 and Settings.from_env({}).db_statement_timeout_s == 30
 
 
 def test_a_frozen_server_fails_a_store_call_quickly(postgres_server, monkeypatch):
@@ -249,3 +249,42 @@ def test_paths_named_like_secrets_are_not_masked(tmp_path):
     key_file.write_text(STRONG_KEY + "\n")
     env = {"SHOPFLOW_PSEUDONYM_KEY_FILE": str(key_file)}
     assert redact(f"create {key_file} first; the key is {STRONG_KEY}", env=env) == f"create {key_file} first; the key is ***"
+
+
+# ---- 5. a landed environment dump, end to end: nothing secret in the log, the store or the report --------------
+@pytest.mark.parametrize("landed", ["symlink_to_proc_environ", "copy_of_the_environment", "env_output_as_csv"])
+def test_a_landed_environment_dump_leaks_no_secret_to_log_store_or_report(tmp_path, landed):
+    home = tmp_path / "home"
+    db_url = f"postgresql://shopflow:{DB_PASSWORD}@db.invalid:5432/shopflow"
+    env = {**os.environ, "SHOPFLOW_HOME": str(home), "SHOPFLOW_PSEUDONYM_KEY": STRONG_KEY,
+           "AIRFLOW__API_AUTH__JWT_SECRET": JWT_SECRET, "AIRFLOW__API__SECRET_KEY": API_SECRET,
+           "AIRFLOW_CONN_SHOPFLOW_STORE": f"postgresql://shopflow:{CONN_PASSWORD}@postgres:5432/shopflow",
+           "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": db_url}
+    env.pop("SHOPFLOW_STORE_URL", None)
+    run = lambda *args: subprocess.run([sys.executable, "-m", "shopflow", *args], env=env, capture_output=True,  # noqa: E731
+                                       text=True, timeout=300)
+    assert run("db", "upgrade").returncode == 0
+    folder = home / "landing" / "orders" / "ds=2010-12-01"
+    folder.mkdir(parents=True)
+    dump = "\0".join(f"{name}={value}" for name, value in env.items()).encode()
+    if landed == "symlink_to_proc_environ":
+        (folder / "orders.csv").symlink_to("/proc/self/environ")
+    elif landed == "copy_of_the_environment":
+        (folder / "orders.csv").write_bytes(dump)
+    else:  # `env > orders.csv`: one NAME=value per line
+        (folder / "orders.csv").write_bytes(dump.replace(b"\0", b"\n"))
+
+    failed = run("run", "2010-12-01", "--source", "orders")
+    assert failed.returncode == 1 and "orders.csv" in failed.stderr
+    report = run("report", "2010-12-01")
+    status = run("status", "--dataset", "orders")
+    [partition] = MetadataStore(f"sqlite:///{home / 'shopflow.db'}").partitions("orders", date(2010, 12, 1))
+    assert partition.status == "failed" and "orders.csv" in partition.error
+
+    stored = "\n".join(str(value) for value in vars(partition).values())
+    written = "\n".join(p.read_text(errors="replace") for p in (home / "reports").rglob("*") if p.is_file())
+    assert written, report.stderr[-2000:]
+    for text in (failed.stdout + failed.stderr, status.stdout + status.stderr, report.stdout + report.stderr,
+                 stored, written):
+        for secret in (*SECRETS, DB_PASSWORD):
+            assert secret not in text and secret[:12] not in text

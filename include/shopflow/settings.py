@@ -14,7 +14,7 @@
 | SHOPFLOW_PSEUDONYM_KEY_FILE   | $SHOPFLOW_HOME/pseudonym.key              |
 | SHOPFLOW_SOURCES              | (none: the shipped shopflow/sources.yaml) |
 | SHOPFLOW_DB_CONNECT_TIMEOUT_S | 10 (seconds to connect to a PostgreSQL store) |
-| SHOPFLOW_DB_STATEMENT_TIMEOUT_S | 300 (PostgreSQL statement_timeout, seconds) |
+| SHOPFLOW_DB_STATEMENT_TIMEOUT_S | 30 (PostgreSQL statement_timeout, seconds; the client waits 10 s more) |
 | SHOPFLOW_ALLOW_REKEY          | false (true: ingest although earlier partitions carry another key's fingerprint) |
 
 With SHOPFLOW_STORAGE_URL set (e.g. s3://bucket/prefix), the landing zone, lake, models and reports are
@@ -36,7 +36,7 @@ class ConfigurationError(RuntimeError):
     """A setting is missing or unusable; the message says which and how to fix it."""
 
 
-DB_TIMEOUT_DEFAULTS = {"SHOPFLOW_DB_CONNECT_TIMEOUT_S": 10.0, "SHOPFLOW_DB_STATEMENT_TIMEOUT_S": 300.0}
+DB_TIMEOUT_DEFAULTS = {"SHOPFLOW_DB_CONNECT_TIMEOUT_S": 10.0, "SHOPFLOW_DB_STATEMENT_TIMEOUT_S": 30.0}
 
 
 def db_timeouts(env: dict[str, str] | None = None) -> tuple[float, float]:
@@ -69,7 +69,7 @@ class Settings:
     storage_url: str | None = None
     sources_file: str | None = None  # a path or storage URL; None: the shipped sources.yaml
     db_connect_timeout_s: float = 10.0
-    db_statement_timeout_s: float = 300.0
+    db_statement_timeout_s: float = 30.0
     allow_rekey: bool = False
 
     @classmethod

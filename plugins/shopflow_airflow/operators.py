@@ -47,27 +47,13 @@ class PartitionStepOperator(OpenLineageMixin, BaseOperator):
         except pipeline.PartitionMissing as exc:
             raise AirflowSkipException(str(exc)) from exc
         except (LandingFileError, LandingFolderError, LedgerMismatch, pipeline.ValidationFailed,
-                pipeline.RequiredPartitionMissing) as exc:
-            self._record_failure(settings, ds, run_id, exc)
+                pipeline.RequiredPartitionMissing) as exc:  # recorded by the step itself, like any failure
             raise AirflowFailException(redact(str(exc))) from exc
-        except Exception as exc:
-            self._record_failure(settings, ds, run_id, exc)
-            raise
         self.after_step(context, result)
         return result
 
     def after_step(self, context, result: dict) -> None:
         """Hook for subclasses (e.g. publishing an Asset event)."""
-
-    def _record_failure(self, settings, ds: date, run_id: str, exc: BaseException) -> None:
-        from shopflow.redaction import redact
-        from shopflow.store.repository import MetadataStore
-
-        try:
-            MetadataStore(settings.store_url).record_failure(self.dataset, ds, step=self.step, error=redact(str(exc)),
-                                                             run_id=run_id)
-        except Exception:  # the store may be what failed; the original error matters more
-            self.log.exception("could not record the failure in the metadata store")
 
 
 class ModelStepOperator(OpenLineageMixin, BaseOperator):

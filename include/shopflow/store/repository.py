@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from datetime import date, datetime, timezone
 from functools import cache
@@ -31,20 +32,28 @@ from shopflow.store.models import (
 )
 
 
-def connect_args_for(url: str, connect_timeout_s: float = 10.0, statement_timeout_s: float = 300.0) -> dict:
-    """The DB-API connect arguments of a store URL: PostgreSQL gets a connect timeout, a statement timeout and TCP
-    keepalives (a frozen or vanished server fails a call instead of hanging it); SQLite its busy timeout."""
+# How long past its statement_timeout the client still waits for a frozen server's answer (shopflow.store.deadline).
+ANSWER_GRACE_S = 10.0
+
+
+def connect_args_for(url: str, connect_timeout_s: float = 10.0, statement_timeout_s: float = 30.0) -> dict:
+    """The DB-API connect arguments of a store URL. PostgreSQL gets a connect timeout, a statement timeout, TCP
+    keepalives and a client-side deadline of statement timeout + ANSWER_GRACE_S on every round trip, so that a
+    vanished, stopped or frozen server fails a call instead of hanging it; SQLite gets its busy timeout."""
     if url.startswith("sqlite"):
         return {"timeout": 60}
     if make_url(url).get_backend_name() == "postgresql":
+        from shopflow.store.deadline import connection_factory
+
         return {"connect_timeout": max(1, round(connect_timeout_s)),
                 "options": f"-c statement_timeout={round(statement_timeout_s * 1000)}",
-                "keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3}
+                "keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3,
+                "connection_factory": connection_factory(statement_timeout_s + ANSWER_GRACE_S, connect_timeout_s)}
     return {}
 
 
 @cache
-def engine_for(url: str, connect_timeout_s: float = 10.0, statement_timeout_s: float = 300.0) -> Engine:
+def engine_for(url: str, connect_timeout_s: float = 10.0, statement_timeout_s: float = 30.0) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args=connect_args_for(url))
 
@@ -56,8 +65,13 @@ def engine_for(url: str, connect_timeout_s: float = 10.0, statement_timeout_s: f
             cursor.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True,
-                         connect_args=connect_args_for(url, connect_timeout_s, statement_timeout_s))
+    engine = create_engine(url, pool_pre_ping=True,
+                           connect_args=connect_args_for(url, connect_timeout_s, statement_timeout_s))
+    if engine.dialect.name == "postgresql":  # the checkout ping with its own deadline (shopflow.store.deadline)
+        from shopflow.store import deadline
+
+        engine.dialect.do_ping = functools.partial(deadline.ping, engine.dialect.do_ping)
+    return engine
 
 
 def _now() -> datetime:
