@@ -64,28 +64,45 @@ class PostgresServer:
         return self.url(name)
 
 
+class PostgresCluster:
+    """A throwaway PostgreSQL cluster on a free loopback port (initdb'd into `base`), which a test may stop, start
+    again, freeze and thaw."""
+
+    def __init__(self, base: Path):
+        self.as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        self.base, self.data, self.sockets = base, base / "data", base / "sock"
+        self.sockets.mkdir(parents=True)
+        if self.as_postgres:
+            shutil.chown(base, "postgres")
+            shutil.chown(self.sockets, "postgres")
+        subprocess.run([*self.as_postgres, _pg_binary("initdb"), "-D", str(self.data), "-U", "postgres",
+                        "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8"], check=True, capture_output=True)
+        self.server = PostgresServer(port=free_port(), socket_dir=str(self.sockets))
+
+    def start(self) -> PostgresServer:
+        options = (f"-p {self.server.port} -k {self.sockets} -c listen_addresses=127.0.0.1 -c fsync=off "
+                   "-c max_connections=200")
+        subprocess.run([*self.as_postgres, _pg_binary("pg_ctl"), "-D", str(self.data), "-o", options, "-l",
+                        str(self.base / "server.log"), "-w", "start"], check=True, capture_output=True)
+        return self.server
+
+    def stop(self) -> None:
+        subprocess.run([*self.as_postgres, _pg_binary("pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop"],
+                       capture_output=True)
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def postgres_server():
     """A PostgreSQL cluster on a free loopback port for this test session, removed afterwards."""
-    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    base = Path(tempfile.mkdtemp(prefix="shopflow-pg-"))
-    data, sockets = base / "data", base / "sock"
-    sockets.mkdir()
-    if as_postgres:
-        shutil.chown(base, "postgres")
-        shutil.chown(sockets, "postgres")
-    subprocess.run([*as_postgres, _pg_binary("initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
-                    "--locale=C.UTF-8"], check=True, capture_output=True)
-    port = free_port()
-    options = f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
-    subprocess.run([*as_postgres, _pg_binary("pg_ctl"), "-D", str(data), "-o", options, "-l", str(base / "server.log"),
-                    "-w", "start"], check=True, capture_output=True)
+    cluster = PostgresCluster(Path(tempfile.mkdtemp(prefix="shopflow-pg-")))
     try:
-        yield PostgresServer(port=port, socket_dir=str(sockets))
+        yield cluster.start()
     finally:
-        subprocess.run([*as_postgres, _pg_binary("pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"],
-                       capture_output=True)
-        shutil.rmtree(base, ignore_errors=True)
+        cluster.remove()
 
 
 # ---- Airflow + shopflow sandboxes ------------------------------------------------------------------------------
