@@ -20,6 +20,7 @@ import csv
 import gzip
 import io
 import json
+import sys
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,14 +142,17 @@ def parse_delimited(path: Path, data: bytes, columns: list[str], has_header: boo
             raise LandingFileError(path, 1, "file is empty: expected a header row")
         return _empty_frame(columns, path)
     if has_header:
-        end = data.find(b"\n")
+        # The first line ends at the first line break of any style: CR LF, LF, or a lone CR (classic Mac files,
+        # which Python's csv module below reads like any other).
+        end = min((at for at in (data.find(b"\n"), data.find(b"\r")) if at >= 0), default=-1)
         first_line = _decode(path, data if end < 0 else data[:end])
         try:
             header = [h.strip() for h in next(csv.reader([first_line], **dialect.csv_options()))]
         except csv.Error as exc:
             raise LandingFileError(path, 1, f"malformed header ({exc})") from exc
         if header != columns:
-            raise LandingFileError(path, 1, f"header {_shown(header)} does not match the expected columns {columns}")
+            raise LandingFileError(path, 1, f"header {_shown(header)} does not match the expected columns {columns}: "
+                                            f"{_header_difference(header, columns)}")
     frame = _read_delimited_fast(data, columns, has_header, dialect)
     if frame is None:
         frame = _read_delimited_exact(path, _decode(path, data), columns, has_header, dialect)
@@ -158,9 +162,31 @@ def parse_delimited(path: Path, data: bytes, columns: list[str], has_header: boo
 
 def _shown(header: list[str], width: int = 40, count: int = 20) -> str:
     """A header as an error shows it: a file that is not what it claims (a secret, a binary) must not be echoed
-    whole into task logs and the store, so each name and the list are cut short."""
-    names = [name if len(name) <= width else name[:width] + "…" for name in header[:count]]
+    whole into task logs and the store, so known secrets are masked (shopflow.redaction: before cutting, so that no
+    prefix of one is left) and each name and the list are cut short."""
+    from shopflow.redaction import redact
+
+    names = [redact(name, limit=sys.maxsize) for name in header[:count]]
+    names = [name if len(name) <= width else name[:width] + "…" for name in names]
     return repr(names)[:-1] + (f", … {len(header) - count} more]" if len(header) > count else "]")
+
+
+def _header_difference(header: list[str], columns: list[str]) -> str:
+    """What differs between a header and the declared columns, in words: the columns it lacks, the names it has that
+    are not declared, the names it repeats, or (when it has exactly the declared names) that their order differs."""
+    if [name.casefold() for name in header] == [column.casefold() for column in columns]:
+        return "the names differ from the declared columns only in letter case"
+    problems = []
+    missing = [column for column in columns if column not in header]
+    unexpected = [name for name in header if name not in columns]
+    repeated = sorted({name for name in header if header.count(name) > 1})
+    if missing:
+        problems.append(f"missing {missing}")
+    if unexpected:
+        problems.append(f"unexpected {_shown(unexpected)}")
+    if repeated:
+        problems.append(f"repeated {_shown(repeated)}")
+    return "; ".join(problems) or "the same columns in another order"
 
 
 def _read_delimited_fast(data: bytes, columns: list[str], has_header: bool, dialect: Dialect) -> pd.DataFrame | None:
@@ -369,8 +395,29 @@ def _read_jsonl(path: Path, data: bytes, spec: LandingFileSpec) -> pd.DataFrame:
             column.values.extend(_item_values(path, line_number, items, column, plan))
         lines.extend([line_number] * len(items))
     columns = {column.name: column.values for column in (*plan.outer, *plan.inner)}
-    arrays = [pa.array(columns[name], type=pa.large_string()) for name in spec.columns]
+    try:
+        arrays = [pa.array(columns[name], type=pa.large_string()) for name in spec.columns]
+    except UnicodeEncodeError:
+        raise _not_a_character(path, columns, lines) from None
     return _string_frame(path, spec.columns, arrays, np.array(lines, dtype=np.int64))
+
+
+def _not_a_character(path: Path, columns: dict[str, list[str]], lines: list[int]) -> LandingFileError:
+    """The error for a JSON string whose escape is no character (a lone UTF-16 surrogate such as `\\ud800`, which
+    JSON's grammar allows but no text can hold): it names the first such value's line and column."""
+    found = []
+    for name, values in columns.items():
+        for row, text in enumerate(values):
+            if text is None:
+                continue
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                found.append((row, name, ord(text[exc.start])))
+                break
+    row, name, code = min(found)
+    return LandingFileError(path, lines[row], f"column {name!r}: the JSON string escape \\u{code:04x} is a lone "
+                                              "UTF-16 surrogate, not a character")
 
 
 def _json_objects(path: Path, text: str):
