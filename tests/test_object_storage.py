@@ -87,6 +87,24 @@ def test_containment_of_report_urls(file_settings, tmp_path):
     assert storage.contained(local_root, "../x") is None and storage.contained(local_root, "ds=1/r.html")
 
 
+def test_landing_links_are_refused_through_file_urls(file_settings, tmp_path):
+    from shopflow.landing_folder import LandingFolderError, partition_files
+    from shopflow.sources import load_sources
+
+    folder = lake.landing_dir(file_settings, "orders", DAY)
+    storage.write_bytes(folder / "README.txt", b"x")  # creates the folder
+    local = tmp_path / "store" / "landing" / "orders" / "ds=2010-12-01"
+    (local / "README.txt").unlink()
+    (local / "orders.csv").symlink_to("/etc/passwd")
+    with pytest.raises(LandingFolderError, match=r"not regular files .*'orders\.csv'"):
+        partition_files(folder, load_sources()["orders"])
+    (local / "orders.csv").unlink()
+    (tmp_path / "outside.csv").write_text("InvoiceNo\n")
+    (local / "orders.csv").symlink_to(tmp_path / "outside.csv")  # a link out of the landing zone
+    with pytest.raises(LandingFolderError, match="not regular files"):
+        partition_files(folder, load_sources()["orders"])
+
+
 def test_model_directory_is_staged_uploaded_and_cached_once(file_settings, tmp_path):
     target = file_settings.models_dir / "category_classifier" / "trained_2015-12-03_abc"
     with storage.staged_dir(target) as local:
@@ -229,6 +247,25 @@ def test_the_report_is_on_s3_and_served_by_the_plugin(s3_env, s3_day, mint, clie
 
 
 @pytest.mark.slow
+def test_landing_keys_that_resolve_elsewhere_are_refused_on_s3(s3_env, tmp_path):
+    from shopflow.landing_folder import LandingFolderError, partition_files
+    from shopflow.sources import load_sources
+
+    fs, _ = s3_env
+    settings = Settings.from_env({"SHOPFLOW_HOME": str(tmp_path), "SHOPFLOW_STORAGE_URL": f"s3://{BUCKET}/escape"})
+    folder = lake.landing_dir(settings, "orders", DAY)
+    for key in ("../orders.csv", "../../secrets/orders.csv", "sub/orders.csv"):
+        fs.pipe_file(f"{folder.path}/{key}", b"InvoiceNo\n")
+        fs.invalidate_cache()
+        with pytest.raises(LandingFolderError, match="not regular files") as error:
+            partition_files(folder, load_sources()["orders"])
+        assert key.split("/")[0] in str(error.value)
+        fs.rm(f"{folder.path}/{key}")
+    fs.pipe_file(f"{folder.path}/orders.csv", b"InvoiceNo\n")
+    fs.invalidate_cache()
+    assert [f.path.name for f in partition_files(folder, load_sources()["orders"])] == ["orders.csv"]
+
+
 def test_rerun_is_idempotent_and_drop_removes_the_objects(s3_env, s3_day):
     from shopflow import pipeline
     from shopflow.landing import land_orders

@@ -5,13 +5,15 @@ A partition folder (`landing/<source>/ds=YYYY-MM-DD/`) may hold only: files that
 as `GENERATED.txt`, kept and never read). Anything else fails the partition with `LandingFolderError` naming the
 files: a file no pattern matches (`orders (1).csv`, `behavior.csv ` with a trailing space), two files for one
 declared name (`orders.csv` beside `orders.csv.gz`), a sub-folder, or a symbolic link (landing files must be
-regular files: a link could make ingest read something outside the landing zone).
+regular files: a link could make ingest read something outside the landing zone; on object storage, an object
+directly in the folder, never a link or a key that resolves elsewhere).
 """
 
 from __future__ import annotations
 
 import fnmatch
 import os
+import posixpath
 from dataclasses import dataclass
 
 from shopflow import storage
@@ -74,13 +76,22 @@ def has_entries(folder: StoragePath) -> bool:
         return next(scan, None) is not None
 
 
+def _regular_object(info: dict, base: str) -> bool:
+    """Whether a listed object is a plain file directly inside the folder `base`: not a "directory" (a common
+    prefix, e.g. a key with `../` in it), not a link (fsspec's local and SFTP-like filesystems report `islink`), and
+    not a name that would resolve elsewhere."""
+    name = info["name"].rstrip("/")
+    return (info.get("type") == "file" and not info.get("islink", False)
+            and posixpath.dirname(name) == base and posixpath.basename(name) not in ("", ".", ".."))
+
+
 def _entries(folder: StoragePath) -> list[tuple[StoragePath, bool]]:
     """(path, is a regular file) for each entry directly in `folder`; [] when it does not exist."""
     if storage.is_remote(folder):
         base = folder.path.rstrip("/")
         if not folder.fs.exists(base):
             return []
-        return [(folder / os.path.basename(info["name"].rstrip("/")), info.get("type") == "file")
+        return [(folder / posixpath.basename(info["name"].rstrip("/")), _regular_object(info, base))
                 for info in sorted(folder.fs.ls(base, detail=True), key=lambda i: i["name"])]
     if not folder.is_dir():
         return []
