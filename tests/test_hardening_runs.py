@@ -105,6 +105,19 @@ def test_failed_cli_run_is_recorded_and_status_shows_it_over_the_last_good(env, 
     [as_json] = json.loads(shopflow_cli(env, "status", "--dataset", "orders", "--json").stdout)
     assert as_json["status"] == "failed" and as_json["last_good"]["run_id"] == before.airflow_run_id
 
+    # The report shows the failure as current, not the last good run's results as today's "pass".
+    from shopflow.report.build import build_report
+
+    report = build_report(settings, DAY)
+    assert report["status"] == "failed" and report["sections"]["quality"] == "failed"
+    quality = next(s for s in json.loads(Path(report["json"]).read_text())["sections"] if s["id"] == "quality")
+    assert quality["summary"]["orders"] == {"failed_step": "ingest"}
+    block = json.dumps(quality)
+    assert "The current run (cli__" in block and "failed: ingest: " in block and "line 31" in block
+    assert f"Last good (not current): validated by run {before.airflow_run_id}" in block
+    ledger_row = next(r for r in quality["blocks"][0]["rows"] if r["dataset"] == "orders")
+    assert ledger_row == {"dataset": "orders", "state": "failed"}  # not the last good run's counts as today's
+
     # A never-run day: the failure is recorded too (before, nothing was).
     other = date(2010, 12, 2)
     land_orders_day(settings, other, bad)

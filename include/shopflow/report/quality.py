@@ -13,6 +13,12 @@ def build(ctx: ReportContext) -> dict:
     content, summary, statuses = [ _ledger_table(ctx) ], {}, []
     for name in ctx.specs:
         partition = ctx.partition(name)
+        if partition is not None and partition.status == "failed":
+            statuses.append("failed")
+            summary[name] = {"failed_step": (partition.error or "").split(":", 1)[0] or None}
+            content.append(blocks.subsection(f"{name}: expectations", [blocks.note(_failure_note(partition))],
+                                             status="failed"))
+            continue
         results = ctx.store.validations(name, ctx.ds) if partition is not None else []
         if not results:
             state = partition.status if partition else "not run"
@@ -48,6 +54,16 @@ def build(ctx: ReportContext) -> dict:
         "quality", "Data quality", content, status=blocks.worst(statuses), summary=summary,
         intro="Great Expectations suites run on every clean partition; a failed critical expectation fails the "
               "partition, a failed warning is recorded. The ledger shows where every landed row went.")
+
+
+def _failure_note(partition) -> str:
+    """A failing partition's current state: its error, and (not as current) what its last good run left."""
+    note = f"The current run ({partition.airflow_run_id or 'unknown run'}) failed: {partition.error or 'no error recorded'}."
+    good = (partition.timings or {}).get("last_good")
+    if good:
+        note += (f" Last good (not current): {good.get('status')} by run {good.get('run_id') or '-'} at "
+                 f"{good.get('at')}; its expectation results and ledger are not shown as today's.")
+    return note
 
 
 def _observed(result) -> str | None:
@@ -86,7 +102,7 @@ def _ledger_table(ctx: ReportContext) -> dict:
     rows = []
     for name in ctx.specs:
         p = ctx.partition(name)
-        if p is None or p.rows_in is None:
+        if p is None or p.rows_in is None or p.status == "failed":  # a failing run's counts are not today's
             rows.append({"dataset": name, "state": p.status if p else "not run"})
             continue
         reasons = p.quarantined_by_reason or {}
