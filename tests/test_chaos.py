@@ -254,3 +254,58 @@ def test_a_stopped_server_fails_the_run_clearly_and_the_retry_restores_it(cluste
     retry = cli(env, *RUN)
     assert retry.returncode == 0, retry.stderr[-3000:]
     assert state(home, env["SHOPFLOW_STORE_URL"], template) == pg_good[1]
+
+
+# ---- inside a DAG run: the task fails within a minute, Airflow's retry takes over --------------------------------
+@pytest.mark.airflow
+@pytest.mark.slow
+def test_a_server_frozen_under_a_dag_run_fails_the_task_and_the_retry_completes_the_run(cluster, tmp_path,
+                                                                                       source_data):
+    from conftest import MODEL_ENV
+    from local_airflow import airflow, airflow_env, free_port
+    from shopflow.settings import Settings
+    from shopflow.store.repository import MetadataStore
+
+    _admin(cluster, "CREATE DATABASE chaos_dag")
+    env = airflow_env(tmp_path / "airflow", tmp_path / "shopflow", store_url=cluster.server.url("chaos_dag"),
+                      port=free_port(), parallelism=2)
+    env.update(MODEL_ENV)
+    env.update({"SHOPFLOW_SOURCE_DATA": str(source_data), "SHOPFLOW_PSEUDONYM_KEY": KEY,
+                "SHOPFLOW_DB_CONNECT_TIMEOUT_S": "3", "SHOPFLOW_DB_STATEMENT_TIMEOUT_S": "5",
+                "CHAOS_PGDATA": str(cluster.data), "CHAOS_POINT": "flush", "CHAOS_STEP": "clean", "CHAOS_AT": "1",
+                "CHAOS_ACTION": "freeze"})
+    (tmp_path / "shopflow").mkdir()
+    assert cli(env, "db", "upgrade").returncode == 0
+    land_orders_day(Settings.from_env(env), DAY, real_orders_lines(source_data))
+    airflow(env, "db", "migrate", timeout=600)
+
+    # `dags test` runs the tasks in its own process, where chaos_child froze the server inside orders.clean's
+    # transaction; the server is thawed as soon as the task has failed, before its retry (1 minute later).
+    process = subprocess.Popen([sys.executable, str(CHILD), "--airflow", "dags", "test", "shopflow_daily",
+                                DAY.isoformat()], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines, frozen_at, failed_after = [], None, None
+    try:
+        for line in process.stdout:
+            lines.append(line)
+            if "chaos: freeze at clean/flush #1" in line:
+                frozen_at = time.monotonic()
+            elif frozen_at and failed_after is None and "PostgreSQL gave no answer" in line:
+                failed_after = time.monotonic() - frozen_at
+                for pid in _pids(cluster):
+                    os.kill(pid, signal.SIGCONT)
+        process.wait(timeout=600)
+    finally:
+        process.kill()
+        for pid in _pids(cluster):
+            os.kill(pid, signal.SIGCONT)
+    output = "".join(lines)
+    assert frozen_at is not None, output[-5000:]
+    assert failed_after is not None and failed_after < 60, output[-5000:]
+    print(f"frozen server under a DAG run: orders.clean failed {failed_after:.1f} s after the freeze")
+    assert "up_for_retry" in output.lower(), output[-5000:]
+    assert process.returncode == 0, output[-5000:]
+
+    [partition] = MetadataStore(env["SHOPFLOW_STORE_URL"]).partitions("orders", DAY)
+    assert partition.status == "validated" and partition.rows_in == 60, partition.error
+    assert partition.rows_in == partition.rows_clean + partition.rows_quarantined + partition.rows_duplicate
+    assert partition.airflow_run_id.startswith("manual__")
