@@ -256,6 +256,27 @@ def test_a_stopped_server_fails_the_run_clearly_and_the_retry_restores_it(cluste
     assert state(home, env["SHOPFLOW_STORE_URL"], template) == pg_good[1]
 
 
+def test_ten_concurrent_pairs_of_first_runs_on_postgres_leave_the_undisturbed_rows(cluster, pg_good, tmp_path,
+                                                                                   source_data):
+    """Two whole runs (ingest, clean, validate) of a never-run day at once: the dataset and the partition are created
+    under their locks, so neither run dies of a UniqueViolation and no row is written twice."""
+    template, expected = pg_good
+    _admin(cluster, "DROP DATABASE IF EXISTS chaos_empty", "CREATE DATABASE chaos_empty")
+    assert cli(home_env(tmp_path / "migrate", source_data, cluster.server.url("chaos_empty")), "db",
+               "upgrade").returncode == 0
+    for pair in range(10):
+        home = tmp_path / f"pair{pair}"
+        shutil.copytree(template / "landing", home / "landing")
+        name = f"chaos_pair_{pair}"
+        _admin(cluster, f"DROP DATABASE IF EXISTS {name}", f"CREATE DATABASE {name} TEMPLATE chaos_empty")
+        env = home_env(home, source_data, cluster.server.url(name))
+        runs = [subprocess.Popen([sys.executable, "-m", "shopflow", *RUN], env={**os.environ, **env},
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+        errors = [run.communicate(timeout=300)[1] for run in runs]
+        assert [run.returncode for run in runs] == [0, 0], [e[-2000:] for e in errors]
+        assert state(home, env["SHOPFLOW_STORE_URL"], template) == expected, f"pair {pair}"
+
+
 # ---- inside a DAG run: the task fails within a minute, Airflow's retry takes over --------------------------------
 @pytest.mark.airflow
 @pytest.mark.slow
