@@ -32,6 +32,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
+from shopflow.landing import (BEHAVIOR_FILE, CATALOG_FULL, CATALOG_NAMES, CATALOG_PRICES, OLIST_PRODUCTS,
+                              OLIST_TRANSLATION, ORDERS_FILE)
 from shopflow.landing_folder import LandingFolderError
 from shopflow.landing_io import LandingFileError
 from shopflow.pipeline import RequiredPartitionMissing
@@ -50,13 +52,6 @@ MAIN_FILE = {"orders": "orders.csv", "behavior": "behavior.csv", "catalog": "fli
              "search": "search_log.csv", "olist_catalog": "olist_products_dataset.csv"}
 ROWS = {"orders": 40, "behavior": 30, "catalog": 30, "search": 30, "olist_catalog": 30}
 
-ORDERS_FILE = "events/online_retail_2010-12-01_to_2011-09-30.csv.gz"
-BEHAVIOR_FILE = "events/taobao_user_behavior_sample.csv.gz"
-CATALOG_NAMES = "catalog/flipkart_name_category_tree.csv.gz"
-CATALOG_PRICES = "catalog/flipkart_prices_brand.csv.gz"
-CATALOG_FULL = "catalog/flipkart_full_columns_first999.csv.gz"
-OLIST_PRODUCTS = "catalog/olist_products_dataset.csv.gz"
-OLIST_TRANSLATION = "catalog/product_category_name_translation.csv.gz"
 HEX32 = re.compile(r"[0-9a-f]{32}")
 
 
