@@ -38,6 +38,12 @@ class _Watchdog:
     """One daemon thread that shuts down the sockets of calls past their deadline."""
 
     def __init__(self) -> None:
+        self._reset()
+        # A forked child (the OpenLineage listener forks the task process) has no watchdog thread, and the parent's
+        # lock may have been held at the fork: the child starts afresh.
+        os.register_at_fork(after_in_child=self._reset)
+
+    def _reset(self) -> None:
         self._heap: list[tuple[float, int, int]] = []  # (deadline, ticket, socket fd)
         self._live: dict[int, int] = {}  # ticket -> fd, for calls still waiting
         self._fired: set[int] = set()
