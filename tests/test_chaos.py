@@ -32,6 +32,8 @@ from conftest import PostgresCluster
 from store_snapshot import store_rows
 from test_hardening_runs import KEY, land_orders_day, real_orders_lines
 
+pytestmark = pytest.mark.slow  # about 8 minutes on 2 cores: every case runs shopflow twice in fresh processes
+
 CHILD = Path(__file__).with_name("chaos_child.py")
 DAY = date(2010, 12, 1)
 RUN = ["run", DAY.isoformat(), "--source", "orders"]
@@ -279,7 +281,6 @@ def test_ten_concurrent_pairs_of_first_runs_on_postgres_leave_the_undisturbed_ro
 
 # ---- inside a DAG run: the task fails within a minute, Airflow's retry takes over --------------------------------
 @pytest.mark.airflow
-@pytest.mark.slow
 def test_a_server_frozen_under_a_dag_run_fails_the_task_and_the_retry_completes_the_run(cluster, tmp_path,
                                                                                        source_data):
     from conftest import MODEL_ENV
