@@ -577,12 +577,12 @@ case("quoted-newline-in-description", "orders", Balanced(ROWS["orders"]))(
 case("quoted-delimiter-and-quotes", "catalog", Balanced(ROWS["catalog"]), fmt="tsv")(
     cells("catalog", {(3, "product_name"): 'Tab\there, "quoted", and, commas'}))
 case("blank-line-mid-file", "orders",
-     Balanced(ROWS["orders"] + 1, {"missing_invoice_no": 1}, fields={"missing_invoice_no": "InvoiceNo"}))(
+     Balanced(ROWS["orders"] + 1, {"blank_row": 1}, fields={"blank_row": "*"}, rows={"blank_row": [12]}))(
     lambda c: c.landed(delimited(c.columns, c.rows()[:12]) + b"\n" + delimited(None, c.rows()[12:])))
 case("blank-lines", "search", Balanced(ROWS["search"]), fmt="jsonl")(  # JSON lines skip blank lines
     lambda c: c.landed(c.render().replace(b"\n", b"\n\n", 5)))
 case("trailing-blank-lines", "behavior",
-     Balanced(ROWS["behavior"] + 2, {"missing_user_id": 2}, fields={"missing_user_id": "user_id"}))(
+     Balanced(ROWS["behavior"] + 2, {"blank_row": 2}, fields={"blank_row": "*"}))(
     lambda c: c.landed(c.render() + b"\n\n"))
 case("blank-rows", "catalog", Balanced(20 + 3, {"blank_row": 3}, fields={"blank_row": "*"}),
      target="flipkart_full_columns.csv")(
@@ -823,9 +823,20 @@ case("json-nested-too-deeply", "behavior", Fails(LandingFileError, ("nested too 
                                              b'"x": ', 1) if n == 2 else line
                                 for n, line in enumerate(c.render().splitlines(keepends=True)))))
 case("json-empty-object-line", "behavior",
-     Balanced(ROWS["behavior"] + 1, {"missing_user_id": 1}, fields={"missing_user_id": "user_id"},
-              rows={"missing_user_id": [ROWS["behavior"]]}), fmt="jsonl")(
+     Balanced(ROWS["behavior"] + 1, {"blank_row": 1}, fields={"blank_row": "*"},
+              rows={"blank_row": [ROWS["behavior"]]}), fmt="jsonl")(
     lambda c: c.landed(c.render() + b"{}\n"))
+# A row with every field blank is `blank_row` in every format, not the first rule's reason.
+case("all-null-row", "olist_catalog",
+     Balanced(ROWS["olist_catalog"] + 1, {"blank_row": 1}, fields={"blank_row": "*"},
+              rows={"blank_row": [ROWS["olist_catalog"]]}), fmt="parquet")(
+    lambda c: c.landed(c.render(c.rows() + [[None] * len(c.columns)])))
+case("whitespace-only-row", "orders",
+     Balanced(ROWS["orders"] + 1, {"blank_row": 1}, fields={"blank_row": "*"}, rows={"blank_row": [5]}), fmt="tsv")(
+    lambda c: c.landed(c.render(c.rows()[:5] + [[" "] * len(c.columns)] + c.rows()[5:])))
+case("row-of-empty-fields", "search",
+     Balanced(ROWS["search"] + 1, {"blank_row": 1}, fields={"blank_row": "*"}, rows={"blank_row": [ROWS["search"]]}))(
+    lambda c: c.landed(c.render(c.rows() + [[""] * len(c.columns)])))
 case("utf16-declared-truncated", "orders", Fails(LandingFileError, ("not valid utf-16",)),
      declare={"encoding": "utf-16"})(lambda c: c.landed(c.render().decode().encode("utf-16")[:-1]))
 case("cp1252-declared-undefined-byte", "catalog", Fails(LandingFileError, ("not valid cp1252", "0x81"), row=9),

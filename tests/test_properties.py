@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from sample_rows import TEST_KEY, ingest_like_pipeline
-from shopflow.cleaning import FIELD, REASON, cast_to_schema, clean_partition
+from shopflow.cleaning import FIELD, REASON, blank_rows, cast_to_schema, clean_partition
 from shopflow.landing_io import SOURCE_FILE, SOURCE_LINE, LandingFileError, read_delimited
 from shopflow.ledger import Ledger, LedgerMismatch, RowVerdicts
 from shopflow.pseudonym import canonical_id, pseudonymise, pseudonymise_series
@@ -415,3 +415,28 @@ def test_pseudonymise_series_matches_the_scalar(values):
             assert token == pseudonymise(canonical, TEST_KEY)
             assert re.fullmatch(r"[0-9a-f]{24}", token)
             assert canonical_id(canonical) == canonical
+
+
+_cell = st.one_of(st.none(), st.sampled_from(["", " ", "\t", " \u3000 "]), st.text(alphabet="ab1é,;\" \t\u00a0", max_size=4))
+
+
+@CHEAP
+@given(st.lists(st.tuples(_cell, _cell, _cell), max_size=30))
+def test_blank_rows_are_the_rows_with_every_landed_field_blank(rows):
+    frame = pd.DataFrame(rows, columns=["a", "b", "c"], dtype="string")
+    frame[SOURCE_LINE] = range(2, len(rows) + 2)  # shopflow's own column never makes a row non-blank
+    expected = [all(v is None or v.strip() == "" for v in row) for row in rows]
+    assert blank_rows(frame).tolist() == expected
+
+
+@CHEAP
+@given(st.lists(st.booleans(), min_size=1, max_size=20), st.lists(st.booleans(), min_size=1, max_size=20))
+def test_overrule_replaces_earlier_reasons_and_keeps_the_others(first, second):
+    n = min(len(first), len(second))
+    verdicts = RowVerdicts(pd.RangeIndex(n))
+    verdicts.reject(pd.Series(first[:n]), "first_rule", "a")
+    verdicts.overrule(pd.Series(second[:n]), "blank_row", "*")
+    reasons, fields = verdicts.reasons_of(verdicts.rejected.to_numpy())
+    expected = ["blank_row" if b else "first_rule" for a, b in zip(first[:n], second[:n]) if a or b]
+    assert reasons.tolist() == expected
+    assert fields.tolist() == ["*" if r == "blank_row" else "a" for r in expected]

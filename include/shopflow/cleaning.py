@@ -9,6 +9,7 @@ from datetime import date
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 from pandas.api.types import pandas_dtype
 
 from shopflow.landing_io import is_dictionary_text, plain_text, plain_text_frame, release_unused_memory
@@ -97,6 +98,29 @@ class CleanResult:
     ledger: Ledger
 
 
+BLANK_ROW_REASON = "blank_row"
+
+
+def blank_rows(raw: pd.DataFrame) -> np.ndarray:
+    """The rows whose every landed field is missing or whitespace (a blank line in a CSV file, `{}` in JSON lines, an
+    all-null Parquet row): quarantined as `blank_row` rather than under whichever rule looks at its first field.
+    Columns named `_...` (the source line, the file) are shopflow's own, not landed fields."""
+    candidates = np.arange(len(raw))
+    for column in raw.columns:
+        if column.startswith("_"):
+            continue
+        if not len(candidates):
+            break
+        values = pa.array(plain_text(raw[column].iloc[candidates]).array)
+        empty = pc.is_null(values)
+        if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
+            empty = pc.or_kleene(empty, pc.equal(pc.utf8_trim_whitespace(values), ""))
+        candidates = candidates[empty.fill_null(True).to_numpy(zero_copy_only=False)]
+    blank = np.zeros(len(raw), dtype=bool)
+    blank[candidates] = True
+    return blank
+
+
 def clean_partition(spec: SourceSpec, raw: pd.DataFrame | Callable[[], pd.DataFrame], ds: date) -> CleanResult:
     """Apply the source's rules to one partition's raw rows.
 
@@ -108,6 +132,7 @@ def clean_partition(spec: SourceSpec, raw: pd.DataFrame | Callable[[], pd.DataFr
     """
     raw = (raw() if callable(raw) else raw).reset_index(drop=True)
     typed, verdicts = spec.module.clean(raw, ds, spec)
+    verdicts.overrule(blank_rows(raw), BLANK_ROW_REASON, "*")
     for raw_column, token_column in (spec.pseudonymise or {}).items():  # ids ingest refused to pseudonymise
         if token_column in raw.columns:
             verdicts.reject(plain_text(raw[token_column]).eq(INVALID_ID_TOKEN).to_numpy(dtype=bool, na_value=False),

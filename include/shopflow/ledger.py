@@ -81,6 +81,15 @@ class RowVerdicts:
         self._codes[fresh] = code
         self._built = None
 
+    def overrule(self, mask, reason: str, field_name: str) -> None:
+        """Give the rows where `mask` is true this reason, whatever earlier rules said (for a verdict that explains
+        a row better than any rule can, e.g. a blank row, which every rule would reject for its first field)."""
+        hit = self._as_bool(mask)
+        if not hit.any():
+            return
+        self._codes[hit] = 0
+        self.reject(hit, reason, field_name)
+
     def _as_bool(self, mask) -> np.ndarray:
         if isinstance(mask, pd.Series):
             if not mask.index.equals(self.index):

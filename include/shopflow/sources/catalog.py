@@ -1,7 +1,7 @@
 """Cleaning rules for `catalog`: Flipkart products joined from three files on `uniq_id`, INR prices.
 
 Quirks handled (see SOURCES.md): the name/category file has no header; the full-columns file is mostly blank
-rows (quarantined as `blank_row`, each with its line); category trees are JSON-ish strings with `>>`
+rows (quarantined as `blank_row` by `shopflow.cleaning`, as for every source); category trees are JSON-ish strings with `>>`
 separators, some leaves are truncated with '...', and 255 of the 260 depth-1 "trees" are only the product name,
 maybe cut off or with a variant such as '(Red)' (kept, with `category_status` saying so: a later repair step fills
 them; the other 5 are the real category 'Sunglasses'); "No rating available" becomes null.
@@ -157,10 +157,6 @@ def clean(raw: pd.DataFrame, ds: date, spec: SourceSpec) -> tuple[pd.DataFrame, 
     crawl = pd.to_datetime(raw["crawl_timestamp"].str.strip().mask(raw["crawl_timestamp"].str.strip() == ""),
                            utc=True, errors="coerce", format="%Y-%m-%d %H:%M:%S %z")
 
-    blank = pd.Series(True, index=raw.index)  # (a column-wise apply breaks on a partition without rows)
-    for column in ALL_FIELDS:
-        blank &= raw[column].str.strip().eq("")
-    verdicts.reject(blank, "blank_row", "*")
     verdicts.reject(uniq_id == "", "missing_key", "uniq_id")
     verdicts.reject(~uniq_id.str.fullmatch(UNIQ_ID_PATTERN), "invalid_key", "uniq_id")
     verdicts.reject(name.isna(), "missing_product_name", "product_name")
