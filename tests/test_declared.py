@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shopflow.cleaning import FIELD, REASON, clean_partition
+from shopflow.cleaning import BLANK_ROW_REASON, FIELD, REASON, clean_partition
 from shopflow.landing_io import SOURCE_FILE, SOURCE_LINE, LandingFileError
 from shopflow.sources.spec import parse_sources
 
@@ -148,7 +148,12 @@ def test_any_text_ends_clean_quarantined_with_a_declared_reason_or_duplicate(row
     ledger = result.ledger
     assert ledger.rows_in == len(rows) == ledger.rows_clean + ledger.rows_quarantined + ledger.rows_duplicate
     declared = {"missing_n", "invalid_n", "invalid_at", "invalid_kind", "too_big", "outside_partition"}
-    assert set(result.quarantine[REASON]) <= declared
+    assert set(result.quarantine[REASON]) <= declared | {BLANK_ROW_REASON}  # blank_row: every source's
+    # Blank: every field empty or white space (ASCII white space surely; Python's str.strip also strips a few
+    # control characters that Unicode does not call white space, so that is only the upper bound).
+    surely = sum(all(not v.strip(" \t\r\n") for v in row) for row in rows)
+    at_most = sum(all(not v.strip() for v in row) for row in rows)
+    assert surely <= (result.quarantine[REASON] == BLANK_ROW_REASON).sum() <= at_most
     assert result.clean["n"].le(100).all() and result.clean["kind"].dropna().isin(["x", "y"]).all()
     assert not result.clean.duplicated(subset=["n", "kind"]).any()
 
