@@ -38,8 +38,10 @@ system-packages:
 test: venv system-packages
 	$(BIN)/python -m pytest -q -ra $(PYTEST_ARGS)
 
+# ruff, then the architecture contract: the library's layers, no cycles, no Airflow in include/ ([tool.importlinter])
 lint: venv
 	$(BIN)/ruff check include plugins dags scripts tests bench
+	PYTHONPATH=include $(BIN)/lint-imports
 
 ui: venv
 	@echo "Airflow UI on http://127.0.0.1:8080 (user admin, password in $(AIRFLOW_HOME)/simple_auth_manager_passwords.json.generated); Ctrl-C stops it"

@@ -1,4 +1,4 @@
-"""Benchmark: the near-duplicate search (`shopflow.duplicates`) on the real catalogue: exact search time against an
+"""Benchmark: the near-duplicate search (`shopflow.governance.duplicates`) on the real catalogue: exact search time against an
 established nearest-neighbour library, recall on the data's own ground truth and on synthetic near-duplicates, and
 precision on the hand-checked sample.
 
@@ -9,12 +9,12 @@ It prints numbers and never asserts on them.
 
 Data: the real Flipkart catalogue ($SHOPFLOW_SOURCE_DATA/catalog, default ../shared/data), cleaned by the library
 without Airflow or a store (the three landing files read whole and cleaned as the 2015-12-03 snapshot, as in
-bench/train.py): 16,028 products. Their titles are embedded with `shopflow.embeddings.Embedder` (all-MiniLM-L6-v2,
+bench/train.py): 16,028 products. Their titles are embedded with `shopflow.model.embeddings.Embedder` (all-MiniLM-L6-v2,
 mean-pooled, L2-normalised), cached in --cache (default: the settings' embedding cache), so only a cold first run
 pays for the encoder.
 
 1. Exact search time, the same k (top --k other rows per row) on the same L2-normalised float32 vectors:
-   (a) `shopflow.duplicates.exact_knn` (one blocked matrix multiply per block of rows; with the production threshold,
+   (a) `shopflow.governance.duplicates.exact_knn` (one blocked matrix multiply per block of rows; with the production threshold,
        and with none, i.e. plain top-k);
    (b) `sklearn.neighbors.NearestNeighbors(algorithm="brute", metric="cosine")`, fit + kneighbors(k+1) (it returns
        each row itself first), its defaults otherwise (working_memory 1 GiB chunks, all cores it is allowed).
@@ -63,10 +63,10 @@ def source_data_dir() -> Path:
 
 
 def real_catalogue(data_dir: Path):
-    from shopflow.cleaning import clean_partition
-    from shopflow.landing_io import read_delimited
+    from shopflow.ingest.readers import read_delimited
     from shopflow.sources import get_source
     from shopflow.sources.catalog import combine
+    from shopflow.sources.cleaning import clean_partition
 
     spec = get_source("catalog")
     frames = {f.name: read_delimited(data_dir / "catalog" / CATALOG_FILES[f.name], f.columns, has_header=f.header,
@@ -84,9 +84,8 @@ def noisy_copies(vectors: np.ndarray, size: int, noise: float, seed: int = 0) ->
 
 
 def time_search(vectors: np.ndarray, k: int, threshold: float, queries: int | None) -> dict:
+    from shopflow.governance.duplicates import exact_knn
     from sklearn.neighbors import NearestNeighbors
-
-    from shopflow.duplicates import exact_knn
 
     n = len(vectors)
     rows = n if not queries or queries >= n else queries
@@ -180,7 +179,7 @@ KINDS = ("spacing", "typo", "reorder", "plural", "repeat", "case_punct")
 
 
 def synthetic_recall(products: pd.DataFrame, vectors: np.ndarray, embedder, count: int, policy) -> dict:
-    from shopflow.duplicates import embedding_texts, find_duplicates
+    from shopflow.governance.duplicates import embedding_texts, find_duplicates
 
     rng = random.Random(20151203)
     chosen = rng.sample(range(len(products)), count)
@@ -230,9 +229,9 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=None)
     args = parser.parse_args()
 
-    from shopflow.duplicates import DuplicatePolicy, catalogue_products, embedding_texts, find_duplicates
-    from shopflow.embeddings import Embedder
-    from shopflow.settings import Settings
+    from shopflow.config.settings import Settings
+    from shopflow.governance.duplicates import DuplicatePolicy, catalogue_products, embedding_texts, find_duplicates
+    from shopflow.model.embeddings import Embedder
 
     policy = DuplicatePolicy.from_env()
     spec, frames, clean = real_catalogue(source_data_dir())

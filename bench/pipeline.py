@@ -19,14 +19,14 @@ $SHOPFLOW_LANDING_DIR/orders/ds=YYYY-MM-DD/orders.csv in a temporary folder.
 
 Each measurement runs in a fresh interpreter (subprocess of this script in a worker mode):
   (a) `pandas.read_csv(path)` of the landing file, defaults only;
-  (b) `shopflow.pipeline.ingest`, `clean` and `validate` of the partition, with Settings pointing at a fresh temp
+  (b) `shopflow.steps.partition.ingest`, `clean` and `validate` of the partition, with Settings pointing at a fresh temp
       SHOPFLOW_HOME, a fresh SQLite store migrated with `shopflow.store.migrate.upgrade(url)` (done by the parent,
       outside the measurement) and a pseudonym key from SHOPFLOW_PSEUDONYM_KEY.
-Modules (pandas; shopflow.pipeline, its validation runner and great_expectations) are imported before the clock
+Modules (pandas; shopflow.steps.partition, its validation runner and great_expectations) are imported before the clock
 starts; the import time is printed separately. Peak RSS is `resource.getrusage(RUSAGE_SELF).ru_maxrss` in the
 worker, nothing subtracted; an idle interpreter that imported the same modules gives the baseline so that the
 increment is visible. The clean frame's memory is `memory_usage(deep=True).sum()` of the clean Parquet read back
-with `shopflow.landing_io.read_parquet` (what validate works on), measured in the (b) worker after its peak RSS was
+with `shopflow.common.parquet.read_parquet` (what validate works on), measured in the (b) worker after its peak RSS was
 read.
 
 Wall-clock seconds are the measure (best of --repeat); the process CPU seconds (all threads, `time.process_time`)
@@ -146,8 +146,7 @@ def _import_b() -> float:
     started = time.perf_counter()
     import great_expectations  # noqa: F401
     import pandas  # noqa: F401
-
-    import shopflow.pipeline  # noqa: F401
+    import shopflow.steps.partition  # noqa: F401
     import shopflow.validation.runner  # noqa: F401
 
     return time.perf_counter() - started
@@ -173,9 +172,10 @@ def worker(mode: str, args: dict) -> dict:
                 "frame_memory": int(frame.memory_usage(deep=True).sum())}
     if mode == "pipeline":
         import_s = _import_b()
-        from shopflow import lake, pipeline
-        from shopflow.landing_io import read_parquet
-        from shopflow.settings import Settings
+        from shopflow.common.parquet import read_parquet
+        from shopflow.config.settings import Settings
+        from shopflow.lake import zones as lake
+        from shopflow.steps import partition as pipeline
 
         settings = Settings.from_env(args["env"])
         ds = date.fromisoformat(args["ds"])
@@ -278,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
         idle_b = run_worker("idle_b", {}, opts.timeout)
         print(f"idle interpreter + pandas:                          peak RSS {_mib(idle_a['peak_rss'])} "
               f"(import {idle_a['import_s']:.2f}s)")
-        print(f"idle interpreter + shopflow.pipeline, runner, GX:   peak RSS {_mib(idle_b['peak_rss'])} "
+        print(f"idle interpreter + shopflow.steps.partition, runner, GX:   peak RSS {_mib(idle_b['peak_rss'])} "
               f"(import {idle_b['import_s']:.2f}s)")
 
         results = {}

@@ -24,9 +24,9 @@ why CPU, not the durations, is the measure of overhead.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -57,10 +57,11 @@ def direct_work(root: Path, source_data: Path, days: list[date]) -> float:
     """Seconds of the library's own work for every day, called in this process (modules imported beforehand)."""
     env = {"SHOPFLOW_HOME": str(root), "SHOPFLOW_SOURCE_DATA": str(source_data), **BENCH_ENV}
     os.environ.update(env)
-    from shopflow import model_pipeline, pipeline
-    from shopflow.landing import land_all
+    from shopflow.config.settings import Settings
+    from shopflow.landing.sample_data import land_all
     from shopflow.report.build import build_report
-    from shopflow.settings import Settings
+    from shopflow.steps import model_branch as model_pipeline
+    from shopflow.steps import partition as pipeline
     from shopflow.store import migrate
 
     settings = Settings.from_env(env)

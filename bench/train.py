@@ -5,9 +5,9 @@
 
 It prints numbers and never asserts on them.
 
-Data: the labelled examples of the real Flipkart catalogue (shopflow.training.data.labelled_examples; cleaned by the
+Data: the labelled examples of the real Flipkart catalogue (shopflow.model.training.data.labelled_examples; cleaned by the
 library without Airflow or a store, see bench/train_loop.py `catalogue_examples`), or --examples PATH.parquet.
-What runs: the production training job (`python -m shopflow.training.worker`, a fresh interpreter per job) twice:
+What runs: the production training job (`python -m shopflow.model.worker`, a fresh interpreter per job) twice:
   1. on the GROUPED split (`split`: listings with the same normalised title or product group id stay together),
      with an empty embedding cache (cold);
   2. on the ROW split (`row_split`: a hash of the product id, the split before groups), with the cache the first
@@ -37,7 +37,7 @@ CPU_TARGET_SECONDS = 180
 
 
 def _job(examples: Path, out: Path, cache: Path, split: str, args) -> dict:
-    from shopflow.training.config import TrainingConfig
+    from shopflow.model.training.config import TrainingConfig
 
     config = TrainingConfig(device=args.device, cpu_time_budget_s=args.cpu_budget, bootstrap_rounds=args.rounds,
                             **({"gpu_epochs": args.gpu_epochs} if args.gpu_epochs else {}))
@@ -48,7 +48,7 @@ def _job(examples: Path, out: Path, cache: Path, split: str, args) -> dict:
     env = {**os.environ, "PYTHONPATH": f"{REPO / 'include'}:{os.environ.get('PYTHONPATH', '')}",
            "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "shopflow.training.worker", str(out / "job.json")], env=env,
+    done = subprocess.run([sys.executable, "-m", "shopflow.model.worker", str(out / "job.json")], env=env,
                           capture_output=True, text=True)
     if done.returncode != 0:
         sys.stderr.write(done.stdout[-4000:] + done.stderr[-4000:])
@@ -68,7 +68,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--rounds", type=int, default=1000, help="bootstrap rounds")
     args = parser.parse_args(argv)
     if args.cpu_budget is None:
-        from shopflow.training.config import TrainingConfig
+        from shopflow.model.training.config import TrainingConfig
 
         args.cpu_budget = TrainingConfig(base_model="").cpu_time_budget_s
     out = args.out or Path(tempfile.mkdtemp(prefix="shopflow-bench-train-"))

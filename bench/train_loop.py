@@ -6,16 +6,16 @@
 
 It prints numbers and never asserts on them.
 
-Model: all-MiniLM-L6-v2 (`shopflow.training.config.default_base_model()`, or --base-model DIR: any local Hugging Face
+Model: all-MiniLM-L6-v2 (`shopflow.model.training.config.default_base_model()`, or --base-model DIR: any local Hugging Face
 model directory; weights are always loaded as float32, so an fp16 copy trains with fp32 master weights).
-Data: the labelled examples (`shopflow.training.data.labelled_examples`, rare classes -> 'other', hash split) of the
+Data: the labelled examples (`shopflow.model.training.data.labelled_examples`, rare classes -> 'other', hash split) of the
 real Flipkart catalogue, cleaned here WITHOUT the Airflow/store machinery: the three landing files of
-$SHOPFLOW_SOURCE_DATA/catalog (default ../shared/data) are read whole with `shopflow.landing_io.read_delimited`, joined
-with `shopflow.sources.catalog.combine` and cleaned with `shopflow.cleaning.clean_partition(catalog, raw, 2015-12-03)`;
+$SHOPFLOW_SOURCE_DATA/catalog (default ../shared/data) are read whole with `shopflow.common.parquet.read_delimited`, joined
+with `shopflow.sources.catalog.combine` and cleaned with `shopflow.sources.cleaning.clean_partition(catalog, raw, 2015-12-03)`;
 or --examples PATH.parquet of precomputed labelled examples. Both sides train on the train split, top-level labels.
 
 Each side runs in its own fresh interpreter, one after the other (subprocesses of this script):
-  (a) the project's loop, `shopflow.training.loop.train`, on the two-head `CategoryClassifier` (`model.build`) with
+  (a) the project's loop, `shopflow.model.training.loop.train`, on the two-head `CategoryClassifier` (`model.build`) with
       the project's defaults (`TrainingConfig`): on CPU `cpu_batch_size` 32 for --steps steps (default 150, which
       keeps the whole CPU benchmark within ~6 minutes on 2 shared cores; the config's own `cpu_max_steps` may be
       larger) in fp32; on CUDA `gpu_batch_size` 128 for --epochs whole epochs (default: the config's
@@ -42,7 +42,7 @@ FLOP/s (H100/H200 SXM: 989e12; --peak-flops to override), printed with all param
 ones; it ignores attention's sequence-length term, so it is a rough figure for short sequences.
 Quality: test macro-F1 (top level) of (a)'s model after its whole run (CPU: the bounded step budget; CUDA: whole
 epochs -- printed which), of (b)'s model, and of the TF-IDF + logistic-regression baseline
-(`shopflow.training.baseline`) trained on the same train split, all on the same test split.
+(`shopflow.model.training.baseline`) trained on the same train split, all on the same test split.
 
 Targets (printed, never enforced): samples/s (a)/(b) >= 1.3 on CPU, >= 2 on an H100.
 
@@ -86,11 +86,11 @@ def source_data_dir() -> Path:
 
 def catalogue_examples(data_dir: Path, rare_class_min: int):
     """Labelled examples from the real Flipkart files, cleaned by the library without Airflow or a store."""
-    from shopflow.cleaning import clean_partition
-    from shopflow.landing_io import read_delimited
+    from shopflow.ingest.readers import read_delimited
+    from shopflow.model.training.data import labelled_examples
     from shopflow.sources import get_source
     from shopflow.sources.catalog import combine
-    from shopflow.training.data import labelled_examples
+    from shopflow.sources.cleaning import clean_partition
 
     spec = get_source("catalog")
     frames = {f.name: read_delimited(data_dir / "catalog" / CATALOG_FILES[f.name], f.columns, has_header=f.header,
@@ -133,16 +133,16 @@ def _params(model) -> tuple[int, int]:
 
 
 def _macro_f1(labels, logits, names) -> float:
-    from shopflow.training import metrics
+    from shopflow.model.training import metrics
 
     return metrics.classification_report(labels, metrics.softmax(logits), names)["macro_f1"]
 
 
 def worker_project(job: dict) -> dict:
     import torch
-
-    from shopflow.training import loop, model as model_io
-    from shopflow.training.config import TrainingConfig
+    from shopflow.model.training import loop
+    from shopflow.model.training import model as model_io
+    from shopflow.model.training.config import TrainingConfig
 
     parts, top, l2 = _parts(job)
     device = _device(job)
@@ -174,8 +174,14 @@ def worker_project(job: dict) -> dict:
 def worker_trainer(job: dict) -> dict:
     import numpy as np
     import torch
-    from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer,
-                              TrainerCallback, TrainingArguments)
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        DataCollatorWithPadding,
+        Trainer,
+        TrainerCallback,
+        TrainingArguments,
+    )
 
     parts, top, _ = _parts(job)
     device = _device(job)
@@ -311,7 +317,7 @@ def main(argv: list[str]) -> int:
         print(RESULT_PREFIX + json.dumps(result), flush=True)
         return 0
 
-    from shopflow.training.config import TrainingConfig, default_base_model
+    from shopflow.model.training.config import TrainingConfig, default_base_model
 
     defaults = TrainingConfig.__dataclass_fields__
     base_model = args.base_model or default_base_model()
@@ -349,7 +355,7 @@ def main(argv: list[str]) -> int:
         examples.to_parquet(path, index=False)
         job = {"examples": str(path), "base_model": base_model, "max_length": max_length, "device": device,
                "steps": steps, "epochs": epochs, "log_every": 50 if cuda else 25}
-        print("(a) project loop (shopflow.training.loop.train) "
+        print("(a) project loop (shopflow.model.training.loop.train) "
               + (f"{epochs} whole epochs" if cuda else f"CPU step budget {steps}") + " ...")
         a = run_worker("project", job)
         b = None
@@ -369,7 +375,7 @@ def main(argv: list[str]) -> int:
                       "installed in this environment")
         base = None
         if not args.skip_baseline:
-            from shopflow.training import baseline, metrics
+            from shopflow.model.training import baseline, metrics
 
             top = sorted(examples["label_top"].unique())
             y = examples["label_top"].map({n: i for i, n in enumerate(top)})

@@ -9,15 +9,24 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import CronDataIntervalTimetable, TaskGroup, TriggerRule, dag, task
 from airflow.sdk.exceptions import AirflowFailException
-
-from shopflow.roles import model_catalog, sources_of
 from shopflow.sources import load_sources
+from shopflow.sources.roles import model_catalog, sources_of
 from shopflow_airflow.alerts import ShopflowRunFailureNotifier
 from shopflow_airflow.assets import clean_asset, duplicates_asset, report_asset
+from shopflow_airflow.operators import (
+    BlessCandidateOperator,
+    CleanPartitionOperator,
+    DailyReportOperator,
+    FindDuplicatesOperator,
+    IngestPartitionOperator,
+    RepairCatalogOperator,
+    SearchIntentOperator,
+    TrainCandidatesOperator,
+    TrainingGateOperator,
+    ValidatePartitionOperator,
+)
 from shopflow_airflow.planning import PlanDayOperator, plan_day_enabled
 from shopflow_airflow.review import ReviewGateOperator
-from shopflow_airflow.operators import (CleanPartitionOperator, DailyReportOperator, IngestPartitionOperator,
-                                        ModelStepOperator, ValidatePartitionOperator)
 
 DOC = """
 ### shopflow_daily
@@ -40,7 +49,7 @@ suite; a failed *critical* expectation fails the task, warnings are recorded). A
 dataset's Asset (`shopflow_clean_<dataset>`) with its row count.
 
 **Model branch** (task group `model`): it serves the *model catalogue*, the first catalog-role source of the
-sources file with a title and categories (`catalog` in the shipped file; `shopflow.roles.model_catalog`), and
+sources file with a title and categories (`catalog` in the shipped file; `shopflow.sources.roles.model_catalog`), and
 every search-role source. `training_gate` logs why each other catalog source is not trained on, and decides from
 the store whether the model catalogue changed enough since the last model (or the model is too old); `train`
 fine-tunes a candidate on queue `gpu` (a spawned subprocess; CUDA when present, a bounded CPU budget otherwise);
@@ -113,15 +122,15 @@ def shopflow_daily():
 
     with TaskGroup(group_id="model", tooltip="train, bless, repair the catalogue, attribute search queries"):
         # none_failed: a day without a new catalogue partition may still train (model too old) or use the champion.
-        gate = ModelStepOperator(task_id="training_gate", step="training_gate", trigger_rule=TriggerRule.NONE_FAILED)
-        train = ModelStepOperator(task_id="train", step="train", queue="gpu", max_active_tis_per_dag=1,
-                                  execution_timeout=timedelta(hours=3), retries=1)
-        bless = ModelStepOperator(task_id="bless", step="bless_candidate")
-        repair = ModelStepOperator(task_id="repair", step="repair", trigger_rule=TriggerRule.NONE_FAILED)
-        intents = ModelStepOperator(task_id="search_intent", step="search_intent", trigger_rule=TriggerRule.NONE_FAILED)
+        gate = TrainingGateOperator(task_id="training_gate", trigger_rule=TriggerRule.NONE_FAILED)
+        train = TrainCandidatesOperator(task_id="train", queue="gpu", max_active_tis_per_dag=1,
+                                        execution_timeout=timedelta(hours=3), retries=1)
+        bless = BlessCandidateOperator(task_id="bless")
+        repair = RepairCatalogOperator(task_id="repair", trigger_rule=TriggerRule.NONE_FAILED)
+        intents = SearchIntentOperator(task_id="search_intent", trigger_rule=TriggerRule.NONE_FAILED)
         # Near-duplicate clusters of the model catalogue as of the day: after its validate, no model needed.
-        duplicates = ModelStepOperator(task_id="duplicates", step="find_duplicates", asset=duplicates_asset(),
-                                       trigger_rule=TriggerRule.NONE_FAILED)
+        duplicates = FindDuplicatesOperator(task_id="duplicates", asset=duplicates_asset(),
+                                            trigger_rule=TriggerRule.NONE_FAILED)
         # Announces the day's review batch (Required Actions) and waits, bounded; nothing downstream waits for it.
         review = ReviewGateOperator(task_id="review", response_timeout=timedelta(hours=12))
         gate >> train >> bless >> [repair, intents]

@@ -9,7 +9,6 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import AssetAny, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowSkipException
-
 from shopflow.sources import load_sources
 from shopflow_airflow.assets import clean_asset, dataset_of
 
@@ -73,7 +72,7 @@ def shopflow_weekly_digest():
 @task
 def triggered_partitions() -> dict:
     """The `(dataset, ds)` partitions named by this run's triggering Asset events (a small list)."""
-    from shopflow.digest import triggered_partitions as partitions_of
+    from shopflow.report.digest import triggered_partitions as partitions_of
 
     events = [
         {"dataset": dataset_of(asset.name), "asset": asset.name, "extra": dict(event.extra or {}),
@@ -95,7 +94,7 @@ def triggered_partitions() -> dict:
 @task
 def write_digest(triggered: dict) -> dict:
     """Read each partition's validated clean data, write its day entry and rebuild the week's digest."""
-    from shopflow.digest import write_digests
+    from shopflow.report.digest import write_digests
     from shopflow_airflow.connections import task_settings
 
     return write_digests(task_settings(), triggered["partitions"], run_id=get_current_context()["run_id"])

@@ -17,7 +17,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-# The training loop's progress line (shopflow.training.loop.train).
+# The training loop's progress line (shopflow.model.training.loop.train).
 TRAINING_STEP = re.compile(r"step (?P<step>\d+)/(?P<total>\d+) loss (?P<loss>[\d.]+) .*?(?P<rate>[\d.]+) samples/s"
                            r"(?: eta (?P<eta>\d+)s)?")
 ACTIVE_STATES = ("running", "queued", "scheduled", "up_for_retry", "deferred")

@@ -89,10 +89,10 @@ def hit(name: str) -> None:
 
 
 def install() -> None:
+    from shopflow.common import storage
+    from shopflow.steps import partition as pipeline
     from sqlalchemy import event
     from sqlalchemy.orm import Session
-
-    from shopflow import pipeline, storage
 
     for step in ("ingest", "clean", "validate"):
         original = getattr(pipeline, step)

@@ -127,7 +127,7 @@ class Sandbox:
         return airflow(self.env, "dags", "test", "shopflow_daily", day, check=False, timeout=600)
 
     def settings(self):
-        from shopflow.settings import Settings
+        from shopflow.config.settings import Settings
 
         return Settings.from_env(self.env)
 

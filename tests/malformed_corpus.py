@@ -31,13 +31,19 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
-
-from shopflow.landing import (BEHAVIOR_FILE, CATALOG_FULL, CATALOG_NAMES, CATALOG_PRICES, OLIST_PRODUCTS,
-                              OLIST_TRANSLATION, ORDERS_FILE)
-from shopflow.landing_folder import LandingFolderError
-from shopflow.landing_io import LandingFileError
-from shopflow.pipeline import RequiredPartitionMissing
+from shopflow.common.landing_file import LandingFileError
+from shopflow.ingest.folder import LandingFolderError
+from shopflow.landing.sample_data import (
+    BEHAVIOR_FILE,
+    CATALOG_FULL,
+    CATALOG_NAMES,
+    CATALOG_PRICES,
+    OLIST_PRODUCTS,
+    OLIST_TRANSLATION,
+    ORDERS_FILE,
+)
 from shopflow.sources import DEFAULT_SOURCES_FILE
+from shopflow.steps.partition import RequiredPartitionMissing
 
 SHIPPED = yaml.safe_load(DEFAULT_SOURCES_FILE.read_text())
 SOURCES = ("orders", "behavior", "catalog", "search", "olist_catalog")
@@ -90,7 +96,7 @@ def _number(text: str) -> float | None:
 
 def load_samples(source_data: Path) -> dict[str, Table]:
     """A few real, clean rows of every declared landing file (by its shipped name)."""
-    from shopflow.search_log import HEADER, generate_search_log, load_catalogue_titles
+    from shopflow.landing.search_log import HEADER, generate_search_log, load_catalogue_titles
 
     def columns(source: str, name: str) -> list[str]:
         return next(f["columns"] for f in SHIPPED[source]["files"] if f["name"] == name)

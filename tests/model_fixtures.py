@@ -34,7 +34,7 @@ FULL = "catalog/flipkart_full_columns_first999.csv.gz"
 
 @dataclass
 class TrainedModel:
-    settings: object  # shopflow.settings.Settings
+    settings: object  # shopflow.config.settings.Settings
     store: object  # shopflow.store.repository.MetadataStore
     ds: date
     model_dir: Path
@@ -81,9 +81,9 @@ def slice_source_data(source: Path, target: Path) -> Path:
 def catalogue_home(root: Path, data: Path, key: str):
     """Settings of a fresh home under `root` whose store holds the catalogue of `data` (a slice of the real files)
     landed, ingested, cleaned and validated on the snapshot day."""
-    from shopflow import pipeline
-    from shopflow.landing import land_catalog
-    from shopflow.settings import Settings
+    from shopflow.config.settings import Settings
+    from shopflow.landing.sample_data import land_catalog
+    from shopflow.steps import partition as pipeline
     from shopflow.store import migrate
 
     settings = Settings.from_env({"SHOPFLOW_HOME": str(root / "home"), "SHOPFLOW_SOURCE_DATA": str(data),
@@ -98,12 +98,12 @@ def catalogue_home(root: Path, data: Path, key: str):
 
 @pytest.fixture(scope="session")
 def trained_model(tmp_path_factory, source_data) -> TrainedModel:
-    from shopflow import lake
-    from shopflow.landing_io import read_parquet
+    from shopflow.common.parquet import read_parquet
+    from shopflow.lake import zones as lake
+    from shopflow.model.training.config import TrainingConfig
+    from shopflow.model.training.data import labelled_examples
+    from shopflow.model.training.runner import run_training
     from shopflow.store.repository import MetadataStore
-    from shopflow.training.config import TrainingConfig
-    from shopflow.training.data import labelled_examples
-    from shopflow.training.runner import run_training
 
     root = tmp_path_factory.mktemp("trained_model")
     settings = catalogue_home(root, slice_source_data(source_data, root / "data"), KEY)
@@ -120,6 +120,6 @@ def trained_model(tmp_path_factory, source_data) -> TrainedModel:
 @pytest.fixture(scope="session")
 def model_predictor(trained_model):
     """A Predictor on the fixture's model, shared by the session (its answer cache makes re-runs cheap)."""
-    from shopflow.inference import Predictor
+    from shopflow.model.inference import Predictor
 
     return Predictor(trained_model.model_dir, device="cpu")

@@ -18,11 +18,11 @@ from functools import cache
 from pathlib import Path
 
 import pandas as pd
-
-from shopflow import landing
-from shopflow.landing_io import read_delimited
-from shopflow.pseudonym import pseudonymise_columns
+from shopflow.ingest.pseudonym import pseudonymise_columns
+from shopflow.ingest.readers import read_delimited
+from shopflow.landing import sample_data as landing
 from shopflow.sources import SourceSpec, get_source
+from shopflow.sources.cleaner import cleaner_of
 
 TESTS_DIR = Path(__file__).resolve().parent
 ORDERS_FILE = landing.ORDERS_FILE
@@ -144,7 +144,7 @@ def write_landing(folder: Path, name: str, lines: Iterable[str], header: str | N
 
 
 def write_csv_landing(folder: Path, name: str, header: list[str] | None, rows: Iterable[Iterable[str]]) -> Path:
-    """Write a landing file the way shopflow.landing does (csv.writer, '\\n' line ends)."""
+    """Write a landing file the way shopflow.landing.sample_data does (csv.writer, '\\n' line ends)."""
     folder.mkdir(parents=True, exist_ok=True)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
@@ -172,7 +172,7 @@ def ingest_like_pipeline(source: str, folder: Path, key: bytes = TEST_KEY) -> pd
             frames[file_spec.name] = read_delimited(path, file_spec.columns, has_header=file_spec.header,
                                                     delimiter=file_spec.delimiter)
     assert frames, f"no landing files of {source} in {folder}"
-    combine = getattr(spec.module, "combine", None)
+    combine = getattr(cleaner_of(spec), "combine", None)
     raw = combine(frames) if combine else pd.concat(frames.values(), ignore_index=True)
     return pseudonymise_like_ingest(raw, spec, key)
 

@@ -18,20 +18,20 @@ from urllib.parse import quote
 
 import pytest
 from aiosmtpd.controller import Controller
-
-from shopflow import alerts, pipeline
-from shopflow.landing import land_orders
-from shopflow.landing_io import LandingFileError, read_parquet
-from shopflow.report import drift
-from shopflow.report.build import build_report
-from shopflow.settings import ConfigurationError, Settings
-from shopflow.sources import get_source
-from shopflow.store import migrate
-from shopflow.store.repository import MetadataStore
-
 from conftest import TEST_KEY, Sandbox
 from local_airflow import airflow, airflow_env, free_port
 from sample_rows import CATALOG_NAMES, data_path
+from shopflow.common.landing_file import LandingFileError
+from shopflow.common.parquet import read_parquet
+from shopflow.config.settings import ConfigurationError, Settings
+from shopflow.landing.sample_data import land_orders
+from shopflow.observability import alerts
+from shopflow.report import drift
+from shopflow.report.build import build_report
+from shopflow.sources import get_source
+from shopflow.steps import partition as pipeline
+from shopflow.store import migrate
+from shopflow.store.repository import MetadataStore
 
 # Real days as landed. The drift day check needs 3 earlier partitions: the first three days are listed n/a (not
 # judged); the Sunday 2010-12-05 is judged against them and does not drift.

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 import pytest
-
 from conftest import make_postgres_sandbox
 from local_airflow import backfill, running_airflow
 from shopflow.store.repository import MetadataStore

@@ -25,10 +25,9 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from sqlalchemy import create_engine, text
-
 from chaos_child import postgres_pids
 from conftest import PostgresCluster
+from sqlalchemy import create_engine, text
 from store_snapshot import store_rows
 from test_hardening_runs import KEY, land_orders_day, real_orders_lines
 
@@ -99,7 +98,7 @@ def good(tmp_path_factory, source_data):
     env = home_env(home, source_data)
     home.mkdir()
     assert cli(env, "db", "upgrade").returncode == 0
-    from shopflow.settings import Settings
+    from shopflow.config.settings import Settings
 
     land_orders_day(Settings.from_env(env), DAY, real_orders_lines(source_data))
     shutil.copytree(home, root / "first_run")
@@ -176,7 +175,7 @@ def pg_good(cluster, tmp_path_factory, source_data):
     env = home_env(home, source_data, cluster.server.url("chaos_good"))
     _admin(cluster, "CREATE DATABASE chaos_good")
     assert cli(env, "db", "upgrade").returncode == 0
-    from shopflow.settings import Settings
+    from shopflow.config.settings import Settings
 
     land_orders_day(Settings.from_env(env), DAY, real_orders_lines(source_data))
     run = cli(env, *RUN)
@@ -285,7 +284,7 @@ def test_a_server_frozen_under_a_dag_run_fails_the_task_and_the_retry_completes_
                                                                                        source_data):
     from conftest import MODEL_ENV
     from local_airflow import airflow, airflow_env, free_port
-    from shopflow.settings import Settings
+    from shopflow.config.settings import Settings
     from shopflow.store.repository import MetadataStore
 
     _admin(cluster, "CREATE DATABASE chaos_dag")

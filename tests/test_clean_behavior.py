@@ -7,7 +7,6 @@ from zoneinfo import ZoneInfo
 
 import pandas as pd
 import pytest
-
 from sample_rows import (
     BEHAVIOR_FILE,
     TEST_KEY,
@@ -18,12 +17,12 @@ from sample_rows import (
     source_data,
     write_landing,
 )
-from shopflow import landing
-from shopflow.cleaning import FIELD, REASON, clean_partition
-from shopflow.landing_io import SOURCE_LINE
-from shopflow.pseudonym import pseudonymise
-from shopflow.settings import Settings
+from shopflow.common.landing_file import SOURCE_LINE
+from shopflow.config.settings import Settings
+from shopflow.ingest.pseudonym import pseudonymise
+from shopflow.landing import sample_data as landing
 from shopflow.sources import get_source
+from shopflow.sources.cleaning import FIELD, REASON, clean_partition
 
 SPEC = get_source("behavior")
 CHINA = ZoneInfo("Asia/Shanghai")
@@ -195,7 +194,7 @@ def test_exact_repeat_of_a_real_event_is_a_duplicate(tmp_path):
     assert result.clean["source_line"].tolist() == [1]
 
 
-# --- the whole file, landed the way shopflow.landing lands it ------------------------------------------------------
+# --- the whole file, landed the way shopflow.landing.sample_data lands it ------------------------------------------------------
 
 
 @pytest.fixture(scope="module")

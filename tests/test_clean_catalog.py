@@ -9,7 +9,6 @@ from datetime import date, datetime, timezone
 
 import pandas as pd
 import pytest
-
 from sample_rows import (
     CATALOG_FULL,
     CATALOG_NAMES,
@@ -21,12 +20,13 @@ from sample_rows import (
     source_data,
     write_landing,
 )
-from shopflow import landing
-from shopflow.cleaning import FIELD, REASON, clean_partition
-from shopflow.landing_io import SOURCE_FILE, SOURCE_LINE, read_delimited
-from shopflow.settings import Settings
+from shopflow.common.landing_file import SOURCE_FILE, SOURCE_LINE
+from shopflow.config.settings import Settings
+from shopflow.ingest.readers import read_delimited
+from shopflow.landing import sample_data as landing
 from shopflow.sources import get_source
 from shopflow.sources.catalog import combine, parse_category_tree
+from shopflow.sources.cleaning import FIELD, REASON, clean_partition
 
 SPEC = get_source("catalog")
 DS = date(2015, 12, 3)

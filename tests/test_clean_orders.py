@@ -6,7 +6,6 @@ from datetime import date, datetime, timedelta, timezone
 
 import pandas as pd
 import pytest
-
 from sample_rows import (
     ORDERS_FILE,
     TEST_KEY,
@@ -20,10 +19,11 @@ from sample_rows import (
     pseudonymise_like_ingest,
     write_landing,
 )
-from shopflow.cleaning import REASON, FIELD, CleanResult, clean_partition
-from shopflow.landing_io import SOURCE_LINE, read_delimited
-from shopflow.pseudonym import canonical_id, pseudonymise
+from shopflow.common.landing_file import SOURCE_LINE
+from shopflow.ingest.pseudonym import canonical_id, pseudonymise
+from shopflow.ingest.readers import read_delimited
 from shopflow.sources import get_source
+from shopflow.sources.cleaning import FIELD, REASON, CleanResult, clean_partition
 
 SPEC = get_source("orders")
 DAY = date(2010, 12, 1)

@@ -8,7 +8,6 @@ from datetime import date, timedelta
 
 import pandas as pd
 import pytest
-
 from sample_rows import (
     TEST_KEY,
     WANDS_QUERIES,
@@ -19,14 +18,15 @@ from sample_rows import (
     source_data,
     write_csv_landing,
 )
-from shopflow import landing
-from shopflow.cleaning import FIELD, REASON, clean_partition
-from shopflow.landing_io import SOURCE_LINE, read_delimited
-from shopflow.pseudonym import pseudonymise
-from shopflow.search_log import HEADER, generate_search_log, load_catalogue_titles
-from shopflow.settings import Settings
+from shopflow.common.landing_file import SOURCE_LINE
+from shopflow.common.text import normalise_query
+from shopflow.config.settings import Settings
+from shopflow.ingest.pseudonym import pseudonymise
+from shopflow.ingest.readers import read_delimited
+from shopflow.landing import sample_data as landing
+from shopflow.landing.search_log import HEADER, generate_search_log, load_catalogue_titles
 from shopflow.sources import get_source
-from shopflow.text import normalise_query
+from shopflow.sources.cleaning import FIELD, REASON, clean_partition
 
 SPEC = get_source("search")
 DS = date(2015, 12, 3)

@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from conftest import DAYS, make_postgres_sandbox, run_days
-from shopflow.landing_io import read_parquet
+from shopflow.common.parquet import read_parquet
 from shopflow.store.repository import MetadataStore
 from store_snapshot import lake_digests, store_rows
 
@@ -79,7 +78,7 @@ def test_daily_dag_on_sqlite(sqlite_sandbox):
 
 
 def test_model_branch_trains_blesses_repairs_and_attributes_queries(sqlite_sandbox):
-    from shopflow.registry import champion, models
+    from shopflow.model.registry import champion, models
 
     store = MetadataStore(sqlite_sandbox.store_url)
     [model] = models(store)  # trained once: on the catalogue day, not on the orders or behaviour days

@@ -78,7 +78,6 @@ def test_model_branch_wiring(dagbag):
 
 def test_a_source_added_to_the_sources_file_is_a_task_group_with_no_code_change(tmp_path):
     import yaml
-
     from shopflow.sources import DEFAULT_SOURCES_FILE
 
     sources = yaml.safe_load(DEFAULT_SOURCES_FILE.read_text())

@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from shopflow.cleaning import BLANK_ROW_REASON, FIELD, REASON, clean_partition
-from shopflow.landing_io import SOURCE_FILE, SOURCE_LINE, LandingFileError
+from shopflow.common.landing_file import SOURCE_FILE, SOURCE_LINE, LandingFileError
+from shopflow.sources.cleaner import cleaner_of
+from shopflow.sources.cleaning import BLANK_ROW_REASON, FIELD, REASON, clean_partition
 from shopflow.sources.spec import parse_sources
 
 DAY = date(2011, 3, 27)  # the night Europe/London skips 01:00-02:00
@@ -127,12 +127,12 @@ def test_a_lookup_is_left_joined_and_a_repeated_lookup_key_names_its_line():
     spec = _lookup_spec()
     rows = _raw(a=["1", "2", "3"], b=["x", "y", "z"], c=["", "", ""])
     names = _raw(code=["x", "y"], name=["Ex", "Why"])
-    joined = spec.module.combine({"rows.csv": rows, "names.csv": names})
+    joined = cleaner_of(spec).combine({"rows.csv": rows, "names.csv": names})
     assert joined["name"].tolist() == ["Ex", "Why", ""] and joined[SOURCE_LINE].tolist() == [2, 3, 4]
     result = clean_partition(spec, joined, DAY)
     assert result.clean["name"].iloc[:2].tolist() == ["Ex", "Why"] and result.clean["name"].isna().iloc[2]
     with pytest.raises(LandingFileError, match=r"names.csv, line 4: lookup key \{'code': 'x'\} appears more than once"):
-        spec.module.combine({"rows.csv": rows, "names.csv": _raw(code=["x", "y", "x"], name=["a", "b", "c"])})
+        cleaner_of(spec).combine({"rows.csv": rows, "names.csv": _raw(code=["x", "y", "x"], name=["a", "b", "c"])})
 
 
 @settings(max_examples=60, deadline=None)

@@ -17,10 +17,9 @@ from datetime import date
 import psycopg2
 import pytest
 import redis
-
 from conftest import MODEL_ENV, make_postgres_sandbox
 from local_airflow import DAG_ID, Services, celery_env, free_port, trigger
-from shopflow.registry import models
+from shopflow.model.registry import models
 from shopflow.store.repository import MetadataStore
 
 pytestmark = [pytest.mark.postgres, pytest.mark.airflow, pytest.mark.slow]

@@ -14,14 +14,13 @@ from types import SimpleNamespace
 
 import pandas as pd
 import pytest
-
 from sample_rows import ORDERS_FILE, data_path, pseudonymise_like_ingest
-from shopflow import pipeline
-from shopflow.cleaning import clean_partition
-from shopflow.landing_io import read_delimited
+from shopflow.ingest.readers import read_delimited
 from shopflow.report import cadence, drift
 from shopflow.sources import get_source, load_sources
+from shopflow.sources.cleaning import clean_partition
 from shopflow.sources.spec import parse_sources
+from shopflow.steps import partition as pipeline
 
 SPEC = get_source("orders")
 SCHEMA = SPEC.clean_schema
@@ -168,7 +167,6 @@ def _partitions(*days_and_states):
 
 def test_cadence_defaults_follow_the_load_kind():
     import yaml
-
     from shopflow.sources import sources_location
 
     raw = yaml.safe_load(open(sources_location(), encoding="utf-8"))
@@ -197,12 +195,11 @@ def test_what_each_cadence_expects():
 
 @pytest.fixture(scope="module")
 def orders_store(tmp_path_factory, source_data):
-    from shopflow.cli import cmd_db_upgrade
-    from shopflow.landing import land_orders
-    from shopflow.settings import Settings
-    from shopflow.store.repository import MetadataStore
-
     from conftest import TEST_KEY as KEY
+    from shopflow.cli import cmd_db_upgrade
+    from shopflow.config.settings import Settings
+    from shopflow.landing.sample_data import land_orders
+    from shopflow.store.repository import MetadataStore
 
     settings = Settings.from_env({"SHOPFLOW_HOME": str(tmp_path_factory.mktemp("drift") / "home"),
                                   "SHOPFLOW_SOURCE_DATA": str(source_data), "SHOPFLOW_PSEUDONYM_KEY": KEY})

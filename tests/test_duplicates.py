@@ -1,4 +1,4 @@
-"""Near-duplicate detection (`shopflow.duplicates`, the `find_duplicates` model step) on real catalogue rows.
+"""Near-duplicate detection (`shopflow.governance.duplicates`, the `find_duplicates` model step) on real catalogue rows.
 
 The fixture lands a slice of the real Flipkart files chosen by a hash of each product's NORMALISED TITLE (so every
 listing of a chosen title comes along, with its duplicates), plus a few titles named below, through the production
@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from model_fixtures import FULL, NAMES, PRICES, SNAPSHOT_DAY, _read, _write, catalogue_home
 
 REPO = Path(__file__).resolve().parent.parent
@@ -35,7 +34,7 @@ TITLES = {
 
 
 def _chosen(title: str) -> bool:
-    from shopflow.training.data import normalised_title
+    from shopflow.model.training.data import normalised_title
 
     key = normalised_title(title)
     return key in TITLES or int(hashlib.sha256(f"dup:{key}".encode()).hexdigest()[:8], 16) % 100 < TITLE_PERCENT
@@ -67,8 +66,9 @@ def catalogue(tmp_path_factory, source_data):
 @pytest.fixture(scope="module")
 def published(catalogue):
     """The step run twice on the snapshot day; the bytes of its two files after each run."""
-    from shopflow import lake, model_pipeline
-    from shopflow.duplicates import pairs_file
+    from shopflow.governance.duplicates import pairs_file
+    from shopflow.lake import zones as lake
+    from shopflow.steps import model_branch as model_pipeline
 
     settings, store = catalogue
     members = lake.lake_file(settings, "duplicates", "catalog", SNAPSHOT_DAY)
@@ -82,9 +82,9 @@ def published(catalogue):
 @pytest.fixture(scope="module")
 def searched(catalogue, published):
     """find_duplicates (the library) on the fixture's catalogue, with the step's cached embeddings."""
-    from shopflow.catalog_view import catalog_as_of
-    from shopflow.duplicates import catalogue_products, embedding_texts, find_duplicates
-    from shopflow.embeddings import Embedder
+    from shopflow.governance.duplicates import catalogue_products, embedding_texts, find_duplicates
+    from shopflow.lake.catalog_view import catalog_as_of
+    from shopflow.model.embeddings import Embedder
     from shopflow.sources import get_source
 
     settings, store = catalogue
@@ -137,7 +137,7 @@ def test_agreement_checks_reject_a_different_brand_and_a_different_model(searche
 
 
 def test_the_checks_themselves():
-    from shopflow.duplicates import AGREE, DISAGREE, MISSING, brand_check, identifiers, price_check, words_agree
+    from shopflow.governance.duplicates import AGREE, DISAGREE, MISSING, brand_check, identifiers, price_check, words_agree
 
     brands = brand_check(np.array(["clovia", "", "goodwill impex", "clovia"], object),
                          np.array(["clovia", "purple", "goodwillimpex", "purple"], object))
@@ -152,7 +152,7 @@ def test_the_checks_themselves():
 
 
 def test_exact_knn_is_exact():
-    from shopflow.duplicates import exact_knn
+    from shopflow.governance.duplicates import exact_knn
 
     rng = np.random.default_rng(7)
     vectors = rng.normal(size=(700, 16)).astype(np.float32)
@@ -170,9 +170,9 @@ def test_exact_knn_is_exact():
 
 
 def test_the_ledger_adds_up_and_a_broken_one_fails(catalogue, published):
-    from shopflow.duplicates import DuplicateLedgerMismatch, check_ledger
-    from shopflow.landing_io import read_parquet
-    from shopflow.ledger import LedgerMismatch
+    from shopflow.common.parquet import read_parquet
+    from shopflow.governance.duplicates import DuplicateLedgerMismatch, check_ledger
+    from shopflow.sources.ledger import LedgerMismatch
 
     settings, store = catalogue
     run = store.duplicate_run("catalog", SNAPSHOT_DAY)
@@ -198,17 +198,17 @@ def test_the_step_is_idempotent(catalogue, published):
     assert summary["embedding"]["embedded"] == 0  # the second run embedded nothing: every title was cached
     settings, store = catalogue
     with store.session() as session:
-        from sqlalchemy import func, select
-
         from shopflow.store.models import DuplicateRun
+        from sqlalchemy import func, select
 
         assert session.scalar(select(func.count()).select_from(DuplicateRun)) == 1
 
 
 def test_the_gx_suite_passes_and_catches_a_broken_file(catalogue, published):
-    from shopflow.duplicates import DATASET
-    from shopflow.landing_io import read_parquet
+    from shopflow.common.parquet import read_parquet
+    from shopflow.governance.duplicates import DATASET, SUITE
     from shopflow.validation.runner import validate_frame
+    from shopflow.validation.suites import expectation_specs
 
     settings, store = catalogue
     run = store.duplicate_run("catalog", SNAPSHOT_DAY)
@@ -218,13 +218,14 @@ def test_the_gx_suite_passes_and_catches_a_broken_file(catalogue, published):
     broken.loc[0, "similarity"] = 1.5
     broken.loc[1, "cluster_size"] = 1
     broken.loc[2, "uniq_id"] = broken.loc[3, "uniq_id"]
-    failed = {(r["expectation"], r["column_name"]) for r in validate_frame(DATASET, broken) if not r["success"]}
+    failed = {(r["expectation"], r["column_name"])
+              for r in validate_frame(DATASET, broken, expectation_specs(SUITE)) if not r["success"]}
     assert failed == {("expect_column_values_to_be_between", "similarity"),
                       ("expect_column_values_to_be_between", "cluster_size"), ("expect_column_values_to_be_unique", "uniq_id")}
 
 
 def test_lineage_and_a_day_without_a_validated_partition(catalogue, published):
-    from shopflow import model_pipeline
+    from shopflow.steps import model_branch as model_pipeline
 
     settings, store = catalogue
     edge = next(e for e in store.lineage("catalog", SNAPSHOT_DAY) if e.task == "duplicates")
@@ -258,8 +259,7 @@ def test_the_checked_sample_is_committed():
 
 def test_the_dag_has_the_task():
     from airflow.dag_processing.dagbag import DagBag
-
-    from shopflow.duplicates import DATASET
+    from shopflow.governance.duplicates import DATASET
 
     dag = DagBag(dag_folder=str(REPO / "dags")).dags["shopflow_daily"]
     task = dag.get_task("model.duplicates")
@@ -270,7 +270,7 @@ def test_the_dag_has_the_task():
 
 
 def test_lineage_facts_of_the_step(catalogue, published):
-    from shopflow import lineage_facts
+    from shopflow.observability import lineage as lineage_facts
 
     settings, store = catalogue
     facts = lineage_facts.recorded("find_duplicates", settings, store, SNAPSHOT_DAY, "test-run")

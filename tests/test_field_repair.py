@@ -10,15 +10,16 @@ from datetime import date
 import numpy as np
 import pandas as pd
 import pytest
-
 from sample_rows import CATALOG_FULL, CATALOG_NAMES, CATALOG_PRICES
-from shopflow import brand_fill, lake, price_check, repair
-from shopflow.cleaning import clean_partition
-from shopflow.landing_io import read_delimited, read_parquet
-from shopflow.registry import TrainingPolicy
+from shopflow.common.parquet import read_parquet
+from shopflow.governance import brand_fill, price_check, repair
+from shopflow.ingest.readers import read_delimited
+from shopflow.lake import zones as lake
+from shopflow.model.registry import TrainingPolicy
+from shopflow.model.training.data import OTHER, grouped_split, product_text
 from shopflow.sources import get_source
 from shopflow.sources.catalog import combine
-from shopflow.training.data import OTHER, grouped_split, product_text
+from shopflow.sources.cleaning import clean_partition
 
 SPEC = get_source("catalog")
 VERSION = 1
@@ -161,9 +162,8 @@ def fresh(trained_model, monkeypatch):
     as the repair reads it, has the brand of some real products hidden: their titles start with a brand the
     catalogue as of the day knows (the fixture's slice has no brand-less title that does). Returns the day and the
     hidden brands."""
-    from sqlalchemy import delete
-
     from shopflow.store.models import RepairAudit
+    from sqlalchemy import delete
 
     tm = trained_model
     with tm.store.session() as session, session.begin():

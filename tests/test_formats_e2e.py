@@ -21,12 +21,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
-
-from shopflow import lake, pipeline
-from shopflow.landing import land_behavior, land_orders
-from shopflow.landing_io import read_parquet
-from shopflow.settings import Settings
+from shopflow.common.parquet import read_parquet
+from shopflow.config.settings import Settings
+from shopflow.lake import zones as lake
+from shopflow.landing.sample_data import land_behavior, land_orders
 from shopflow.sources import DEFAULT_SOURCES_FILE
+from shopflow.steps import partition as pipeline
 from shopflow.store import migrate
 from shopflow.store.repository import MetadataStore
 

@@ -14,10 +14,11 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-
-from shopflow import lake, pipeline
-from shopflow.landing_io import LandingFileError, read_parquet
-from shopflow.settings import Settings
+from shopflow.common.landing_file import LandingFileError
+from shopflow.common.parquet import read_parquet
+from shopflow.config.settings import Settings
+from shopflow.lake import zones as lake
+from shopflow.steps import partition as pipeline
 from shopflow.store import migrate
 from shopflow.store.repository import MetadataStore
 

@@ -17,15 +17,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from shopflow import cli
-from shopflow.pseudonym import FINGERPRINT_MESSAGE, key_fingerprint
-from shopflow.redaction import ENV_DUMP, redact
-from shopflow.settings import ConfigurationError, Settings
+from shopflow.common.redaction import ENV_DUMP, redact
+from shopflow.config.settings import ConfigurationError, Settings
+from shopflow.ingest.pseudonym import FINGERPRINT_MESSAGE, key_fingerprint
 from shopflow.sources import load_sources
 from shopflow.store import migrate
 from shopflow.store.repository import MetadataStore, engine_for
-
 from test_report_plugin import client, mint, record_fake_report, settings, viewer  # noqa: F401 - fixtures
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -88,7 +86,7 @@ def test_failures_are_stored_and_printed_without_secrets(secret_env, monkeypatch
     assert partition.error.startswith("ingest: could not open")
     assert_clean(partition.error, 4000)
 
-    from shopflow import pipeline
+    from shopflow.steps import partition as pipeline
 
     def failing_ingest(*_args, **_kwargs):
         raise RuntimeError(leaky_message())
@@ -209,7 +207,7 @@ def test_a_nul_byte_in_a_stored_report_path_is_a_404_with_the_csp(viewer, settin
 
 
 def test_ingest_records_the_key_fingerprint_and_refuses_a_changed_key(tmp_path, capsys):
-    from shopflow import pipeline
+    from shopflow.steps import partition as pipeline
 
     env = {"SHOPFLOW_HOME": str(tmp_path / "home"), "SHOPFLOW_PSEUDONYM_KEY": STRONG_KEY}
     conf = Settings.from_env(env)

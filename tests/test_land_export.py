@@ -15,9 +15,8 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-
-from shopflow.land_export import ExportError, day_of, land_export
-from shopflow.settings import Settings
+from shopflow.config.settings import Settings
+from shopflow.landing.export import ExportError, day_of, land_export
 from shopflow.sources import get_source
 from shopflow.sources.spec import parse_sources
 
@@ -53,7 +52,7 @@ def test_an_orders_export_lands_as_the_sample_landing_does(tmp_path, source_data
         expected.setdefault(date.fromisoformat(row[4][:10]), []).append(row)
     assert counts == {day: len(day_rows) for day, day_rows in expected.items()}
     assert sum(counts.values()) == len(rows)
-    for day, day_rows in expected.items():  # what shopflow.landing.land_orders writes for that day
+    for day, day_rows in expected.items():  # what shopflow.landing.sample_data.land_orders writes for that day
         landed = settings.landing_dir / "orders" / f"ds={day}" / "orders.csv"
         assert landed.read_text() == _csv([header, *day_rows])
 

@@ -10,7 +10,6 @@ from datetime import date
 
 import pandas as pd
 import pytest
-
 from sample_rows import (
     BEHAVIOR_FILE,
     CATALOG_FULL,
@@ -24,10 +23,11 @@ from sample_rows import (
     records,
     write_landing,
 )
-from shopflow.cleaning import REASON, clean_partition
-from shopflow.landing_io import SOURCE_FILE, SOURCE_LINE, LandingFileError, read_delimited
+from shopflow.common.landing_file import SOURCE_FILE, SOURCE_LINE, LandingFileError
+from shopflow.ingest.readers import read_delimited
 from shopflow.sources import get_source
 from shopflow.sources.catalog import combine
+from shopflow.sources.cleaning import REASON, clean_partition
 
 ORDERS_COLUMNS = get_source("orders").files[0].columns
 BEHAVIOR_COLUMNS = get_source("behavior").files[0].columns

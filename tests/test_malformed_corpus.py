@@ -14,13 +14,27 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
-from malformed_corpus import (CASES, FORMATS, SOURCES, Balanced, Case, Ctx, Fails, Folder, Link, Table, load_samples,
-                              sources_file, summary)
-from shopflow import lake, pipeline
-from shopflow.cleaning import FIELD, REASON
-from shopflow.landing_io import SOURCE_LINE, LandingFileError, read_parquet
-from shopflow.settings import Settings
+from malformed_corpus import (
+    CASES,
+    FORMATS,
+    SOURCES,
+    Balanced,
+    Case,
+    Ctx,
+    Fails,
+    Folder,
+    Link,
+    Table,
+    load_samples,
+    sources_file,
+    summary,
+)
+from shopflow.common.landing_file import SOURCE_LINE, LandingFileError
+from shopflow.common.parquet import read_parquet
+from shopflow.config.settings import Settings
+from shopflow.lake import zones as lake
+from shopflow.sources.cleaning import FIELD, REASON
+from shopflow.steps import partition as pipeline
 from shopflow.store import migrate
 from shopflow.store.repository import MetadataStore
 

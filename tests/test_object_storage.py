@@ -1,4 +1,4 @@
-"""SHOPFLOW_STORAGE_URL: the landing zone, lake, models and reports on an object store, through shopflow.storage.
+"""SHOPFLOW_STORAGE_URL: the landing zone, lake, models and reports on an object store, through shopflow.common.storage.
 
 The fast tests use `file://` URLs (fsspec's local filesystem: the same code path as S3, no server). The slow ones
 run a real S3 API: `moto_server` (moto[server]) on a free loopback port, with fake credentials in the standard
@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from local_airflow import free_port
-from shopflow import lake, storage
-from shopflow.landing_io import read_parquet, write_parquet_atomic
-from shopflow.settings import ConfigurationError, Settings
+from shopflow.common import storage
+from shopflow.common.parquet import read_parquet, write_parquet_atomic
+from shopflow.config.settings import ConfigurationError, Settings
+from shopflow.lake import zones as lake
 from shopflow.store import migrate
 from shopflow.store.repository import MetadataStore
 from test_report_plugin import client, mint  # noqa: F401  (the plugin's test client and real Airflow JWTs)
@@ -88,7 +88,7 @@ def test_containment_of_report_urls(file_settings, tmp_path):
 
 
 def test_landing_links_are_refused_through_file_urls(file_settings, tmp_path):
-    from shopflow.landing_folder import LandingFolderError, partition_files
+    from shopflow.ingest.folder import LandingFolderError, partition_files
     from shopflow.sources import load_sources
 
     folder = lake.landing_dir(file_settings, "orders", DAY)
@@ -174,9 +174,9 @@ def _objects(fs, prefix: str) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def s3_day(s3_env, tmp_path_factory, source_data):
     """The orders day 2010-12-01 landed, ingested, cleaned, validated and reported with the data on S3."""
-    from shopflow import pipeline
-    from shopflow.landing import land_orders
+    from shopflow.landing.sample_data import land_orders
     from shopflow.report.build import build_report
+    from shopflow.steps import partition as pipeline
 
     fs, _ = s3_env
     home = tmp_path_factory.mktemp("s3-home")
@@ -248,7 +248,7 @@ def test_the_report_is_on_s3_and_served_by_the_plugin(s3_env, s3_day, mint, clie
 
 @pytest.mark.slow
 def test_landing_keys_that_resolve_elsewhere_are_refused_on_s3(s3_env, tmp_path):
-    from shopflow.landing_folder import LandingFolderError, partition_files
+    from shopflow.ingest.folder import LandingFolderError, partition_files
     from shopflow.sources import load_sources
 
     fs, _ = s3_env
@@ -267,9 +267,9 @@ def test_landing_keys_that_resolve_elsewhere_are_refused_on_s3(s3_env, tmp_path)
 
 
 def test_rerun_is_idempotent_and_drop_removes_the_objects(s3_env, s3_day):
-    from shopflow import pipeline
-    from shopflow.landing import land_orders
+    from shopflow.landing.sample_data import land_orders
     from shopflow.report.build import build_report
+    from shopflow.steps import partition as pipeline
 
     fs, _ = s3_env
     settings = s3_day["settings"]
@@ -299,10 +299,10 @@ def test_rerun_is_idempotent_and_drop_removes_the_objects(s3_env, s3_day):
 def test_a_model_trains_into_s3_and_is_loaded_from_the_local_cache(s3_env, trained_model, tmp_path):
     import json
 
-    from shopflow.inference import Predictor
-    from shopflow.training.config import TrainingConfig
-    from shopflow.training.data import labelled_examples
-    from shopflow.training.runner import run_training
+    from shopflow.model.inference import Predictor
+    from shopflow.model.training.config import TrainingConfig
+    from shopflow.model.training.data import labelled_examples
+    from shopflow.model.training.runner import run_training
 
     fs, _ = s3_env
     settings = Settings.from_env({"SHOPFLOW_HOME": str(tmp_path / "home"),

@@ -15,7 +15,6 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-
 from conftest import TEST_KEY, Sandbox
 from local_airflow import airflow, airflow_env, free_port
 from model_fixtures import slice_source_data
@@ -36,7 +35,7 @@ MODEL_ENV = {"SHOPFLOW_TRAIN_CPU_MAX_STEPS": "12", "SHOPFLOW_TRAIN_CPU_BATCH_SIZ
 
 @pytest.fixture(scope="module")
 def lineage_run(tmp_path_factory, source_data):
-    from shopflow.landing import OLIST_PRODUCTS, OLIST_TRANSLATION, land_catalog, land_olist, land_search
+    from shopflow.landing.sample_data import OLIST_PRODUCTS, OLIST_TRANSLATION, land_catalog, land_olist, land_search
 
     root = tmp_path_factory.mktemp("openlineage")
     data = slice_source_data(source_data, root / "data")
@@ -205,7 +204,7 @@ def test_validate_carries_the_expectation_results(lineage_run):
 
 @e2e
 def test_model_branch_and_report_outputs(lineage_run):
-    from shopflow.registry import models
+    from shopflow.model.registry import models
     from shopflow.store.repository import MetadataStore
 
     sandbox, events = lineage_run
@@ -238,7 +237,7 @@ def test_model_branch_and_report_outputs(lineage_run):
 
 
 def test_dataset_names():
-    from shopflow.lineage_facts import dataset_id
+    from shopflow.observability.lineage import dataset_id
 
     assert dataset_id("lake/../lake/x.parquet") == {"namespace": "file", "name": str(Path("lake/x.parquet").resolve())}
     assert dataset_id("file:///srv/lake/x.parquet") == {"namespace": "file", "name": "/srv/lake/x.parquet"}
@@ -251,9 +250,10 @@ def test_object_store_partitions_are_named_by_bucket_and_key(tmp_path, source_da
     the same statistics as on local disk; another run's records are not this run's lineage."""
     import uuid
 
-    from shopflow import lineage_facts, pipeline
-    from shopflow.landing import land_search
-    from shopflow.settings import Settings
+    from shopflow.config.settings import Settings
+    from shopflow.landing.sample_data import land_search
+    from shopflow.observability import lineage as lineage_facts
+    from shopflow.steps import partition as pipeline
     from shopflow.store import migrate
 
     bucket = f"ol-{uuid.uuid4().hex[:8]}"

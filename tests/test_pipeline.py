@@ -7,11 +7,10 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-
-from shopflow import pipeline
-from shopflow.catalog_view import catalog_as_of
-from shopflow.landing import land_catalog, land_orders
-from shopflow.settings import ConfigurationError, Settings
+from shopflow.config.settings import ConfigurationError, Settings
+from shopflow.lake.catalog_view import catalog_as_of
+from shopflow.landing.sample_data import land_catalog, land_orders
+from shopflow.steps import partition as pipeline
 from shopflow.store import migrate
 from shopflow.store.repository import MetadataStore
 

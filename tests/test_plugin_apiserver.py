@@ -15,10 +15,9 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-
 from browser import chromium  # noqa: F401 - the fixture
 from local_airflow import Services, airflow, airflow_env, free_port
-from shopflow.settings import Settings
+from shopflow.config.settings import Settings
 from shopflow.store import migrate
 from test_report_plugin import DAYS, RUN_DEC3, record_fake_report
 

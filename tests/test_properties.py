@@ -14,15 +14,16 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-
 from sample_rows import TEST_KEY, ingest_like_pipeline
-from shopflow.cleaning import FIELD, REASON, blank_rows, cast_to_schema, clean_partition
-from shopflow.landing_io import SOURCE_FILE, SOURCE_LINE, LandingFileError, read_delimited
-from shopflow.ledger import Ledger, LedgerMismatch, RowVerdicts
-from shopflow.pseudonym import canonical_id, pseudonymise, pseudonymise_series
+from shopflow.common.landing_file import SOURCE_FILE, SOURCE_LINE, LandingFileError
+from shopflow.common.text import normalise_query, normalise_text, normalise_text_series
+from shopflow.ingest.pseudonym import canonical_id, pseudonymise, pseudonymise_series
+from shopflow.ingest.readers import read_delimited
 from shopflow.sources import get_source
 from shopflow.sources.catalog import ALL_FIELDS, combine
-from shopflow.text import normalise_query, normalise_text, normalise_text_series
+from shopflow.sources.cleaner import cleaner_of
+from shopflow.sources.cleaning import FIELD, REASON, blank_rows, cast_to_schema, clean_partition
+from shopflow.sources.ledger import Ledger, LedgerMismatch, RowVerdicts
 
 CHEAP = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 CLEANER = settings(max_examples=100, deadline=None,
@@ -137,7 +138,7 @@ def check_cleaning(source: str, raw: pd.DataFrame, ds: date):
     assert clean_lines <= raw_lines and quarantine_lines <= raw_lines
     assert not clean_lines & quarantine_lines
     # Dedup: the same as pandas' duplicated() on the source key over the accepted typed rows.
-    typed, verdicts = spec.module.clean(raw.reset_index(drop=True), ds, spec)
+    typed, verdicts = cleaner_of(spec).clean(raw.reset_index(drop=True), ds, spec)
     accepted = typed.loc[~verdicts.rejected]
     duplicate = accepted.duplicated(subset=spec.dedup_key, keep="first")
     assert ledger.rows_duplicate == int(duplicate.sum())

@@ -1,4 +1,4 @@
-"""shopflow.readers on landing files built from real rows: every format and compression gives the CSV read's values.
+"""shopflow.ingest.readers on landing files built from real rows: every format and compression gives the CSV read's values.
 
 The real rows (UCI Online Retail orders, Taobao behaviour, WANDS queries) are converted here with csv/json/pyarrow,
 never with the code under test, into TSV, JSON lines (flat, and nested per user), Parquet, gzip and zstd.
@@ -21,9 +21,8 @@ import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from shopflow.landing_io import SOURCE_FILE, SOURCE_LINE, LandingFileError, read_landing_file
-from shopflow.readers import read_landing
+from shopflow.common.landing_file import SOURCE_FILE, SOURCE_LINE, LandingFileError
+from shopflow.ingest.readers import read_landing, read_landing_file
 from shopflow.sources.spec import LandingFileSpec
 
 ORDERS = "events/online_retail_2010-12-01_to_2011-09-30.csv.gz"

@@ -5,12 +5,10 @@ from __future__ import annotations
 from datetime import date
 
 import pytest
-
-from shopflow import pipeline
-from shopflow.landing import land_catalog
-from shopflow.registry import (TrainingPolicy, bless, blessing_decision, champion, models, register_candidate,
-                               training_due)
-from shopflow.settings import Settings
+from shopflow.config.settings import Settings
+from shopflow.landing.sample_data import land_catalog
+from shopflow.model.registry import TrainingPolicy, bless, blessing_decision, champion, models, register_candidate, training_due
+from shopflow.steps import partition as pipeline
 from shopflow.store import migrate
 from shopflow.store.repository import MetadataStore
 

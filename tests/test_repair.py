@@ -7,13 +7,14 @@ from datetime import date
 
 import pandas as pd
 import pytest
-
-from shopflow import lake, repair
-from shopflow.catalog_view import catalog_as_of
-from shopflow.landing_io import read_parquet
-from shopflow.registry import TrainingPolicy
+from shopflow.common.errors import PartitionNotValidatedError
+from shopflow.common.parquet import read_parquet
+from shopflow.governance import repair
+from shopflow.lake import zones as lake
+from shopflow.lake.catalog_view import catalog_as_of
+from shopflow.model.registry import TrainingPolicy
+from shopflow.model.training.data import OTHER, grouped_split, product_text
 from shopflow.sources import get_source
-from shopflow.training.data import OTHER, grouped_split, product_text
 
 pytestmark = pytest.mark.slow
 VERSION = 1
@@ -24,9 +25,8 @@ NOTHING = TrainingPolicy(repair_threshold=1.01, flag_threshold=1.01)  # no confi
 @pytest.fixture(autouse=True)
 def _fresh_audit(trained_model):
     """Each test starts from a day without repair history (a revert elsewhere would otherwise stick)."""
-    from sqlalchemy import delete
-
     from shopflow.store.models import RepairAudit
+    from sqlalchemy import delete
 
     with trained_model.store.session() as session, session.begin():
         session.execute(delete(RepairAudit).where(RepairAudit.ds == trained_model.ds))
@@ -161,7 +161,7 @@ def test_masked_precision_is_measured_on_held_out_products(trained_model, model_
 
 
 def test_rerun_is_idempotent(trained_model, model_predictor):
-    from shopflow.inference import Predictor
+    from shopflow.model.inference import Predictor
 
     tm = trained_model
     _run(tm, model_predictor, EVERYTHING)
@@ -216,6 +216,6 @@ def test_revert_restores_the_original_and_marks_the_audit(trained_model, model_p
 
 
 def test_only_a_validated_partition_is_repaired(trained_model, model_predictor):
-    with pytest.raises(repair.PartitionNotValidated):
+    with pytest.raises(PartitionNotValidatedError):
         repair.repair_partition(trained_model.settings, trained_model.store, date(2015, 12, 2), model_predictor,
                                 VERSION, EVERYTHING)

@@ -11,10 +11,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from browser import chromium  # noqa: F401  (the headless-chromium fixture)
 from conftest import DAYS
-from shopflow.landing_io import read_parquet
+from shopflow.common.parquet import read_parquet
 from shopflow.store.repository import MetadataStore
 
 pytestmark = [pytest.mark.airflow, pytest.mark.slow]
@@ -78,7 +77,7 @@ def test_inventory_and_quality_match_the_store(sqlite_sandbox):
 
 
 def test_search_model_and_products_sections_match_the_store(sqlite_sandbox):
-    from shopflow.registry import champion
+    from shopflow.model.registry import champion
 
     store = MetadataStore(sqlite_sandbox.store_url)
     report, html, _ = _report(sqlite_sandbox, "2015-12-03")
@@ -162,11 +161,11 @@ def test_cli_regenerates_a_day_reproducibly_and_drift_compares_earlier_days(sqli
 def markup_report(tmp_path_factory, source_data):
     """An orders day whose every product description carries a <script> tag, run through the pipeline and
     reported: the page must show the markup as text."""
-    from shopflow import pipeline
-    from shopflow.landing import land_orders
+    from shopflow.config.settings import Settings
+    from shopflow.landing.sample_data import land_orders
     from shopflow.report.build import build_report
-    from shopflow.settings import Settings
     from shopflow.sources import load_sources
+    from shopflow.steps import partition as pipeline
     from shopflow.store import migrate
 
     root = tmp_path_factory.mktemp("markup")

@@ -17,8 +17,7 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 
 import pytest
-
-from shopflow.settings import Settings
+from shopflow.config.settings import Settings
 from shopflow.store import migrate
 from shopflow.store.repository import MetadataStore
 
@@ -95,7 +94,6 @@ def mint(monkeypatch):
 @pytest.fixture
 def client():
     from fastapi.testclient import TestClient
-
     from shopflow_ui.app import app
 
     assert not app.dependency_overrides  # the real authentication, always

@@ -11,18 +11,20 @@ from datetime import date
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given, settings as hypothesis_settings, strategies as st
-
 from conftest import TEST_KEY
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from model_fixtures import SNAPSHOT_DAY, slice_source_data
-from shopflow import lake, pipeline
 from shopflow.cli import cmd_db_upgrade
-from shopflow.landing import land_behavior, land_catalog, land_orders
-from shopflow.landing_io import read_parquet
+from shopflow.common.parquet import read_parquet
+from shopflow.config.settings import Settings
+from shopflow.lake import zones as lake
+from shopflow.landing.sample_data import land_behavior, land_catalog, land_orders
 from shopflow.report import products, users
 from shopflow.report.context import ReportContext
 from shopflow.report.render import environment
-from shopflow.settings import Settings
+from shopflow.steps import partition as pipeline
 from shopflow.store.repository import MetadataStore
 
 # Small real days: two December 2010 trading days three days apart (both inside one 14-day window) and the

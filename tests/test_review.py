@@ -12,11 +12,12 @@ from pathlib import Path
 import httpx
 import pandas as pd
 import pytest
-
-from shopflow import cli, lake, repair, review
-from shopflow.landing_io import read_parquet
-from shopflow.registry import TrainingPolicy
-from shopflow.training.data import OTHER, labelled_examples, product_text
+from shopflow import cli
+from shopflow.common.parquet import read_parquet
+from shopflow.governance import repair, review
+from shopflow.lake import zones as lake
+from shopflow.model.registry import TrainingPolicy
+from shopflow.model.training.data import OTHER, labelled_examples, product_text
 from test_report_plugin import client, mint  # noqa: F401 - fixtures: the app's test client, JWTs
 
 pytestmark = pytest.mark.slow
@@ -40,9 +41,8 @@ def policy(trained_model, model_predictor) -> TrainingPolicy:
 def day(trained_model, model_predictor, policy):
     """Each test starts from a freshly repaired day without repair history or decisions, and leaves no decision
     behind (the session's other tests repair the same day)."""
-    from sqlalchemy import delete
-
     from shopflow.store.models import RepairAudit, ReviewDecision
+    from sqlalchemy import delete
 
     tm = trained_model
 

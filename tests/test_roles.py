@@ -17,23 +17,24 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-
 from conftest import TEST_KEY
 from model_fixtures import SNAPSHOT_DAY, slice_source_data
-from shopflow import lake, model_pipeline, pipeline, roles
-from shopflow.catalog_view import catalog_as_of
 from shopflow.cli import cmd_db_upgrade
-from shopflow.landing import land_behavior, land_catalog, land_orders, land_search
-from shopflow.landing_io import read_parquet
-from shopflow.registry import TrainingPolicy, training_due
+from shopflow.common.parquet import read_parquet
+from shopflow.config.settings import Settings
+from shopflow.lake import zones as lake
+from shopflow.lake.catalog_view import catalog_as_of
+from shopflow.landing.sample_data import land_behavior, land_catalog, land_orders, land_search
+from shopflow.model.registry import TrainingPolicy, training_due
+from shopflow.model.training.data import labelled_examples
 from shopflow.report import products, search, users
 from shopflow.report.build import build_report
 from shopflow.report.context import ReportContext
-from shopflow.role_frames import category_status
-from shopflow.settings import Settings
-from shopflow.sources import DEFAULT_SOURCES_FILE, get_source
+from shopflow.sources import DEFAULT_SOURCES_FILE, get_source, roles
+from shopflow.sources.role_frames import category_status
+from shopflow.steps import model_branch as model_pipeline
+from shopflow.steps import partition as pipeline
 from shopflow.store.repository import MetadataStore
-from shopflow.training.data import labelled_examples
 
 DAY = SNAPSHOT_DAY  # the Flipkart snapshot day; the Olist snapshot is landed on it too
 ORDERS_DAY, BEHAVIOR_DAY = date(2010, 12, 19), date(2017, 11, 27)

@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from run_watch import ActiveTask, RunWatch, Stalled, last_training_progress, task_log_path
 
 DAYS = {"2015-12-03"}

@@ -6,13 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-
-from shopflow import lake, pipeline
-from shopflow.inference import Predictor
-from shopflow.landing import land_search
-from shopflow.landing_io import read_parquet
-from shopflow.search_intent import classify_queries, classify_texts
-from shopflow.text import normalise_query
+from shopflow.common.parquet import read_parquet
+from shopflow.common.text import normalise_query
+from shopflow.lake import zones as lake
+from shopflow.landing.sample_data import land_search
+from shopflow.model.inference import Predictor
+from shopflow.model.search_intent import classify_queries, classify_texts
+from shopflow.steps import partition as pipeline
 
 pytestmark = pytest.mark.slow
 VERSION = 1

@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from shopflow.landing_folder import LandingFolderError, partition_files
+from shopflow.ingest.folder import LandingFolderError, partition_files
 from shopflow.sources import DEFAULT_SOURCES_FILE, SourcesFileError, load_sources
 from shopflow.sources.spec import LandingFileSpec, parse_sources
 

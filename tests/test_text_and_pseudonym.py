@@ -7,11 +7,10 @@ import unicodedata
 
 import pandas as pd
 import pytest
-
 from sample_rows import CATALOG_NAMES, TEST_KEY, WANDS_QUERIES, orders_frame, pseudonymise_like_ingest, records
-from shopflow.pseudonym import TOKEN_HEX_CHARS, canonical_id, pseudonymise, pseudonymise_series
+from shopflow.common.text import normalise_query, normalise_text, normalise_text_series
+from shopflow.ingest.pseudonym import TOKEN_HEX_CHARS, canonical_id, pseudonymise, pseudonymise_series
 from shopflow.sources import get_source
-from shopflow.text import normalise_query, normalise_text, normalise_text_series
 
 TOKEN = re.compile(rf"[0-9a-f]{{{TOKEN_HEX_CHARS}}}")
 
@@ -150,7 +149,7 @@ def test_real_customer_ids_map_one_to_one_to_tokens():
 
 def test_pseudonymise_like_ingest_matches_the_pipeline():
     """The tests' raw frames are built like pipeline._pseudonymise builds them."""
-    from shopflow.pipeline import _pseudonymise
+    from shopflow.steps.partition import _pseudonymise
 
     class KeyOnly:
         def resolve_pseudonym_key(self) -> bytes:

@@ -6,15 +6,15 @@ from __future__ import annotations
 
 import json
 
-from shopflow.registry import MODEL_NAME, models, register_candidate
 import numpy as np
 import pandas as pd
-from hypothesis import given, settings, strategies as st
-
-from shopflow.training import selection
-from shopflow.training.candidates import BASELINE, FINETUNE, LINEAR
-from shopflow.training.data import labelled_examples, normalised_title, product_groups, split_of
-from shopflow.training.model import HEADS, LABEL_MAP, LabelMap
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from shopflow.model.registry import MODEL_NAME, models, register_candidate
+from shopflow.model.training import selection
+from shopflow.model.training.candidates import BASELINE, FINETUNE, LINEAR
+from shopflow.model.training.data import labelled_examples, normalised_title, product_groups, split_of
+from shopflow.model.training.model import HEADS, LABEL_MAP, LabelMap
 
 
 def test_loss_goes_down(trained_model):
@@ -128,7 +128,7 @@ def test_repair_threshold_meets_its_clopper_pearson_bound():
 
 
 def test_the_embedding_cache_is_hit_on_a_second_day(trained_model, tmp_path):
-    from shopflow.embeddings import Embedder, describe_cache
+    from shopflow.model.embeddings import Embedder, describe_cache
 
     titles = trained_model.catalog["product_name"].head(60).tolist()
     first = Embedder(cache_dir=tmp_path, device="cpu")
@@ -181,9 +181,8 @@ class _TinyClassifier:
 
 def _tiny_training(**config_values):
     import numpy as np
-
-    from shopflow.training import loop
-    from shopflow.training.config import TrainingConfig
+    from shopflow.model.training import loop
+    from shopflow.model.training.config import TrainingConfig
 
     ids = [[1 + (i % 40), 2 + (i % 7), 3] for i in range(400)]
     top, l2 = np.array([i % 3 for i in range(400)]), np.array([i % 4 for i in range(400)])

@@ -38,11 +38,11 @@ def _examples():
     configured = os.environ.get("SHOPFLOW_TRAINING_EXAMPLES")
     if configured:
         return pd.read_parquet(configured)
-    from shopflow.cleaning import clean_partition
-    from shopflow.landing_io import read_delimited
+    from shopflow.ingest.readers import read_delimited
+    from shopflow.model.training.data import labelled_examples
     from shopflow.sources import get_source
     from shopflow.sources.catalog import combine
-    from shopflow.training.data import labelled_examples
+    from shopflow.sources.cleaning import clean_partition
 
     data = Path(os.environ.get("SHOPFLOW_SOURCE_DATA", REPO.parent / "shared" / "data")) / "catalog"
     if not data.is_dir():
@@ -57,8 +57,9 @@ def test_training_path_imports_no_pipeline_machinery():
     """The training modules (what the spawned worker and a bare GPU machine import) pull in no Airflow, GX or
     SQLAlchemy."""
     code = ("import sys\n"
-            "import shopflow.training.loop, shopflow.training.model, shopflow.training.data, "
-            "shopflow.training.metrics, shopflow.training.baseline, shopflow.training.config, shopflow.training.worker\n"
+            "import shopflow.model.training.loop, shopflow.model.training.model, shopflow.model.training.data, "
+            "shopflow.model.training.metrics, shopflow.model.training.baseline, shopflow.model.training.config, "
+            "shopflow.model.worker\n"
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'airflow', 'great_expectations', 'sqlalchemy'}))")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "include"), os.environ.get("PYTHONPATH")]))}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
@@ -67,8 +68,9 @@ def test_training_path_imports_no_pipeline_machinery():
 
 @cuda_only
 def test_bf16_training_lowers_loss_and_survives_save_load(tmp_path):
-    from shopflow.training import loop, model as model_io
-    from shopflow.training.config import TrainingConfig
+    from shopflow.model.training import loop
+    from shopflow.model.training import model as model_io
+    from shopflow.model.training.config import TrainingConfig
 
     examples = _examples()
     labels = model_io.LabelMap(top=sorted(examples["label_top"].unique()), l2=sorted(examples["label_l2"].unique()),

@@ -1,5 +1,5 @@
-"""README's "Adding your own source", step by step: its YAML block appended to a copy of the shipped sources file,
-then its bash commands run as written (only the interpreter, the data folder and the file's location are this
+"""docs/sources-file.md's "Adding your own source", step by step: its YAML block appended to a copy of the shipped
+sources file, then its bash commands run as written (only the interpreter, the data folder and the file's location are this
 test's), on a fresh shopflow home. The new source must validate and appear in the status and the day's report."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ SECTION = "## Adding your own source"
 
 
 def _tutorial() -> tuple[str, list[str]]:
-    readme = (REPO / "README.md").read_text()
+    readme = (REPO / "docs" / "sources-file.md").read_text()
     section = readme[readme.index(SECTION):]
     section = section[: section.index("\n## ", len(SECTION))]
     yaml_block = re.search(r"```yaml\n(.*?)```", section, re.S).group(1)

@@ -14,7 +14,6 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO, make_sandbox
 from local_airflow import airflow, running_airflow, trigger
 from run_watch import AirflowApi
@@ -58,7 +57,6 @@ def dagbag():
 
 def test_the_consumer_is_scheduled_on_every_clean_asset_of_shopflow_daily(dagbag):
     from airflow.sdk import AssetAny
-
     from shopflow.sources import load_sources
     from shopflow_airflow.assets import clean_asset
 
@@ -99,7 +97,7 @@ def test_asset_names_map_back_to_datasets():
 
 # ---- the library on real partitions ------------------------------------------------------------------------------
 def test_triggered_partitions_come_from_the_events_not_from_today():
-    from shopflow.digest import triggered_partitions
+    from shopflow.report.digest import triggered_partitions
 
     events = [
         {"dataset": "orders", "extra": {"ds": "2010-12-03", "row_count": 10}, "source_run_id": "a"},
@@ -117,10 +115,11 @@ def test_triggered_partitions_come_from_the_events_not_from_today():
 
 
 def test_digest_reads_only_validated_partitions(tmp_path, source_data):
-    from shopflow import digest, pipeline
-    from shopflow.landing import land_behavior, land_orders
-    from shopflow.settings import Settings
+    from shopflow.config.settings import Settings
+    from shopflow.landing.sample_data import land_behavior, land_orders
+    from shopflow.report import digest
     from shopflow.sources import load_sources
+    from shopflow.steps import partition as pipeline
     from shopflow.store import migrate
     from shopflow.store.repository import MetadataStore
 
@@ -252,7 +251,7 @@ def test_a_validated_day_triggers_the_digest_and_a_failed_day_does_not(tmp_path,
         (GOOD_DAY, good.rows_clean, "shopflow_daily")]
 
     # The digest was written from that day's validated clean data, and nothing for the failed day.
-    from shopflow import digest
+    from shopflow.report import digest
 
     entry = json.loads(digest.day_path(settings, "orders", date.fromisoformat(GOOD_DAY)).read_text())
     expected = _expected_orders_numbers(good.clean_path)

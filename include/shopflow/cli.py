@@ -9,8 +9,8 @@ import secrets
 import sys
 from datetime import date
 
-from shopflow.redaction import redact
-from shopflow.settings import Settings
+from shopflow.common.redaction import redact
+from shopflow.config.settings import Settings
 
 
 def _day(text: str) -> date:
@@ -18,9 +18,9 @@ def _day(text: str) -> date:
 
 
 def cmd_db_upgrade(settings: Settings, _args) -> int:
+    from shopflow.sources import load_sources
     from shopflow.store import migrate
     from shopflow.store.repository import MetadataStore
-    from shopflow.sources import load_sources
 
     settings.home.mkdir(parents=True, exist_ok=True)
     migrate.upgrade(settings.store_url)
@@ -46,7 +46,7 @@ def cmd_init_key(settings: Settings, _args) -> int:
 def cmd_rekey(settings: Settings, args) -> int:
     """Show which key fingerprints the partitions carry; with --new-epoch, forget them so that ingest accepts the
     current key (tokens of earlier partitions were made under the old key and do not join with the new ones)."""
-    from shopflow.pseudonym import key_fingerprint
+    from shopflow.ingest.pseudonym import key_fingerprint
     from shopflow.store.repository import MetadataStore
 
     current = key_fingerprint(settings.resolve_pseudonym_key())
@@ -71,7 +71,7 @@ def cmd_land(settings: Settings, args) -> int:
     if args.export or args.by or args.file or args.undated_day or args.day:
         print("--from, --by, --file, --day and --undated-day need --source NAME", file=sys.stderr)
         return 2
-    from shopflow.landing import land_all
+    from shopflow.landing.sample_data import land_all
 
     landed = land_all(settings, (args.search_from, args.search_to))
     for source, days in landed.items():
@@ -83,8 +83,8 @@ def cmd_land(settings: Settings, args) -> int:
 def _land_export(settings: Settings, args) -> int:
     from pathlib import Path
 
-    from shopflow.land_export import ExportError, land_export
-    from shopflow.landing_io import LandingFileError
+    from shopflow.common.landing_file import LandingFileError
+    from shopflow.landing.export import ExportError, land_export
     from shopflow.sources import get_source
 
     if not args.export:
@@ -107,10 +107,10 @@ def _land_export(settings: Settings, args) -> int:
 
 def cmd_run(settings: Settings, args) -> int:
     """Run ingest -> clean -> validate for one day without Airflow (handy for debugging a partition)."""
-    from shopflow import pipeline
-    from shopflow.sources import load_sources
-
     from datetime import datetime, timezone
+
+    from shopflow.sources import load_sources
+    from shopflow.steps import partition as pipeline
 
     failures = 0
     run_id = f"cli__{datetime.now(timezone.utc).isoformat(timespec='seconds')}"  # recorded like an Airflow run id
@@ -128,21 +128,21 @@ def cmd_run(settings: Settings, args) -> int:
 
 
 def cmd_status(settings: Settings, args) -> int:
-    from shopflow.status import render_status
+    from shopflow.observability.status import render_status
 
     print(render_status(settings, dataset=args.dataset, as_json=args.json, show_missing=args.all))
     return 0
 
 
 def cmd_models(settings: Settings, _args) -> int:
-    from shopflow.status import render_models
+    from shopflow.observability.status import render_models
 
     print(render_models(settings))
     return 0
 
 
 def cmd_revert_repair(settings: Settings, args) -> int:
-    from shopflow.repair import revert
+    from shopflow.governance.repair import revert
     from shopflow.store.repository import MetadataStore
 
     count = revert(settings, MetadataStore(settings.store_url), args.ds, args.product or None, field=args.field)
@@ -154,7 +154,7 @@ def cmd_review(settings: Settings, args) -> int:
     """`review list DS`: the day's repair items to review. `review decide DS --id ID --accept|--reject|--correct V`."""
     import getpass
 
-    from shopflow import review
+    from shopflow.governance import review
     from shopflow.store.repository import MetadataStore
 
     store = MetadataStore(settings.store_url)
@@ -184,7 +184,7 @@ def cmd_review(settings: Settings, args) -> int:
 
 
 def cmd_catalog_as_of(settings: Settings, args) -> int:
-    from shopflow.catalog_view import catalog_as_of
+    from shopflow.lake.catalog_view import catalog_as_of
     from shopflow.store.repository import MetadataStore
 
     frame = catalog_as_of(MetadataStore(settings.store_url), args.ds)
@@ -225,8 +225,8 @@ def cmd_report(settings: Settings, args) -> int:
 def cmd_sources(settings: Settings, args) -> int:
     """`sources list`: one line per source. `sources check`: validate the sources file and print every source as it
     resolves (files, schema, key, expectations); exit 1 with the errors when it is not valid."""
+    from shopflow.observability.describe import describe, list_line
     from shopflow.sources import SourcesFileError, load_sources, sources_location
-    from shopflow.sources.describe import describe, list_line
 
     location = args.file or sources_location()
     try:
@@ -245,7 +245,7 @@ def cmd_sources(settings: Settings, args) -> int:
         except Exception as exc:  # a cleaner module that does not import, a suite that cannot be derived
             problems += 1
             print(f"{spec.name}: cannot be resolved: {type(exc).__name__}: {exc}\n", file=sys.stderr)
-    from shopflow.roles import model_catalog
+    from shopflow.sources.roles import model_catalog
 
     print(f"model branch: {model_catalog(sources).explain()}")
     print(f"{location}: {len(sources)} sources, " + ("valid" if not problems else f"{problems} with problems"))
@@ -332,9 +332,9 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_predict(settings: Settings, args) -> int:
     from pathlib import Path
 
-    from shopflow.batch_predict import PredictInputError, predict_file
-    from shopflow.inference import Predictor
-    from shopflow.registry import champion
+    from shopflow.model.batch_predict import PredictInputError, predict_file
+    from shopflow.model.inference import Predictor
+    from shopflow.model.registry import champion
     from shopflow.store.repository import MetadataStore
 
     model = args.model

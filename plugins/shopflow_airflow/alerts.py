@@ -1,4 +1,4 @@
-"""Alert e-mails through Airflow's notifier interface: what to send is decided by `shopflow.alerts`; delivery is
+"""Alert e-mails through Airflow's notifier interface: what to send is decided by `shopflow.observability.alerts`; delivery is
 the SMTP provider's `SmtpNotifier` (connection `smtp_default`, e.g. AIRFLOW_CONN_SMTP_DEFAULT).
 
 - `ShopflowAlertNotifier(alerts)`: sends the given alerts of a day as one message (the report task evaluates the
@@ -67,7 +67,7 @@ def _context_ds(context) -> str | None:
 
 
 class ShopflowAlertNotifier(BaseNotifier):
-    """Send shopflow alerts (dicts of `shopflow.alerts`) of one day as one e-mail via `SmtpNotifier`."""
+    """Send shopflow alerts (dicts of `shopflow.observability.alerts`) of one day as one e-mail via `SmtpNotifier`."""
 
     template_fields = ()
 
@@ -88,14 +88,14 @@ class ShopflowAlertNotifier(BaseNotifier):
         return list(self.alerts or [])
 
     def recipients(self) -> list[str]:
-        from shopflow.alerts import AlertSettings
+        from shopflow.observability.alerts import AlertSettings
 
         if self.to:
             return [self.to] if isinstance(self.to, str) else list(self.to)
         return list(AlertSettings.from_env().emails)
 
     def notify(self, context) -> None:
-        from shopflow.alerts import render
+        from shopflow.observability.alerts import render
 
         found = self.collect(context)
         ds = _context_ds(context) or (found[0]["day"] if found else "unknown day")
@@ -136,7 +136,7 @@ class ShopflowRunFailureNotifier(ShopflowAlertNotifier):
     the day's report has been written and every failed task is known."""
 
     def collect(self, context) -> list[dict]:
-        from shopflow.alerts import run_failure_alerts
+        from shopflow.observability.alerts import run_failure_alerts
         from shopflow.store.repository import MetadataStore
 
         from shopflow_airflow.connections import task_settings

@@ -18,7 +18,7 @@ def dataset_of(asset_name: str) -> str | None:
     return asset_name[len(CLEAN_ASSET_PREFIX):] or None
 
 
-# The governed dataset of near-duplicate clusters (shopflow.duplicates.DATASET; not imported here: parse time).
+# The governed dataset of near-duplicate clusters (shopflow.governance.duplicates.DATASET; not imported here: parse time).
 DUPLICATES_ASSET = "catalog_duplicates"
 
 

@@ -10,8 +10,7 @@ import dataclasses
 
 from airflow.sdk import Connection
 from airflow.sdk.exceptions import AirflowNotFoundException
-
-from shopflow.settings import Settings
+from shopflow.config.settings import Settings
 
 
 def _connection(conn_id: str) -> Connection | None:

@@ -1,4 +1,6 @@
-"""Operators that run one step of one partition (a source's day) through `shopflow.pipeline`.
+"""Operators, one per step: each names the library function it runs (`shopflow.steps.partition` for a partition's
+ingest, clean and validate; `shopflow.steps.model_branch` for the day's model steps; `shopflow.report.build`).
+The library is imported inside `run_step`/`execute`, never at DAG parse time.
 
 The partition day is the run's logical date (`ds`). Data errors (a malformed landing file, a failed critical
 expectation, a broken ledger) fail at once without retries: re-running cannot fix them. Anything else (a locked
@@ -18,9 +20,9 @@ from shopflow_airflow.shopflow_openlineage import OpenLineageMixin, ReportOpenLi
 
 
 class PartitionStepOperator(OpenLineageMixin, BaseOperator):
-    """Base: run `shopflow.pipeline.<step>(settings, dataset, ds, run_id)` and return its small summary dict."""
+    """Base: run one step of one partition (`run_step`) and return its small summary dict."""
 
-    step: str = ""
+    step: str = ""  # the step's name in the metadata store, the task log and OpenLineage
     template_fields: Sequence[str] = ("partition_ds",)
     ui_color = "#e8f4ea"
 
@@ -30,11 +32,11 @@ class PartitionStepOperator(OpenLineageMixin, BaseOperator):
         self.partition_ds = partition_ds
 
     def execute(self, context) -> dict:
-        from shopflow import pipeline
-        from shopflow.landing_folder import LandingFolderError
-        from shopflow.landing_io import LandingFileError
-        from shopflow.ledger import LedgerMismatch
-        from shopflow.redaction import redact
+        from shopflow.common.landing_file import LandingFileError
+        from shopflow.common.redaction import redact
+        from shopflow.ingest.folder import LandingFolderError
+        from shopflow.sources.ledger import LedgerMismatch
+        from shopflow.steps.partition import PartitionMissing, RequiredPartitionMissing, ValidationFailed
         from shopflow.store.repository import MetadataStore
 
         settings = task_settings()
@@ -43,22 +45,27 @@ class PartitionStepOperator(OpenLineageMixin, BaseOperator):
         self.log.info("%s of %s for ds=%s (run %s); store %s", self.step, self.dataset, ds, run_id,
                       MetadataStore(settings.store_url).engine.url.render_as_string(hide_password=True))
         try:
-            result = getattr(pipeline, self.step)(settings, self.dataset, ds, run_id)
-        except pipeline.PartitionMissing as exc:
+            result = self.run_step(settings, ds, run_id)
+        except PartitionMissing as exc:
             raise AirflowSkipException(str(exc)) from exc
-        except (LandingFileError, LandingFolderError, LedgerMismatch, pipeline.ValidationFailed,
-                pipeline.RequiredPartitionMissing) as exc:  # recorded by the step itself, like any failure
+        except (LandingFileError, LandingFolderError, LedgerMismatch, ValidationFailed,
+                RequiredPartitionMissing) as exc:  # recorded by the step itself, like any failure
             raise AirflowFailException(redact(str(exc))) from exc
         self.after_step(context, result)
         return result
+
+    def run_step(self, settings, ds: date, run_id: str) -> dict:
+        raise NotImplementedError
 
     def after_step(self, context, result: dict) -> None:
         """Hook for subclasses (e.g. publishing an Asset event)."""
 
 
 class ModelStepOperator(OpenLineageMixin, BaseOperator):
-    """Run one model step of the day (`shopflow.model_pipeline.<step>`): training gate, train, bless, repair,
-    search intent. A step with nothing to do today is skipped; anything else that fails is recorded and raised."""
+    """Base: run one model step of the day (`run_step`, a function of `shopflow.steps.model_branch`). A step with
+    nothing to do today is skipped; anything else that fails is recorded and raised."""
+
+    step: str = ""  # the step's name in the metadata store, the task log and OpenLineage
 
     template_fields: Sequence[str] = ("partition_ds",)
     ui_color = "#e8eef8"
@@ -66,27 +73,95 @@ class ModelStepOperator(OpenLineageMixin, BaseOperator):
     # What a step's Asset event carries of its summary (when the step publishes an Asset).
     ASSET_EXTRA = ("ds", "source", "products_in", "products_in_clusters", "singletons", "clusters", "accepted_pairs")
 
-    def __init__(self, *, step: str, partition_ds: str = "{{ ds }}", asset: Asset | None = None, **kwargs: Any):
+    def __init__(self, *, partition_ds: str = "{{ ds }}", asset: Asset | None = None, **kwargs: Any):
         if asset is not None:
             kwargs["outlets"] = [*kwargs.get("outlets", []), asset]
         super().__init__(**kwargs)
-        self.step = step
         self.partition_ds = partition_ds
         self.asset = asset
 
     def execute(self, context) -> dict:
-        from shopflow import model_pipeline
+        from shopflow.steps.model_branch import NothingToDo
 
         settings = task_settings()
         ds = date.fromisoformat(self.partition_ds)
         self.log.info("%s for ds=%s (run %s)", self.step, ds, context["run_id"])
         try:
-            result = getattr(model_pipeline, self.step)(settings, ds, context["run_id"])
-        except model_pipeline.NothingToDo as exc:
+            result = self.run_step(settings, ds, context["run_id"])
+        except NothingToDo as exc:
             raise AirflowSkipException(str(exc)) from exc
         if self.asset is not None:  # a skipped or failed step updates no Asset
             context["outlet_events"][self.asset].extra = {k: result[k] for k in self.ASSET_EXTRA if k in result}
         return result
+
+    def run_step(self, settings, ds: date, run_id: str) -> dict:
+        raise NotImplementedError
+
+
+class TrainingGateOperator(ModelStepOperator):
+    """Decide whether today trains (enough changed labels, or the champion too old); skipped when it does not."""
+
+    step = "training_gate"
+
+    def run_step(self, settings, ds: date, run_id: str) -> dict:
+        from shopflow.steps.model_branch import training_gate
+
+        return training_gate(settings, ds, run_id)
+
+
+class TrainCandidatesOperator(ModelStepOperator):
+    """Train every candidate on the grouped split in a fresh interpreter (CUDA where the worker has it)."""
+
+    step = "train"
+
+    def run_step(self, settings, ds: date, run_id: str) -> dict:
+        from shopflow.steps.model_branch import train
+
+        return train(settings, ds, run_id)
+
+
+class BlessCandidateOperator(ModelStepOperator):
+    """Bless the proposed candidate as champion when it beats the champion on the held-out evidence."""
+
+    step = "bless_candidate"
+
+    def run_step(self, settings, ds: date, run_id: str) -> dict:
+        from shopflow.steps.model_branch import bless_candidate
+
+        return bless_candidate(settings, ds, run_id)
+
+
+class RepairCatalogOperator(ModelStepOperator):
+    """Repair the day's catalogue partition with the champion: fills, review items and flags, audited."""
+
+    step = "repair"
+
+    def run_step(self, settings, ds: date, run_id: str) -> dict:
+        from shopflow.steps.model_branch import repair
+
+        return repair(settings, ds, run_id)
+
+
+class SearchIntentOperator(ModelStepOperator):
+    """Attribute the day's search queries to categories with the champion."""
+
+    step = "search_intent"
+
+    def run_step(self, settings, ds: date, run_id: str) -> dict:
+        from shopflow.steps.model_branch import search_intent
+
+        return search_intent(settings, ds, run_id)
+
+
+class FindDuplicatesOperator(ModelStepOperator):
+    """Near-duplicate clusters of the model catalogue as of the day; publishes the catalog_duplicates Asset."""
+
+    step = "find_duplicates"
+
+    def run_step(self, settings, ds: date, run_id: str) -> dict:
+        from shopflow.steps.model_branch import find_duplicates
+
+        return find_duplicates(settings, ds, run_id)
 
 
 class IngestPartitionOperator(PartitionStepOperator):
@@ -94,17 +169,32 @@ class IngestPartitionOperator(PartitionStepOperator):
 
     step = "ingest"
 
+    def run_step(self, settings, ds: date, run_id: str) -> dict:
+        from shopflow.steps.partition import ingest
+
+        return ingest(settings, self.dataset, ds, run_id)
+
 
 class CleanPartitionOperator(PartitionStepOperator):
     """Raw Parquet -> clean + quarantine Parquet; the row ledger is checked and recorded."""
 
     step = "clean"
 
+    def run_step(self, settings, ds: date, run_id: str) -> dict:
+        from shopflow.steps.partition import clean
+
+        return clean(settings, self.dataset, ds, run_id)
+
 
 class ValidatePartitionOperator(PartitionStepOperator):
     """Great Expectations gate on the clean partition; publishes the dataset's Asset when it passes."""
 
     step = "validate"
+
+    def run_step(self, settings, ds: date, run_id: str) -> dict:
+        from shopflow.steps.partition import validate
+
+        return validate(settings, self.dataset, ds, run_id)
 
     def __init__(self, *, asset: Asset, **kwargs: Any):
         super().__init__(outlets=[asset], **kwargs)
@@ -150,9 +240,9 @@ class DailyReportOperator(ReportOpenLineageMixin, BaseOperator):
         return result
 
     def send_alerts(self, context, settings, ds: date) -> int:
-        """Evaluate the day's alerts (shopflow.alerts) from the store and the report just written, and send them
-        (SHOPFLOW_ALERT_EMAILS; none set: logged, not sent). Returns how many there were."""
-        from shopflow.alerts import AlertSettings, day_alerts
+        """Evaluate the day's alerts (shopflow.observability.alerts) from the store and the report just written, and
+        send them (SHOPFLOW_ALERT_EMAILS; none set: logged, not sent). Returns how many there were."""
+        from shopflow.observability.alerts import AlertSettings, day_alerts
 
         from shopflow_airflow.alerts import ShopflowAlertNotifier
 

@@ -4,7 +4,7 @@ something landed run their task group.
 Without it, every source's ingest task starts a worker process (seconds of interpreter start and imports) only to
 find an empty folder and skip. `PlanDayOperator` is a branch: the ingest tasks of absent sources are marked
 skipped by the scheduler without ever starting, their clean/validate follow by trigger rule, and the library
-records those partitions as missing (`shopflow.pipeline.plan_day`), as their ingest would have.
+records those partitions as missing (`shopflow.steps.partition.plan_day`), as their ingest would have.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ class PlanDayOperator(BaseBranchOperator):
         self.partition_ds = partition_ds
 
     def choose_branch(self, context) -> list[str]:
-        from shopflow import pipeline
+        from shopflow.steps import partition as pipeline
 
         plan = pipeline.plan_day(task_settings(), date.fromisoformat(self.partition_ds), context["run_id"],
                                  sources=self.sources)

@@ -1,7 +1,7 @@
 """`model.review`: announce the day's catalogue review batch in Airflow's Required Actions inbox, wait for it, bounded.
 
 Per-item decisions are made on the shopflow review page (or the CLI): a human-in-the-loop form asks one question per
-task, which does not fit hundreds of items (see `shopflow.review`). This task is the batch's announcement and its
+task, which does not fit hundreds of items (see `shopflow.governance.review`). This task is the batch's announcement and its
 close: a HITLOperator with the options **Reviewed** and **Later** and one optional field, `accept_min_confidence`
 (Reviewed + a confidence accepts every still-pending suggestion at or above it, recorded with the responder's name).
 
@@ -52,7 +52,7 @@ class ReviewGateOperator(HITLOperator):
         self.own_subject = own_subject  # the default subject names the day and the count when it runs
 
     def execute(self, context) -> Any:
-        from shopflow import review
+        from shopflow.governance import review
         from shopflow.store.repository import MetadataStore
 
         settings = task_settings()
@@ -85,7 +85,7 @@ class ReviewGateOperator(HITLOperator):
         return super().execute(context)
 
     def execute_complete(self, context, event: dict[str, Any]) -> dict:
-        from shopflow import review
+        from shopflow.governance import review
         from shopflow.store.repository import MetadataStore
 
         answer = super().execute_complete(context, event)

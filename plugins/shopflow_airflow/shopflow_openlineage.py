@@ -1,4 +1,4 @@
-"""OpenLineage for the shopflow operators: `shopflow.lineage_facts` (plain dicts) -> `OperatorLineage`.
+"""OpenLineage for the shopflow operators: `shopflow.observability.lineage` (plain dicts) -> `OperatorLineage`.
 
 The apache-airflow-providers-openlineage listener calls `get_openlineage_facets_on_start()` when a task starts and
 `get_openlineage_facets_on_complete(task_instance)` / `..._on_failure(task_instance)` when it ends (in a forked
@@ -80,8 +80,8 @@ def _dataset_facets(facts: dict) -> dict:
 
 def input_dataset(facts: dict):
     from openlineage.client.event_v2 import InputDataset
-    from openlineage.client.facet_v2 import (data_quality_assertions_dataset as dq, data_quality_metrics_input_dataset,
-                                             input_statistics_input_dataset)
+    from openlineage.client.facet_v2 import data_quality_assertions_dataset as dq
+    from openlineage.client.facet_v2 import data_quality_metrics_input_dataset, input_statistics_input_dataset
 
     input_facets = {}
     if facts.get("stats"):
@@ -109,7 +109,7 @@ def output_dataset(facts: dict):
 
 
 def operator_lineage(facts: dict):
-    """`{"inputs": [...], "outputs": [...]}` of shopflow.lineage_facts as the provider's OperatorLineage."""
+    """`{"inputs": [...], "outputs": [...]}` of shopflow.observability.lineage as the provider's OperatorLineage."""
     from airflow.providers.openlineage.extractors import OperatorLineage
 
     return OperatorLineage(inputs=[input_dataset(d) for d in facts.get("inputs", [])],
@@ -148,8 +148,8 @@ class OpenLineageMixin:
     def _shopflow_lineage(self, task_instance):
         step = self.lineage_step or getattr(self, "step", "")
         try:
-            from shopflow import lineage_facts
-            from shopflow.settings import Settings
+            from shopflow.config.settings import Settings
+            from shopflow.observability import lineage as lineage_facts
 
             settings = getattr(self, "_shopflow_lineage_settings", None) or Settings.from_env()
             ds = date.fromisoformat(self.partition_ds)

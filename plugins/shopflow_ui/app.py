@@ -9,7 +9,7 @@
 | /review/…                     | the catalogue review: decide the repair's items (review_pages.py)             |
 
 Data comes from shopflow's metadata store (`Settings.from_env()`, `MetadataStore`), never from Airflow's database;
-report files are read through shopflow.storage and served only from inside the reports folder
+report files are read through shopflow.common.storage and served only from inside the reports folder
 (`SHOPFLOW_REPORTS_DIR`, or `$SHOPFLOW_STORAGE_URL/reports` on an object store).
 
 Every route needs a user that may read shopflow_daily's runs: Airflow's own `get_user` dependency authenticates the
@@ -21,38 +21,25 @@ Anonymous callers get 401 (an expired token too), an invalid token 403, before a
 from __future__ import annotations
 
 from datetime import date
-from pathlib import Path
-from typing import Annotated
-
-from fastapi import Depends, FastAPI, HTTPException, Request
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
-from jinja2 import Environment, FileSystemLoader, select_autoescape
-from sqlalchemy.exc import SQLAlchemyError
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from airflow.api_fastapi.app import get_auth_manager
 from airflow.api_fastapi.auth.managers.models.base_user import BaseUser
 from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity, DagDetails
 from airflow.api_fastapi.core_api.security import GetUserDep
-from shopflow import storage
-from shopflow.settings import Settings
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from shopflow.common import storage
+from shopflow.config.settings import Settings
 from shopflow.store.models import Report
 from shopflow.store.repository import MetadataStore
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-DAG_ID = "shopflow_daily"
+from shopflow_ui.deps import DAG_ID, SettingsDep, StoreDep, page, query
+from shopflow_ui.review_pages import router as review_router
+
 # Report pages are self-contained: inline CSS and data: images only, no script, shown in the Airflow UI's iframe.
 CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src data:; font-src data:; form-action 'self'; "
        "base-uri 'none'; frame-ancestors 'self'")
-STATUS_CLASS = {  # report status and partition status -> badge colour (class names never come from data)
-    "ok": "good", "validated": "good", "cleaned": "info", "ingested": "info",
-    "warning": "warn", "empty": "muted", "missing": "muted", "not run": "muted",
-    "failed": "bad", "failed_validation": "bad",
-}
-
-templates = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
-                        autoescape=select_autoescape(default=True, default_for_string=True))
-templates.filters["badge"] = lambda status: STATUS_CLASS.get(str(status), "other")
-
 
 # ---- dependencies ---------------------------------------------------------------------------------------------
 def require_reader(user: GetUserDep) -> BaseUser:
@@ -62,20 +49,6 @@ def require_reader(user: GetUserDep) -> BaseUser:
     if not allowed:
         raise HTTPException(status_code=403, detail="Forbidden: you may not read the runs of shopflow_daily")
     return user
-
-
-def get_settings() -> Settings:
-    return Settings.from_env()
-
-
-SettingsDep = Annotated[Settings, Depends(get_settings)]
-
-
-def get_store(settings: SettingsDep) -> MetadataStore:
-    return MetadataStore(settings.store_url)
-
-
-StoreDep = Annotated[MetadataStore, Depends(get_store)]
 
 
 # ---- the app --------------------------------------------------------------------------------------------------
@@ -101,7 +74,7 @@ async def _http_error(request: Request, exc: StarletteHTTPException):
             index_path = request.url_for("index").path
         except Exception:  # noqa: BLE001 - an error page must render even without a router
             index_path = "./"
-        return _page("message.html", exc.status_code, title=_TITLES.get(exc.status_code, "Error"),
+        return page("message.html", exc.status_code, title=_TITLES.get(exc.status_code, "Error"),
                      message=str(exc.detail), status=exc.status_code, index_path=index_path, headers=exc.headers)
     return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
@@ -112,10 +85,10 @@ _TITLES = {401: "Not logged in", 403: "Not allowed", 404: "Not found", 503: "Sto
 @app.get("/", response_class=HTMLResponse, name="index")
 def index(store: StoreDep, dataset: str | None = None) -> HTMLResponse:
     dataset = dataset or None  # the filter form sends an empty value for "all datasets"
-    everything = _query(store.reports)
-    shown = everything if dataset is None else _query(store.reports, dataset)
+    everything = query(store.reports)
+    shown = everything if dataset is None else query(store.reports, dataset)
     datasets = sorted({name for report in everything for name in (report.datasets or {})})
-    return _page("index.html", 200, reports=shown, datasets=datasets, dataset=dataset, total=len(everything))
+    return page("index.html", 200, reports=shown, datasets=datasets, dataset=dataset, total=len(everything))
 
 
 @app.get("/reports/{ds}.json", name="report_json")
@@ -138,27 +111,19 @@ def run_report(run_id: str, request: Request, store: StoreDep, dag_id: str | Non
     time, which for a daily data interval is the day after the one the run processes."""
     if dag_id not in (None, DAG_ID):
         raise HTTPException(404, f"shopflow writes reports for the runs of {DAG_ID} only, not of {dag_id}.")
-    report = _query(store.report_for_run, run_id)
+    report = query(store.report_for_run, run_id)
     if report is None:
         raise HTTPException(404, f"The report of run {run_id} is not written yet (its report task has not run).")
     return RedirectResponse(request.url_for("report_html", ds=report.ds.isoformat()).path, status_code=307)
 
 
 # ---- helpers --------------------------------------------------------------------------------------------------
-def _query(method, *args):
-    try:
-        return method(*args)
-    except SQLAlchemyError:
-        raise HTTPException(503, "The shopflow metadata store is not reachable or not migrated "
-                                 "(run `python -m shopflow db upgrade`).") from None
-
-
 def _report_of_day(store: MetadataStore, ds: str) -> Report:
     try:
         day = date.fromisoformat(ds)
     except ValueError:
         raise HTTPException(404, f"{ds!r} is not a day (YYYY-MM-DD).") from None
-    report = _query(store.report, day)
+    report = query(store.report, day)
     if report is None:
         raise HTTPException(404, f"There is no report for {day.isoformat()}.")
     return report
@@ -182,12 +147,4 @@ def _report_file(settings: Settings, stored_path: str, ds: str) -> bytes:
         raise unusable from None
 
 
-def _page(template: str, status_code: int, headers: dict | None = None, **context) -> HTMLResponse:
-    return HTMLResponse(templates.get_template(template).render(**context), status_code=status_code,
-                        headers=headers)
-
-
-# The review pages (routes under /review, see review_pages.py) use the helpers above.
-from shopflow_ui.review_pages import router as _review_router  # noqa: E402
-
-app.include_router(_review_router)
+app.include_router(review_router)  # /review/…, review_pages.py

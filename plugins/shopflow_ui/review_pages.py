@@ -9,7 +9,7 @@
 | GET  /review/{ds}.json              | the day's items and counts as JSON (same filters)                      |
 | POST /review/{ds}/decisions         | JSON `{"decisions": [{"uniq_id", "decision", "value"}]}`                |
 
-Why a page and not only Airflow's human-in-the-loop form: see `shopflow.review`. Reading needs what every route of
+Why a page and not only Airflow's human-in-the-loop form: see `shopflow.governance.review`. Reading needs what every route of
 the app needs (may read shopflow_daily's runs); deciding needs the right to answer shopflow_daily's human-in-the-loop
 requests (`is_authorized_dag(PUT, HITL_DETAIL)`; the simple auth manager's `user` role and up), and a browser's
 cross-site POST is refused (the `_token` cookie is SameSite=Lax; a foreign Origin is a 403 as well). The reviewer
@@ -23,16 +23,17 @@ from datetime import date
 from typing import Annotated
 from urllib.parse import urlencode, urlparse
 
-from fastapi import APIRouter, Depends, HTTPException, Request
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
-from pydantic import BaseModel, Field
-
 from airflow.api_fastapi.app import get_auth_manager
 from airflow.api_fastapi.auth.managers.models.base_user import BaseUser
 from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity, DagDetails
 from airflow.api_fastapi.core_api.security import GetUserDep
-from shopflow import review, roles
-from shopflow_ui.app import DAG_ID, SettingsDep, StoreDep, _page, _query
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+from pydantic import BaseModel, Field
+from shopflow.governance import review
+from shopflow.sources import roles
+
+from shopflow_ui.deps import DAG_ID, SettingsDep, StoreDep, page, query
 
 PER_PAGE = 100
 
@@ -66,16 +67,16 @@ class DecisionsIn(BaseModel):
 
 @router.get("/", response_class=HTMLResponse, name="review_index")
 def review_index(store: StoreDep) -> HTMLResponse:
-    runs = _query(store.repair_runs)
+    runs = query(store.repair_runs)
     source = roles.model_catalog().name
     decided = {}
-    for d in _query(store.review_decisions, source):
+    for d in query(store.review_decisions, source):
         if d.audit_action in review.PENDING_ACTIONS:
             decided[d.ds] = decided.get(d.ds, 0) + 1
     days = [{"ds": run.ds.isoformat(), "review": run.rows_review, "flagged": run.rows_flagged,
              "filled": run.rows_filled, "model_version": run.model_version,
              "pending": max(run.rows_review + run.rows_flagged - decided.get(run.ds, 0), 0)} for run in runs]
-    return _page("review_index.html", 200, days=days, source=source)
+    return page("review_index.html", 200, days=days, source=source)
 
 
 @router.get("/{ds}.json", name="review_json")
@@ -97,7 +98,7 @@ def review_day(ds: str, request: Request, store: StoreDep, settings: SettingsDep
     page = min(max(page, 1), pages)
     known = _reviewing(review.known_categories, store, day, counts["source"])
     filters = {"state": state, "action": action or ""}
-    return _page("review.html", 200, ds=day.isoformat(), counts=counts, items=found[(page - 1) * PER_PAGE:page * PER_PAGE],
+    return page("review.html", 200, ds=day.isoformat(), counts=counts, items=found[(page - 1) * PER_PAGE:page * PER_PAGE],
                  total=len(found), page=page, pages=pages, filters=filters, query=urlencode(filters),
                  categories=known.choices(), saved=saved, states=review.STATES, actions=review.ACTIONS)
 
@@ -149,7 +150,7 @@ def _day(ds: str) -> date:
 def _reviewing(function, *args, **kwargs):
     """The library call; its refusals are a 422 with the reason (an unknown product a 404), the store's a 503."""
     try:
-        return _query(lambda: function(*args, **kwargs))
+        return query(lambda: function(*args, **kwargs))
     except review.UnknownItem as exc:
         raise HTTPException(404, str(exc)) from None
     except review.ReviewError as exc:

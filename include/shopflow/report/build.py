@@ -11,12 +11,12 @@ import time
 import traceback
 from datetime import date, datetime, timedelta, timezone
 
-from shopflow import storage
+from shopflow.common import storage
+from shopflow.common.storage import StoragePath
+from shopflow.config.settings import Settings
 from shopflow.report import blocks, drift, inventory, model_and_repairs, products, quality, search, users
 from shopflow.report.context import ReportContext
 from shopflow.report.render import render_html
-from shopflow.settings import Settings
-from shopflow.storage import StoragePath
 from shopflow.store.repository import MetadataStore
 
 log = logging.getLogger("shopflow.report")
@@ -82,7 +82,7 @@ def _headline(datasets: dict[str, str], sections: list[dict]) -> str:
 
 
 def _write(path: StoragePath, text: str) -> tuple[str, int]:
-    """Write atomically (shopflow.storage); the content's sha256 and size."""
+    """Write atomically (shopflow.common.storage); the content's sha256 and size."""
     data = text.encode("utf-8")
     storage.write_bytes(path, data)
     return hashlib.sha256(data).hexdigest(), len(data)

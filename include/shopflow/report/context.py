@@ -11,10 +11,9 @@ from functools import cached_property
 
 import pandas as pd
 
-from shopflow import roles
-from shopflow.landing_io import read_parquet
-from shopflow.settings import Settings
-from shopflow.sources import SourceSpec, load_sources
+from shopflow.common.parquet import read_parquet
+from shopflow.config.settings import Settings
+from shopflow.sources import SourceSpec, load_sources, roles
 from shopflow.store.models import Partition
 from shopflow.store.repository import MetadataStore
 

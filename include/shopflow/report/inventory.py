@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from shopflow.landing_io import read_parquet
+from shopflow.common.parquet import read_parquet
 from shopflow.report import blocks, cadence, plots
 from shopflow.report.context import ReportContext
 

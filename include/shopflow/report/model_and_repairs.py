@@ -2,7 +2,7 @@
 against the TF-IDF baseline, its confusion matrix, the registry's history, and what the day's repair filled,
 sent to review and flagged (with confidence), with the precision measured on masked products.
 
-The model serves one catalog source, the model catalogue (`shopflow.roles.model_catalog`); the section names it
+The model serves one catalog source, the model catalogue (`shopflow.sources.roles.model_catalog`); the section names it
 and says why each other catalog source is not trained on or repaired."""
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ from __future__ import annotations
 import numpy as np
 from sqlalchemy import select
 
-from shopflow import roles
-from shopflow.registry import MODEL_NAME
+from shopflow.model.registry import MODEL_NAME
 from shopflow.report import blocks, plots
 from shopflow.report.context import ReportContext
+from shopflow.sources import roles
 from shopflow.store.models import ModelVersion
 
 SHOWN_ACTIONS = 15
@@ -158,7 +158,7 @@ def _registry_table(versions: list[ModelVersion]) -> dict:
 
 
 def _repair_blocks(ctx: ReportContext, repair, spec) -> dict:
-    from shopflow.repair import category_field
+    from shopflow.sources.role_frames import category_field
 
     audit = ctx.store.repair_audit(ctx.ds)
     if spec is not None:  # the other fields' fills and flags are counted in one line below

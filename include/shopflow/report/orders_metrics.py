@@ -1,6 +1,6 @@
 """Order-line measures shared by the users and products sections (net merchandise revenue, sale lines, which days
 of an orders source a figure covers, what an orders source's role cannot tell), on order lines read through the
-orders role (`shopflow.role_frames.order_lines`: columns named by role field, plus amount, sale and merchandise),
+orders role (`shopflow.sources.role_frames.order_lines`: columns named by role field, plus amount, sale and merchandise),
 and the conversion of pandas results into the plain JSON values that blocks hold."""
 
 from __future__ import annotations
@@ -10,10 +10,9 @@ from datetime import date
 
 import pandas as pd
 
-from shopflow import roles
 from shopflow.report import blocks
 from shopflow.report.context import ReportContext
-from shopflow.sources import SourceSpec
+from shopflow.sources import SourceSpec, roles
 
 
 def product_lines(lines: pd.DataFrame) -> pd.DataFrame:

@@ -8,18 +8,15 @@ says so ("olist_catalog declares no price field: no price distribution"); the re
 
 from __future__ import annotations
 
-
 import pandas as pd
 
-from shopflow import roles
-from shopflow.catalog_view import catalog_as_of
+from shopflow.lake.catalog_view import catalog_as_of
 from shopflow.report import blocks, plots
 from shopflow.report.context import ReportContext
-from shopflow.report.orders_metrics import (caveats, coverage, is_sale, net_product_revenue, plain, product_lines,
-                                            records)
-from shopflow.role_frames import categories, order_lines, role_frame
-from shopflow.sources import SourceSpec
+from shopflow.report.orders_metrics import caveats, coverage, is_sale, net_product_revenue, plain, product_lines, records
+from shopflow.sources import SourceSpec, roles
 from shopflow.sources.catalog import CATEGORY_STATUSES
+from shopflow.sources.role_frames import categories, order_lines, role_frame
 
 TOP_CATEGORIES = 12
 PRICE_CATEGORIES = 8
@@ -131,7 +128,7 @@ def _catalogue_part(ctx: ReportContext, spec: SourceSpec) -> tuple[list[dict], s
 
 
 def _duplicates_note(ctx: ReportContext, spec: SourceSpec) -> dict | None:
-    """One line on the catalogue's latest near-duplicate run up to the day (shopflow.duplicates), if any."""
+    """One line on the catalogue's latest near-duplicate run up to the day (shopflow.governance.duplicates), if any."""
     run = ctx.store.latest_duplicate_run(spec.name, ctx.ds)
     if run is None:
         return None

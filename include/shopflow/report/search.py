@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import pandas as pd
 
-from shopflow import roles
+from shopflow.model.search_intent import query_counts
 from shopflow.report import blocks, plots
 from shopflow.report.context import ReportContext
-from shopflow.role_frames import role_frame
-from shopflow.search_intent import query_counts
-from shopflow.sources import SourceSpec
+from shopflow.sources import SourceSpec, roles
+from shopflow.sources.role_frames import role_frame
 
 TOP = 15
 RISING_MIN_SEARCHES = 3

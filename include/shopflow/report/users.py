@@ -41,12 +41,11 @@ from datetime import date, timedelta
 import numpy as np
 import pandas as pd
 
-from shopflow import roles
 from shopflow.report import blocks, plots
 from shopflow.report.context import ReportContext
 from shopflow.report.orders_metrics import caveats, coverage, is_sale, net_product_revenue, plain, records
-from shopflow.role_frames import event_rows, order_lines
-from shopflow.sources import SourceSpec
+from shopflow.sources import SourceSpec, roles
+from shopflow.sources.role_frames import event_rows, order_lines
 from shopflow.sources.spec import EVENT_TYPES
 
 SEGMENT_RULES = [

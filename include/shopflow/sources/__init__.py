@@ -21,7 +21,7 @@ DEFAULT_SOURCES_FILE = Path(__file__).resolve().parent.parent / "sources.yaml"
 
 def sources_location() -> str:
     """Where the sources file is: SHOPFLOW_SOURCES (a path or storage URL), else the shipped file."""
-    from shopflow.settings import Settings
+    from shopflow.config.settings import Settings
 
     return Settings.from_env().sources_file or str(DEFAULT_SOURCES_FILE)
 
@@ -32,7 +32,7 @@ def load_sources(location: str | Path | None = None) -> dict[str, SourceSpec]:
 
 @cache
 def _load(location: str) -> dict[str, SourceSpec]:
-    from shopflow import storage
+    from shopflow.common import storage
 
     try:
         text = storage.read_bytes(storage.as_path(location)).decode("utf-8")

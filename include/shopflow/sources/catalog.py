@@ -1,8 +1,8 @@
 """Cleaning rules for `catalog`: Flipkart products joined from three files on `uniq_id`, INR prices.
 
 Quirks handled (see SOURCES.md): the name/category file has no header; the full-columns file is mostly blank
-rows (quarantined as `blank_row` by `shopflow.cleaning`, as for every source); category trees are JSON-ish strings with `>>`
-separators, some leaves are truncated with '...', and 255 of the 260 depth-1 "trees" are only the product name,
+rows (quarantined as `blank_row` by `shopflow.sources.cleaning`, as for every source); category trees are JSON-ish
+strings with `>>` separators, some leaves are truncated with '...', and 255 of the 260 depth-1 "trees" are only the product name,
 maybe cut off or with a variant such as '(Red)' (kept, with `category_status` saying so: a later repair step fills
 them; the other 5 are the real category 'Sunglasses'); "No rating available" becomes null.
 """
@@ -14,10 +14,10 @@ from datetime import date
 
 import pandas as pd
 
-from shopflow.landing_io import SOURCE_FILE, SOURCE_LINE
-from shopflow.ledger import RowVerdicts
+from shopflow.common.landing_file import SOURCE_FILE, SOURCE_LINE
+from shopflow.common.text import normalise_text, normalise_text_series
 from shopflow.sources import SourceSpec
-from shopflow.text import normalise_text, normalise_text_series
+from shopflow.sources.ledger import RowVerdicts
 
 CLEAN_SCHEMA = {
     "uniq_id": "string",
@@ -41,7 +41,7 @@ CLEAN_SCHEMA = {
     "source_line": "int64",
 }
 DEDUP_KEY = ["uniq_id"]
-# Clean column -> the raw-zone columns it is computed from (column lineage: shopflow.lineage_facts). The raw zone
+# Clean column -> the raw-zone columns it is computed from (column lineage: shopflow.observability.lineage). The raw zone
 # already holds the three files merged on uniq_id, so a column's source is the merged field.
 COLUMN_LINEAGE = {
     "uniq_id": ["uniq_id"], "pid": ["pid"], "product_name": ["product_name"], "brand": ["brand"],

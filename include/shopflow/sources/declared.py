@@ -4,8 +4,8 @@ rows with no Python of the source's own.
 For each clean column, in schema order: the raw text is normalised, '' and `null_values` become null, a null in a
 `required` column is rejected with its missing reason, a value that does not parse as the type (or breaks the
 column's min/max, or is no category value) with its invalid reason. Then the rules run in their order. A row keeps
-the first reason it earns (shopflow.ledger.RowVerdicts), and the quarantine names the raw column. The typed frame
-holds the schema's columns plus `source_line`; shopflow.cleaning does the dedup on `key` and the ledger.
+the first reason it earns (shopflow.sources.ledger.RowVerdicts), and the quarantine names the raw column. The typed frame
+holds the schema's columns plus `source_line`; shopflow.sources.cleaning does the dedup on `key` and the ledger.
 
 Joins (`combine`): the first file that is not a lookup holds the source's rows (several such files are
 concatenated); each lookup file is left-joined on its keys. A lookup key that appears twice is an error naming the
@@ -24,10 +24,11 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 
-from shopflow.landing_io import SOURCE_FILE, SOURCE_LINE, LandingFileError, plain_text
-from shopflow.ledger import RowVerdicts
+from shopflow.common.landing_file import SOURCE_FILE, SOURCE_LINE, LandingFileError
+from shopflow.common.parquet import plain_text
+from shopflow.common.text import normalise_query, normalise_text
+from shopflow.sources.ledger import RowVerdicts
 from shopflow.sources.spec import ColumnSpec, RuleSpec, SourceSpec
-from shopflow.text import normalise_query, normalise_text
 
 _TRUE = {"true", "t", "yes", "y", "1"}
 _FALSE = {"false", "f", "no", "n", "0"}

@@ -11,10 +11,10 @@ from datetime import date
 
 import pandas as pd
 
-from shopflow.cleaning import KEY_ID, Distinct, combine_codes
-from shopflow.ledger import RowVerdicts
+from shopflow.common.text import normalise_text
 from shopflow.sources import SourceSpec
-from shopflow.text import normalise_text
+from shopflow.sources.cleaning import KEY_ID, Distinct, combine_codes
+from shopflow.sources.ledger import RowVerdicts
 
 CLEAN_SCHEMA = {
     "invoice_no": "string",
@@ -32,7 +32,7 @@ CLEAN_SCHEMA = {
 }
 # The file has no line id, so an exact duplicate is the same values in every source column.
 DEDUP_KEY = [c for c in CLEAN_SCHEMA if c != "source_line"]
-# Clean column -> the raw-zone columns it is computed from (column lineage: shopflow.lineage_facts).
+# Clean column -> the raw-zone columns it is computed from (column lineage: shopflow.observability.lineage).
 COLUMN_LINEAGE = {
     "invoice_no": ["InvoiceNo"], "stock_code": ["StockCode"], "description": ["Description"],
     "quantity": ["Quantity"], "unit_price_gbp": ["UnitPrice"], "line_amount_gbp": ["Quantity", "UnitPrice"],
@@ -59,7 +59,7 @@ MAX_EXACT_NUMBER = 2**53
 TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"
 EARLIEST, LATEST = pd.Timestamp("1970-01-01"), pd.Timestamp("2100-01-01")
 # `clean` takes its raw text columns plain or dictionary-encoded (the cheaper read of the raw zone, see
-# shopflow.landing_io.read_parquet): the pipeline reads this source's raw partition dictionary-encoded.
+# shopflow.common.parquet.read_parquet): the pipeline reads this source's raw partition dictionary-encoded.
 RAW_TEXT_AS_DICTIONARY = True
 
 

@@ -2,7 +2,7 @@
 
 A sources file (YAML) maps source names to entries. Validation is pydantic's: unknown keys, wrong types and
 inconsistent combinations are refused with an error that names the source, the key and what is wrong
-(`SourcesFileError`). Nothing here reads data; `shopflow.readers` reads a landing file by its `LandingFileSpec`.
+(`SourcesFileError`). Nothing here reads data; `shopflow.ingest.readers` reads a landing file by its `LandingFileSpec`.
 """
 
 from __future__ import annotations
@@ -116,8 +116,8 @@ class LandingFileSpec(_Strict):
 
 _DECIMAL = re.compile(r"^decimal\((\d+),\s*(\d+)\)$")
 SCALAR_TYPES = ("string", "int", "float", "bool", "date", "timestamp", "category")
-# strip, nfkc, html (entities), lower, collapse_spaces; text = shopflow.text.normalise_text (entities, NFKC, control
-# characters, whitespace, to a fixed point); query = shopflow.text.normalise_query (text, case-folded, outer
+# strip, nfkc, html (entities), lower, collapse_spaces; text = shopflow.common.text.normalise_text (entities, NFKC, control
+# characters, whitespace, to a fixed point); query = shopflow.common.text.normalise_query (text, case-folded, outer
 # punctuation stripped).
 NORMALISERS = ("strip", "nfkc", "html", "lower", "collapse_spaces", "text", "query")
 _REASON = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -350,7 +350,7 @@ class SourceSpec(_Strict):
     """One source: its landing files, how it is cleaned, and what the catalogue of data assets says about it.
 
     Cleaning is declared (`schema`, `key`, `rules`, `joins`: shopflow.sources.declared) or, as an escape hatch, a
-    Python module named by `cleaner` (see docs/cleaner-hooks.md); a source has one or the other."""
+    Python module named by `cleaner` (see docs/sources-file.md, "Cleaner hooks"); a source has one or the other."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -463,25 +463,22 @@ class SourceSpec(_Strict):
             if problems:
                 raise ValueError(problems[0])
 
-    @property
-    def module(self) -> ModuleType:
-        """What cleans the source: its cleaner module, or the declared cleaner built from the schema (both have
-        CLEAN_SCHEMA, DEDUP_KEY, clean(raw, ds, spec) and, when files are joined, combine(frames))."""
+    def cleaner_module(self) -> ModuleType:
+        """The cleaner hook module the source names (`cleaner:`); a declared source has none (see
+        `shopflow.sources.cleaner.cleaner_of`, which gives either kind)."""
         if self.cleaner is None:
-            from shopflow.sources.declared import declared_cleaner
-
-            return declared_cleaner(self)
+            raise ValueError("a declared source has no cleaner module: use shopflow.sources.cleaner.cleaner_of")
         return importlib.import_module(self.cleaner)
 
     @property
     def clean_schema(self) -> dict[str, str]:
         if self.schema_ is not None:
             return {c.name: c.dtype for c in self.schema_} | {"source_line": "int64"}
-        return dict(self.module.CLEAN_SCHEMA)
+        return dict(self.cleaner_module().CLEAN_SCHEMA)
 
     @property
     def dedup_key(self) -> list[str]:
-        return list(self.key) if self.schema_ is not None else list(self.module.DEDUP_KEY)
+        return list(self.key) if self.schema_ is not None else list(self.cleaner_module().DEDUP_KEY)
 
     def role_problems(self, clean_columns: list[str] | None = None) -> list[str]:
         """Role fields that name no clean column (checked on load for a declared schema, by `sources check` for a

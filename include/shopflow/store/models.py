@@ -67,7 +67,7 @@ class Partition(Base):
     error: Mapped[str | None] = mapped_column(Text)
     airflow_run_id: Mapped[str | None] = mapped_column(String(250))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    # shopflow.pseudonym.key_fingerprint of the key the user ids were pseudonymised under (None: no ids, or a new
+    # shopflow.ingest.pseudonym.key_fingerprint of the key the user ids were pseudonymised under (None: no ids, or a new
     # key epoch was started with `python -m shopflow rekey --new-epoch`).
     key_fingerprint: Mapped[str | None] = mapped_column(String(64))
 
@@ -163,7 +163,7 @@ class RepairRun(Base):
     masked_n: Mapped[int | None] = mapped_column(Integer)
     masked_filled: Mapped[int | None] = mapped_column(Integer)
     masked_precision: Mapped[float | None] = mapped_column(Float)
-    # The other fields (shopflow.repair; null for a source without the field, or a run before migration 0006).
+    # The other fields (shopflow.governance.repair; null for a source without the field, or a run before migration 0006).
     rows_l2_filled: Mapped[int | None] = mapped_column(BigInteger)
     rows_brand_filled: Mapped[int | None] = mapped_column(BigInteger)
     rows_price_flagged: Mapped[int | None] = mapped_column(BigInteger)
@@ -198,7 +198,7 @@ class RepairAudit(Base):
 
 
 class ReviewDecision(Base):
-    """A reviewer's decision on one audited repair item (shopflow.review): the current one per product, field and
+    """A reviewer's decision on one audited repair item (shopflow.governance.review): the current one per product, field and
     day; a re-decision replaces it (revision + 1) and keeps the replaced decisions in `history`."""
 
     __tablename__ = "review_decisions"
@@ -261,7 +261,7 @@ class Report(Base):
 
 
 class DuplicateRun(Base):
-    """One near-duplicate search of one catalogue as of one day (`shopflow.duplicates`): its outputs, row ledger
+    """One near-duplicate search of one catalogue as of one day (`shopflow.governance.duplicates`): its outputs, row ledger
     (products in = in clusters + singletons), search settings, embedding stats and GX results."""
 
     __tablename__ = "duplicate_runs"

@@ -12,8 +12,8 @@ from sqlalchemy import Engine, and_, create_engine, delete, event, insert, not_,
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, selectinload
 
-from shopflow.redaction import redact
-from shopflow.settings import ConfigurationError, db_timeouts
+from shopflow.common.redaction import redact
+from shopflow.config.settings import ConfigurationError, db_timeouts
 from shopflow.sources import SourceSpec
 from shopflow.store import migrate
 from shopflow.store.models import (
@@ -30,7 +30,6 @@ from shopflow.store.models import (
     SearchIntent,
     Validation,
 )
-
 
 # How long past its statement_timeout the client still waits for a frozen server's answer (shopflow.store.deadline).
 ANSWER_GRACE_S = 10.0
@@ -395,7 +394,7 @@ class MetadataStore:
         with self.session() as session:
             return list(session.scalars(select(RepairRun).order_by(RepairRun.ds.desc())))
 
-    # ---- review decisions (shopflow.review) -----------------------------------------------------------------
+    # ---- review decisions (shopflow.governance.review) -----------------------------------------------------------------
     _DECISION_KEYS = ("decision", "value", "value_l2")
     _HISTORY_KEYS = ("decision", "value", "value_l2", "reviewer", "via", "decided_at")
 

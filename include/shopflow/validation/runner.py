@@ -87,8 +87,9 @@ def columns_needed(dataset: str, available: list[str]) -> list[str]:
     return chosen or list(available)
 
 
-def validate_frame(dataset: str, frame: pd.DataFrame) -> list[dict]:
-    """Validate `frame` against the dataset's suite; one dict per expectation, ready for the store.
+def validate_frame(dataset: str, frame: pd.DataFrame, suite: list[ExpectationSpec] | None = None) -> list[dict]:
+    """Validate `frame` against `suite`, by default the dataset's (`suite_for`); one dict per expectation, ready for
+    the store.
 
     The expectations are grouped by the columns they read and each group is validated on a batch holding only
     those columns (same index, same row count): GX's pandas engine filters and copies the whole batch frame for
@@ -103,7 +104,7 @@ def validate_frame(dataset: str, frame: pd.DataFrame) -> list[dict]:
     import great_expectations as gx
     from great_expectations.validator.v1_validator import Validator as V1Validator
 
-    specs: list[ExpectationSpec] = suite_for(dataset)
+    specs: list[ExpectationSpec] = suite_for(dataset) if suite is None else suite
     context = gx.get_context(mode="ephemeral")
     batch_definition = (
         context.data_sources.add_pandas(f"shopflow_{dataset}")

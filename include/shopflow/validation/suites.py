@@ -30,24 +30,15 @@ def suite_for(dataset: str) -> list[ExpectationSpec]:
     declaration, so a new source is validated without code (see `derived_suite`)."""
     from shopflow.sources import get_source
 
-    if dataset in DERIVED_SUITES:
-        return derived_dataset_suite(dataset)
     spec = get_source(dataset)
     if spec.expectations is not None:
         return [ExpectationSpec(e.severity, e.expect, e.kwargs) for e in spec.expectations]
     return derived_suite(spec)
 
 
-# Datasets the pipeline derives from sources (no sources-file entry): name -> "module:attribute" of their suite, a
-# list of expectation dicts as in the sources file ({"expect": ..., "severity": ..., **kwargs}; default critical).
-DERIVED_SUITES = {"catalog_duplicates": "shopflow.duplicates:SUITE"}
-
-
-def derived_dataset_suite(dataset: str) -> list[ExpectationSpec]:
-    import importlib
-
-    module, attribute = DERIVED_SUITES[dataset].split(":")
-    entries = getattr(importlib.import_module(module), attribute)
+def expectation_specs(entries: list[dict]) -> list[ExpectationSpec]:
+    """A suite written as expectation dicts, as in the sources file ({"expect": ..., "severity": ..., **kwargs};
+    default critical): how a dataset the pipeline derives (no sources-file entry) states its own suite."""
     return [ExpectationSpec(entry.get("severity", CRITICAL), entry["expect"],
                             {k: v for k, v in entry.items() if k not in ("expect", "severity")}) for entry in entries]
 

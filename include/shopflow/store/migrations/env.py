@@ -1,9 +1,8 @@
 """Alembic environment for the shopflow metadata store; the URL comes from shopflow.store.migrate."""
 
 from alembic import context
-from sqlalchemy import create_engine
-
 from shopflow.store.models import Base
+from sqlalchemy import create_engine
 
 config = context.config
 url = config.get_main_option("sqlalchemy.url")

@@ -1,0 +1,27 @@
+"""Exceptions shared across packages, one place, names ending in Error.
+
+An exception that only one module raises and catches stays in that module; one that crosses a package boundary
+(raised in one, caught in another) lives here so that the catcher need not import the raiser's package.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class ConfigurationError(RuntimeError):
+    """A setting is missing or unusable; the message says which and how to fix it."""
+
+
+class LandingFileError(ValueError):
+    """A landing file cannot be read as its source's format. Names the file and the line."""
+
+    def __init__(self, path: Path | str, line: int | None, message: str):
+        self.path = str(path)
+        self.line = line
+        where = f"{self.path}, line {line}" if line is not None else self.path
+        super().__init__(f"{where}: {message}")
+
+
+class PartitionNotValidatedError(RuntimeError):
+    """The day's partition is not validated: it must not be repaired or attributed (nor flow anywhere)."""

@@ -1,0 +1,1 @@
+"""Configuration: every SHOPFLOW_* environment variable, read, typed and validated in one place."""

@@ -1,0 +1,1 @@
+"""Catalogue governance: the repair, the review loop, brand fills, price checks and near-duplicates."""

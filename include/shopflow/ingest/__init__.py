@@ -1,0 +1,1 @@
+"""Ingest: which landing files a partition holds, reading them in every format, and pseudonymising ids."""

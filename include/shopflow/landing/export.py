@@ -1,0 +1,190 @@
+"""`python -m shopflow land --source NAME --from PATH [--by COLUMN]`: a shop's own export as daily landing partitions.
+
+- `--from FILE --by COLUMN`: the export is read as the source's declared landing file (any format the sources file
+  allows) and split by the day of COLUMN in the source's time zone: ISO dates and timestamps (a naive one is local
+  time in the source's zone; one with an offset is converted), `YYYY-MM-DD HH:MM:SS`, or epoch seconds/milliseconds
+  (UTC instants). Each day's records are written to `landing/<source>/ds=DAY/<declared name>`: CSV/TSV rows are
+  re-written with the declared delimiter (and header, if declared), JSON lines are copied unchanged (COLUMN is a
+  field path; a nested line goes by its first record), Parquet rows are written as Parquet.
+- `--from FILE --day DAY`: the whole export is DAY's partition file, copied unchanged (a snapshot, a lookup file).
+- `--from FOLDER`: per-day files as they are: every file whose name holds a date (`orders-2010-12-01.csv.gz`) is
+  copied, bytes unchanged, to that day's partition under the declared name (compression suffix kept).
+
+Nothing is dropped: a record whose COLUMN is not a date fails the command naming the file, line and value, unless
+`--undated-day DAY` says where such records go (cleaning then quarantines them with their reason). Landing is
+idempotent: an unchanged partition file is not rewritten. The export itself is never modified.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from collections import defaultdict
+from datetime import date, datetime, timezone
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pandas as pd
+
+from shopflow.common import storage
+from shopflow.config.settings import Settings
+from shopflow.ingest.readers import decompressed, read_landing
+from shopflow.lake import zones as lake
+from shopflow.sources.spec import COMPRESSION_SUFFIXES, LandingFileSpec, SourceSpec
+
+_DATE_IN_NAME = re.compile(r"(\d{4}-\d{2}-\d{2})")
+
+
+class ExportError(ValueError):
+    """The export cannot be split into landing partitions; names the file, line and value."""
+
+
+def day_of(value: str, zone: ZoneInfo) -> date | None:
+    """The business day of a date/timestamp text in the source's time zone, or None when it is not one."""
+    text = value.strip()
+    if not text:
+        return None
+    if re.fullmatch(r"-?\d+(\.\d+)?", text):
+        seconds = float(text)
+        if abs(seconds) > 1e11:  # milliseconds since the epoch
+            seconds /= 1000
+        try:
+            return datetime.fromtimestamp(seconds, tz=timezone.utc).astimezone(zone).date()
+        except (OverflowError, OSError, ValueError):
+            return None
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        return parsed.date()  # local time of the source: its date is the business day
+    return parsed.astimezone(zone).date()
+
+
+def land_export(settings: Settings, spec: SourceSpec, export: Path, *, by: str | None, file_name: str | None = None,
+                undated_day: date | None = None, day: date | None = None) -> dict[date, int]:
+    """Land one export (a file, or a folder of per-day files) of `spec`; returns records (or files) per day.
+    With `day`, the whole file is that day's partition file (a snapshot, or a lookup file), copied unchanged."""
+    file_spec = _declared_file(spec, file_name)
+    if export.is_dir():
+        return _copy_daily_files(settings, spec, file_spec, export)
+    if day is not None:
+        if by is not None:
+            raise ExportError("--day lands the whole export on one day; --by splits it: give one of them")
+        suffix = next((s for s in COMPRESSION_SUFFIXES if export.name.endswith(s)), "")
+        _write_if_changed(lake.landing_dir(settings, spec.name, day) / (file_spec.name + suffix), export.read_bytes())
+        return {day: 1}
+    if by is None:
+        raise ExportError(f"{export}: --by COLUMN is needed to split a file into days (or --day DAY for the whole "
+                          "file, or a folder of per-day files)")
+    if file_spec.is_pattern:
+        raise ExportError(f"{spec.name}: the declared file {file_spec.name!r} is a pattern; pass --file with a plain name")
+    zone = ZoneInfo(spec.timezone)
+    if file_spec.resolved_format == "jsonl":
+        return _split_json_lines(settings, spec, file_spec, export, by, zone, undated_day)
+    if by not in file_spec.columns:
+        raise ExportError(f"--by {by!r} is not a column of {spec.name}'s {file_spec.name} ({file_spec.columns})")
+    _, frame = read_landing(export, file_spec)
+    days = [_day_or_fail(value, line, export, by, zone, undated_day) for value, line in
+            zip(frame[by].tolist(), frame["_source_line"].tolist())]
+    frame = frame.drop(columns=["_source_file", "_source_line"])
+    counts = {}
+    for day, rows in frame.groupby(pd.Series(days, index=frame.index), sort=True):
+        target = lake.landing_dir(settings, spec.name, day) / file_spec.name
+        _write_if_changed(target, _encode(rows, file_spec))
+        counts[day] = len(rows)
+    return counts
+
+
+def _declared_file(spec: SourceSpec, file_name: str | None) -> LandingFileSpec:
+    if file_name is None:
+        if len(spec.files) > 1:
+            raise ExportError(f"{spec.name} declares {len(spec.files)} landing files; choose one with --file "
+                              f"({[f.name for f in spec.files]})")
+        return spec.files[0]
+    for file_spec in spec.files:
+        if file_spec.name == file_name:
+            return file_spec
+    raise ExportError(f"{spec.name} declares no landing file {file_name!r} ({[f.name for f in spec.files]})")
+
+
+def _day_or_fail(value: str, line: int, export: Path, column: str, zone: ZoneInfo, undated: date | None) -> date:
+    day = day_of(value, zone)
+    if day is not None:
+        return day
+    if undated is not None:
+        return undated
+    raise ExportError(f"{export}, line {line}: {column}={value!r} is not a date or timestamp "
+                      "(pass --undated-day DAY to land such records on one day, where cleaning quarantines them)")
+
+
+def _encode(rows: pd.DataFrame, file_spec: LandingFileSpec) -> bytes:
+    if file_spec.resolved_format == "parquet":
+        buffer = io.BytesIO()
+        rows.reset_index(drop=True).to_parquet(buffer, index=False)
+        return buffer.getvalue()
+    text = io.StringIO()
+    writer = csv.writer(text, delimiter=file_spec.resolved_delimiter, lineterminator="\n",
+                        quotechar=file_spec.quotechar or '"',
+                        quoting=csv.QUOTE_MINIMAL if file_spec.quotechar else csv.QUOTE_NONE)
+    if file_spec.header:
+        writer.writerow(file_spec.columns)
+    writer.writerows(rows[file_spec.columns].itertuples(index=False, name=None))
+    return text.getvalue().encode(file_spec.encoding)
+
+
+def _split_json_lines(settings: Settings, spec: SourceSpec, file_spec: LandingFileSpec, export: Path, by: str,
+                      zone: ZoneInfo, undated: date | None) -> dict[date, int]:
+    path = file_spec.field_path(by) if by in file_spec.columns else by
+    keys = [part.removesuffix("[]") for part in path.split(".")]
+    by_day: dict[date, list[bytes]] = defaultdict(list)
+    for number, line in enumerate(decompressed(export, storage.read_bytes(export)).splitlines(keepends=True), 1):
+        if not line.strip():
+            continue
+        try:
+            value = _first_value(json.loads(line), keys)
+        except ValueError as exc:
+            raise ExportError(f"{export}, line {number}: not valid JSON ({exc})") from exc
+        day = _day_or_fail("" if value is None else str(value), number, export, by, zone, undated)
+        by_day[day].append(line if line.endswith(b"\n") else line + b"\n")
+    for day, lines in by_day.items():
+        _write_if_changed(lake.landing_dir(settings, spec.name, day) / file_spec.name, b"".join(lines))
+    return {day: len(lines) for day, lines in sorted(by_day.items())}
+
+
+def _first_value(node, keys: list[str]):
+    for key in keys:
+        if isinstance(node, list):
+            node = node[0] if node else None
+        if not isinstance(node, dict):
+            return None
+        node = node.get(key)
+    return node[0] if isinstance(node, list) and node else node
+
+
+def _copy_daily_files(settings: Settings, spec: SourceSpec, file_spec: LandingFileSpec, folder: Path) -> dict[date, int]:
+    counts: dict[date, int] = defaultdict(int)
+    for path in sorted(p for p in folder.iterdir() if p.is_file()):
+        found = _DATE_IN_NAME.search(path.name)
+        if not found:
+            raise ExportError(f"{path}: no YYYY-MM-DD in its name, so its day is unknown")
+        day = date.fromisoformat(found.group(1))
+        suffix = next((s for s in COMPRESSION_SUFFIXES if path.name.endswith(s)), "")
+        if file_spec.is_pattern:
+            name = path.name
+        elif counts[day]:
+            raise ExportError(f"{path}: a second file for {day}, and {spec.name} declares the one file "
+                              f"{file_spec.name!r} a day")
+        else:
+            name = file_spec.name + suffix
+        _write_if_changed(lake.landing_dir(settings, spec.name, day) / name, path.read_bytes())
+        counts[day] += 1
+    return dict(sorted(counts.items()))
+
+
+def _write_if_changed(path, data: bytes) -> None:
+    if storage.is_file(path) and storage.read_bytes(path) == data:
+        return
+    storage.write_bytes(path, data)

@@ -1,0 +1,434 @@
+"""Training job entry point, run in a fresh interpreter: `python -m shopflow.model.worker JOB.json`.
+
+One training trains and evaluates every candidate on the same grouped split (shopflow.model.training.data):
+1. frozen-encoder embeddings of every example (shopflow.model.embeddings; cached by model and text hash, so a daily
+   retrain embeds only new or changed products);
+2. the linear candidates (shopflow.model.training.candidates): the TF-IDF baseline, embeddings + LR, TF-IDF + embeddings;
+3. the fine-tuned transformer (mean pooling, split learning rates; whole epochs on CUDA, a time budget on CPU),
+   warm-started from the previous fine-tune when the job names one;
+4. calibrated ensembles of the fine-tune with each linear candidate (weight and temperature on validation).
+Each is calibrated on the validation split and measured on the test split (accuracy, macro-F1, ECE, per class,
+train and inference seconds). The proposal follows `shopflow.model.training.selection.choose`; its gain over the current
+champion (when the job names one) is measured on today's test split by a paired group bootstrap, for the blessing.
+The repair threshold is set on the validation split (unseen titles) with a Clopper-Pearson bound.
+
+The model directory holds `champion.json` (what serves: members, weights, temperatures, labels, threshold), the
+members' files (`finetune/`, `linear/*.joblib`) and `result.json`. Progress goes to stdout, a line at a time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+SPLIT_NAMES = ("train", "validation", "test")
+NO_FILL = 1.000001
+ENSEMBLE_WEIGHTS = [round(0.1 * i, 1) for i in range(1, 10)]
+
+
+def log(message: str) -> None:
+    print(message, flush=True)
+
+
+def _peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class Evaluation:
+    """Calibrated validation/test probabilities per candidate and the figures that describe them."""
+
+    def __init__(self, parts: dict, labels_top: list[str], labels_l2: list[str]):
+        self.parts, self.labels_top, self.labels_l2 = parts, labels_top, labels_l2
+        self.probs: dict[str, dict[str, object]] = {}
+        self.table: dict[str, dict] = {}
+
+    def add(self, name: str, val_logits, test_logits, seconds_train: float, seconds_infer: float, **extra) -> None:
+        from shopflow.model.training import metrics
+
+        y_val = self.parts["validation"]["y_top"].to_numpy()
+        y_test = self.parts["test"]["y_top"].to_numpy()
+        temperature = metrics.fit_temperature(val_logits, y_val)
+        val, test = metrics.softmax(val_logits, temperature), metrics.softmax(test_logits, temperature)
+        self.probs[name] = {"validation": val, "test": test, "temperature": temperature}
+        report = metrics.classification_report(y_test, test, self.labels_top)
+        report.pop("confusion_matrix")
+        validation_report = metrics.classification_report(y_val, val, self.labels_top)
+        self.table[name] = {"validation_macro_f1": validation_report["macro_f1"], "test": report,
+                            "temperature": temperature, "train_seconds": round(seconds_train, 2),
+                            "inference_seconds": round(seconds_infer, 3),
+                            "inference_per_second": round(len(y_test) / seconds_infer, 1) if seconds_infer else None,
+                            "peak_rss_mib": round(_peak_rss_mib(), 1), **extra}
+        log(f"candidate {name}: validation macro-F1 {validation_report['macro_f1']:.4f}; test macro-F1 "
+            f"{report['macro_f1']:.4f} accuracy {report['accuracy']:.4f} ECE {report['ece']:.4f}; "
+            f"trained in {seconds_train:.1f}s")
+
+
+def run(job: dict) -> dict:
+    import numpy as np
+    import pandas as pd
+    import torch
+
+    from shopflow.model.embeddings import Embedder
+    from shopflow.model.training import candidates, loop, metrics, selection
+    from shopflow.model.training import model as model_io
+    from shopflow.model.training.config import TrainingConfig
+
+    started_all = time.perf_counter()
+    config = TrainingConfig.from_dict(job["config"])
+    output = Path(job["output_dir"])
+    split_column = job.get("split_column", "split")
+    examples = pd.read_parquet(job["examples"])
+    labels_top, labels_l2 = sorted(examples["label_top"].unique()), sorted(examples["label_l2"].unique())
+    top_id = {name: i for i, name in enumerate(labels_top)}
+    l2_id = {name: i for i, name in enumerate(labels_l2)}
+    examples["y_top"] = examples["label_top"].map(top_id)
+    examples["y_l2"] = examples["label_l2"].map(l2_id)
+    if "group" not in examples:
+        examples["group"] = examples["uniq_id"]
+    parts = {name: examples[examples[split_column] == name].reset_index(drop=True) for name in SPLIT_NAMES}
+    log("examples: " + ", ".join(f"{k} {len(v):,}" for k, v in parts.items())
+        + f" ({split_column}); {len(labels_top)} top-level classes, {len(labels_l2)} second-level classes"
+        + (f"; {int(examples['gold'].sum()):,} gold labels from reviewers" if "gold" in examples else ""))
+    texts = {name: part["text"].tolist() for name, part in parts.items()}
+    evaluation = Evaluation(parts, labels_top, labels_l2)
+    stages: dict[str, float] = {}
+
+    # 1. embeddings (cached)
+    embedder = embedded = None
+    if config.linear_candidates:
+        stage = time.perf_counter()
+        embedder = Embedder(config.base_model, cache_dir=job.get("embedding_cache_dir"), max_length=config.max_length,
+                            device=config.device, log_line=log)
+        everything = embedder.embed(texts["train"] + texts["validation"] + texts["test"])
+        cut1, cut2 = len(texts["train"]), len(texts["train"]) + len(texts["validation"])
+        embedded = {"train": everything[:cut1], "validation": everything[cut1:cut2], "test": everything[cut2:]}
+        stages["embeddings"] = time.perf_counter() - stage
+        embedding_stats = dict(embedder.stats)
+
+    # 2. linear candidates
+    linear: dict[str, candidates.LinearCandidate] = {}
+    for name in candidates.LINEAR if config.linear_candidates else (candidates.BASELINE,):
+        stage = time.perf_counter()
+        model = candidates.fit_linear(name, len(labels_top), texts["train"],
+                                      embedded["train"] if embedded else None, parts["train"]["y_top"].to_numpy(),
+                                      seed=config.seed)
+        trained = time.perf_counter() - stage
+        val_logits = model.logits(texts["validation"], embedded["validation"] if embedded else None)
+        infer = time.perf_counter()
+        test_logits = model.logits(texts["test"], embedded["test"] if embedded else None)
+        evaluation.add(name, val_logits, test_logits, trained, time.perf_counter() - infer)
+        linear[name] = model
+
+    # 2b. grouped K-fold cross-validation of the linear candidates over every labelled product
+    cross_validation = None
+    if config.linear_candidates and config.cv_folds >= 2:
+        cross_validation = _cross_validate(parts, texts, embedded, len(labels_top), config, log)
+        stages["cross_validation"] = cross_validation["seconds"]
+
+    # The baseline on the row split too ("today's split", a hash of the product id): how much a split that puts
+    # listings of one product on both sides flatters a model.
+    row_split_baseline = None
+    if "row_split" in examples and split_column != "row_split":
+        rows = {name: examples[examples["row_split"] == name].reset_index(drop=True) for name in ("train", "test")}
+        if len(rows["train"]) and len(rows["test"]):
+            model = candidates.fit_linear(candidates.BASELINE, len(labels_top), rows["train"]["text"].tolist(), None,
+                                          rows["train"]["y_top"].to_numpy(), seed=config.seed)
+            row_split_baseline = metrics.classification_report(
+                rows["test"]["y_top"].to_numpy(), np.exp(model.logits(rows["test"]["text"].tolist(), None)), labels_top)
+            row_split_baseline.pop("confusion_matrix")
+            log(f"baseline on the row split (today's split): test macro-F1 {row_split_baseline['macro_f1']:.4f}, "
+                f"grouped: {evaluation.table[candidates.BASELINE]['test']['macro_f1']:.4f}")
+
+    # 3. fine-tune
+    device = loop.pick_device(config)
+    torch.manual_seed(config.seed)  # the new heads' initialisation, so a rerun trains the same model
+    label_map = model_io.LabelMap(top=labels_top, l2=labels_l2, max_length=config.max_length)
+    classifier, tokenizer = model_io.build(config.base_model, label_map, warm_start=job.get("warm_start"), log=log)
+    pad_id = tokenizer.pad_token_id
+    ids = {name: loop.tokenize(tokenizer, texts[name], config.max_length) for name in SPLIT_NAMES}
+    stage = time.perf_counter()
+    stats = loop.train(classifier, ids["train"], parts["train"]["y_top"].to_numpy(),
+                       parts["train"]["y_l2"].to_numpy(), pad_id, config, log=log, device=device)
+    peak_gpu = torch.cuda.max_memory_allocated() if device.type == "cuda" else None
+    val_top, val_l2 = loop.predict_logits(classifier, ids["validation"], pad_id, config.eval_batch_size, device)
+    infer = time.perf_counter()
+    test_top, test_l2 = loop.predict_logits(classifier, ids["test"], pad_id, config.eval_batch_size, device)
+    finetune_infer = time.perf_counter() - infer
+    label_map.temperature_l2 = metrics.fit_temperature(val_l2, parts["validation"]["y_l2"].to_numpy())
+    evaluation.add(candidates.FINETUNE, val_top, test_top, stats.seconds, finetune_infer, device=device.type,
+                   steps=stats.steps, epochs=round(stats.samples / max(1, len(ids["train"])), 2),
+                   warm_start=job.get("warm_start"))
+    label_map.temperature_top = evaluation.probs[candidates.FINETUNE]["temperature"]
+    stages["finetune"] = time.perf_counter() - stage
+
+    # 4. calibrated ensembles of the fine-tune with each linear candidate
+    ensembles: dict[str, list[tuple[str, float]]] = {}
+    y_val = parts["validation"]["y_top"].to_numpy()
+    for partner in linear:
+        name = f"ensemble_{candidates.FINETUNE}+{partner}"
+        members = [evaluation.probs[candidates.FINETUNE], evaluation.probs[partner]]
+        weight = max(ENSEMBLE_WEIGHTS, key=lambda w: selection.macro_f1(
+            y_val, np.argmax(w * members[0]["validation"] + (1 - w) * members[1]["validation"], 1), len(labels_top)))
+        log_mean = {s: candidates.ensemble_log_mean([m[s] for m in members], [weight, 1 - weight])
+                    for s in ("validation", "test")}
+        table_f = evaluation.table
+        evaluation.add(name, log_mean["validation"], log_mean["test"],
+                       table_f[candidates.FINETUNE]["train_seconds"] + table_f[partner]["train_seconds"],
+                       table_f[candidates.FINETUNE]["inference_seconds"] + table_f[partner]["inference_seconds"],
+                       weights={candidates.FINETUNE: weight, partner: round(1 - weight, 1)})
+        ensembles[name] = [(candidates.FINETUNE, weight), (partner, round(1 - weight, 1))]
+
+    # 5. selection: best on validation, kept only if it beats the baseline beyond the uncertainty
+    y_test = parts["test"]["y_top"].to_numpy()
+    groups_test = parts["test"]["group"].astype(str).to_numpy()
+    predicted = {name: np.argmax(p["test"], 1) for name, p in evaluation.probs.items()}
+    order = list(evaluation.table)
+    boot_vs_baseline = {
+        name: selection.paired_bootstrap(y_test, predicted[name], predicted[candidates.BASELINE], groups_test,
+                                         len(labels_top), rounds=config.bootstrap_rounds, seed=config.seed)
+        for name in order if name != candidates.BASELINE}
+    for name, boot in boot_vs_baseline.items():
+        evaluation.table[name]["versus_baseline"] = boot
+    validation_f1 = {n: evaluation.table[n]["validation_macro_f1"] for n in order}
+    if cross_validation is None:
+        best, proposal, reason = selection.choose(validation_f1, boot_vs_baseline, candidates.BASELINE, order)
+        linear_proposal = None
+    else:
+        others = [n for n in order if n not in linear]
+        versus_linear = {
+            base: {name: selection.paired_bootstrap(y_test, predicted[name], predicted[base], groups_test,
+                                                    len(labels_top), rounds=config.bootstrap_rounds, seed=config.seed)
+                   for name in others} for base in linear}
+        for name in linear:
+            evaluation.table[name]["cross_validation"] = {
+                "folds": config.cv_folds, "macro_f1": cross_validation["macro_f1"][name],
+                "versus_baseline": cross_validation["versus_baseline"].get(name)}
+        best, proposal, reason, linear_proposal = selection.choose_with_cv(
+            cross_validation["macro_f1"], cross_validation["versus_baseline"], validation_f1, versus_linear,
+            candidates.BASELINE, list(linear), others)
+    log(f"selection: {reason}")
+    evidence = _evidence(proposal, linear, cross_validation, boot_vs_baseline,
+                         versus_linear if cross_validation is not None else None, linear_proposal)
+    members = ensembles.get(proposal, [(proposal, 1.0)])
+
+    # 6. the proposal's second level: the fine-tune has its head; a linear member fits one now
+    linear_l2 = {}
+    for member, _ in members:
+        if member in linear:
+            stage = time.perf_counter()
+            linear_l2[member] = candidates.fit_linear(member, len(labels_l2), texts["train"],
+                                                      embedded["train"] if embedded else None,
+                                                      parts["train"]["y_l2"].to_numpy(), seed=config.seed)
+            log(f"second-level {member} fitted in {time.perf_counter() - stage:.1f}s")
+    l2_temperatures = {candidates.FINETUNE: label_map.temperature_l2}
+    member_l2 = {"validation": [], "test": []}
+    for member, _weight in members:
+        for split in ("validation", "test"):
+            if member == candidates.FINETUNE:
+                logits = val_l2 if split == "validation" else test_l2
+            else:
+                logits = linear_l2[member].logits(texts[split], embedded[split] if embedded else None)
+                if split == "validation":
+                    l2_temperatures[member] = metrics.fit_temperature(logits, parts["validation"]["y_l2"].to_numpy())
+            member_l2[split].append(metrics.softmax(logits, l2_temperatures[member]))
+    weights = [w for _, w in members]
+    l2_log = {s: candidates.ensemble_log_mean(member_l2[s], weights) for s in member_l2}
+    l2_temperature = metrics.fit_temperature(l2_log["validation"], parts["validation"]["y_l2"].to_numpy()) \
+        if len(members) > 1 else 1.0
+    report_l2 = metrics.classification_report(parts["test"]["y_l2"].to_numpy(),
+                                              metrics.softmax(l2_log["test"], l2_temperature), labels_l2)
+    report_l2.pop("confusion_matrix")
+    log(f"second level ({proposal}): accuracy {report_l2['accuracy']:.4f} macro-F1 {report_l2['macro_f1']:.4f}")
+
+    # 7. the repair threshold on unseen titles (validation), checked on test
+    proposal_probs = evaluation.probs[proposal]
+    other = top_id.get("other", -1)
+    threshold_fit = _threshold(proposal_probs["validation"], y_val, other, config.repair_precision_bound)
+    at_threshold = _at(proposal_probs["test"], y_test, other, threshold_fit["threshold"])
+    log(f"repair threshold {threshold_fit['threshold']}: validation precision {threshold_fit['precision']} "
+        f"(lower bound {threshold_fit['precision_lower_bound']:.4f}, coverage {threshold_fit['coverage']}); on test "
+        f"precision {at_threshold['precision']} lower bound {at_threshold['precision_lower_bound']:.4f} coverage "
+        f"{at_threshold['coverage']}")
+
+    # 8. versus the current champion, on today's test split
+    versus_champion = None
+    if job.get("champion"):
+        versus_champion = _versus_champion(job, texts["test"], y_test, labels_top, predicted[proposal], groups_test,
+                                           config)
+
+    # 9. save what serves, plus the fine-tune for tomorrow's warm start
+    model_io.save(classifier.cpu(), tokenizer, label_map, output / "finetune")
+    for member, _ in members:
+        if member in linear:
+            candidates.save_linear(linear[member], output / "linear" / f"{member}_top.joblib")
+            candidates.save_linear(linear_l2[member], output / "linear" / f"{member}_l2.joblib")
+    card = {
+        "format": 2, "selected": proposal, "best_on_validation": best, "selection_reason": reason,
+        "members": [{"name": m, "weight": w, "temperature_top": evaluation.probs[m]["temperature"],
+                     "temperature_l2": l2_temperatures[m]} for m, w in members],
+        "temperature_top": 1.0 if len(members) == 1 else evaluation.table[proposal]["temperature"],
+        "temperature_l2": l2_temperature,
+        "labels": {"top": labels_top, "l2": labels_l2}, "max_length": config.max_length,
+        # No threshold reaching the bound: a threshold above any confidence, so nothing is filled.
+        "repair_threshold": NO_FILL if threshold_fit["threshold"] is None else threshold_fit["threshold"],
+        "embedding": embedder.describe() if embedder else None,
+    }
+    (output / "champion.json").write_text(json.dumps(card, indent=2))
+    proposal_report = metrics.classification_report(y_test, evaluation.probs[proposal]["test"], labels_top)
+    result = {
+        "selected": proposal, "selection_reason": reason, "best_on_validation": best,
+        "metrics": {"top": proposal_report, "l2": report_l2},
+        "baseline": {"top": evaluation.table[candidates.BASELINE]["test"], "row_split_top": row_split_baseline},
+        "candidates": evaluation.table,
+        "versus_champion": versus_champion,
+        "repair_threshold": {"validation": threshold_fit, "test": at_threshold},
+        "embeddings": embedding_stats if embedder else None,
+        "cross_validation": cross_validation,
+        "evidence": evidence,
+        "training": {**stats.__dict__, "samples_per_second": stats.samples_per_second,
+                     "tokens_per_second": stats.tokens / stats.seconds if stats.seconds else 0.0,
+                     "peak_gpu_memory_bytes": peak_gpu, "warm_start": job.get("warm_start"),
+                     "stages_seconds": {k: round(v, 2) for k, v in stages.items()},
+                     "total_seconds": round(time.perf_counter() - started_all, 2),
+                     "peak_rss_mib": round(_peak_rss_mib(), 1),
+                     "test_inference_samples_per_second": evaluation.table[proposal]["inference_per_second"]},
+        "labels": {"top": labels_top, "l2": labels_l2},
+        "split_sizes": {k: len(v) for k, v in parts.items()}, "split": split_column,
+        "gold_labels": int(examples["gold"].sum()) if "gold" in examples else 0,
+        "config": config.as_dict(),
+        "artifact_path": str(output),
+    }
+    log("evaluation on the test split (top level), the proposal against the baseline:\n"
+        + metrics.format_table(proposal_report, result["baseline"]["top"]))
+    log(format_candidates(evaluation.table))
+    (output / "result.json").write_text(json.dumps(result, indent=2, default=str))
+    log(f"saved model to {output} in {result['training']['total_seconds']:.0f}s: serving {proposal}")
+    return result
+
+
+def _evidence(proposal: str, linear: dict, cross_validation: dict | None, boot_vs_baseline: dict,
+              versus_linear: dict | None, linear_proposal: str | None) -> dict | None:
+    """The bootstrap that justified a proposal other than the baseline: what the blessing checks again."""
+    from shopflow.model.training import candidates
+
+    if proposal == candidates.BASELINE:
+        return None
+    if cross_validation is None:
+        return {"against": candidates.BASELINE, "on": "test split", "bootstrap": boot_vs_baseline[proposal]}
+    if proposal in linear:
+        return {"against": candidates.BASELINE, "on": "grouped cross-validation",
+                "bootstrap": cross_validation["versus_baseline"][proposal]}
+    return {"against": linear_proposal, "on": "test split", "bootstrap": versus_linear[linear_proposal][proposal]}
+
+
+def _cross_validate(parts: dict, texts: dict, embedded: dict | None, n_classes: int, config, log) -> dict:
+    """Out-of-fold predictions of each linear candidate for every labelled product (folds by product group), their
+    macro-F1 and each one's paired bootstrap gain over the baseline."""
+    import numpy as np
+
+    from shopflow.model.training import candidates, selection
+
+    started = time.perf_counter()
+    all_texts = texts["train"] + texts["validation"] + texts["test"]
+    all_vectors = np.concatenate([embedded[s] for s in SPLIT_NAMES]) if embedded else None
+    y = np.concatenate([parts[s]["y_top"].to_numpy() for s in SPLIT_NAMES])
+    groups = np.concatenate([parts[s]["group"].astype(str).to_numpy() for s in SPLIT_NAMES])
+    folds = np.array([selection.fold_of(g, config.cv_folds) for g in groups])
+    out_of_fold = {name: np.full(len(y), -1) for name in candidates.LINEAR}
+    for fold in range(config.cv_folds):
+        train, held = np.flatnonzero(folds != fold), np.flatnonzero(folds == fold)
+        for name in candidates.LINEAR:
+            model = candidates.fit_linear(name, n_classes, [all_texts[i] for i in train],
+                                          all_vectors[train] if all_vectors is not None else None, y[train],
+                                          seed=config.seed)
+            logits = model.logits([all_texts[i] for i in held], all_vectors[held] if all_vectors is not None else None)
+            out_of_fold[name][held] = logits.argmax(1)
+        log(f"cross-validation fold {fold + 1}/{config.cv_folds}: {len(held):,} held-out products "
+            f"({time.perf_counter() - started:.0f}s)")
+    macro = {name: selection.macro_f1(y, predicted, n_classes) for name, predicted in out_of_fold.items()}
+    versus = {name: selection.paired_bootstrap(y, out_of_fold[name], out_of_fold[candidates.BASELINE], groups,
+                                               n_classes, rounds=config.bootstrap_rounds, seed=config.seed)
+              for name in candidates.LINEAR if name != candidates.BASELINE}
+    log(f"{config.cv_folds}-fold grouped cross-validation of the linear candidates on {len(y):,} products in "
+        f"{time.perf_counter() - started:.0f}s: " + ", ".join(
+            f"{name} {macro[name]:.4f}" + (f" ({versus[name]['gain']:+.4f} [{versus[name]['ci_low']:+.4f}, "
+                                          f"{versus[name]['ci_high']:+.4f}])" if name in versus else "")
+            for name in candidates.LINEAR))
+    return {"macro_f1": macro, "versus_baseline": versus, "seconds": round(time.perf_counter() - started, 1)}
+
+
+def _fillable(probabilities, y, other: int):
+    import numpy as np
+
+    predicted = np.argmax(probabilities, 1)
+    return probabilities.max(1), predicted == y, predicted != other
+
+
+def _threshold(probabilities, y, other: int, target: float) -> dict:
+    from shopflow.model.training import selection
+
+    confidence, correct, fillable = _fillable(probabilities, y, other)
+    return selection.repair_threshold(confidence, correct, fillable, target)
+
+
+def _at(probabilities, y, other: int, threshold: float | None) -> dict:
+    from shopflow.model.training import selection
+
+    confidence, correct, fillable = _fillable(probabilities, y, other)
+    return selection.precision_at(confidence, correct, fillable, 1.01 if threshold is None else threshold)
+
+
+def _versus_champion(job: dict, test_texts, y_test, labels_top, proposal_predicted, groups, config) -> dict:
+    """The proposal's macro-F1 gain over the champion's predictions on today's test split (paired bootstrap)."""
+    import numpy as np
+
+    from shopflow.model.inference import Predictor
+    from shopflow.model.training import selection
+
+    champion = job["champion"]
+    try:
+        predictor = Predictor(champion["path"], device=config.device if config.device != "auto" else "auto",
+                              embedding_cache_dir=job.get("embedding_cache_dir"))
+    except Exception as exc:  # an unreadable champion must not stop a training; the blessing sees why
+        log(f"champion v{champion['version']} could not be loaded ({exc}); no paired comparison")
+        return {"version": champion["version"], "error": str(exc)[:300]}
+    names = predictor.predict(test_texts)["label"].astype(str).tolist()
+    index = {name: i for i, name in enumerate(labels_top)}
+    champion_predicted = np.array([index.get(n, -1) for n in names])
+    boot = selection.paired_bootstrap(y_test, proposal_predicted, champion_predicted, groups, len(labels_top),
+                                      rounds=config.bootstrap_rounds, seed=config.seed)
+    champion_f1 = selection.macro_f1(np.asarray(y_test), champion_predicted, len(labels_top))
+    log(f"versus champion v{champion['version']} on today's test split: champion macro-F1 {champion_f1:.4f}, gain "
+        f"{boot['gain']:+.4f} (95% CI [{boot['ci_low']:+.4f}, {boot['ci_high']:+.4f}])")
+    return {"version": champion["version"], "champion_macro_f1": champion_f1, **boot}
+
+
+def format_candidates(table: dict) -> str:
+    lines = [f"{'candidate':<40} {'val F1':>7} {'test F1':>7} {'acc':>6} {'ECE':>6} {'train s':>8} {'infer/s':>8} "
+             f"{'vs baseline (95% CI)':>28}"]
+    for name, row in table.items():
+        boot = row.get("versus_baseline")
+        versus = (f"{boot['gain']:+.4f} [{boot['ci_low']:+.4f},{boot['ci_high']:+.4f}]" if boot and boot["ci_low"]
+                  is not None else "baseline" if boot is None else f"{boot['gain']:+.4f}")
+        lines.append(f"{name[:40]:<40} {row['validation_macro_f1']:7.4f} {row['test']['macro_f1']:7.4f} "
+                     f"{row['test']['accuracy']:6.3f} {row['test']['ece']:6.3f} {row['train_seconds']:8.1f} "
+                     f"{row['inference_per_second'] or 0:8.0f} {versus:>28}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    job = json.loads(Path(argv[0]).read_text())
+    run(job)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,1 @@
+"""Observability: alerts, OpenLineage facts, the status table and `sources check`'s description."""
