@@ -11,7 +11,7 @@
 #   docker compose build     # or: docker build --target airflow -t shopflow-airflow:3.3.2 .
 #                            #     docker build --target airflow-gpu -t shopflow-airflow-gpu:3.3.2 .
 
-# torch: the same version as requirements.txt (tests/test_deployment_files.py checks it).
+# torch: the same version as requirements.txt (tests/deployment/test_deployment_files.py checks it).
 ARG TORCH_VERSION=2.13.0
 # The CUDA build of torch 2.13.0 on PyPI (Linux x86_64) is built for CUDA 13.0 and brings its own CUDA and cuDNN
 # libraries as wheels; the base image adds the CUDA runtime environment the NVIDIA container toolkit expects.

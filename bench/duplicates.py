@@ -179,7 +179,7 @@ KINDS = ("spacing", "typo", "reorder", "plural", "repeat", "case_punct")
 
 
 def synthetic_recall(products: pd.DataFrame, vectors: np.ndarray, embedder, count: int, policy) -> dict:
-    from shopflow.governance.duplicates import embedding_texts, find_duplicates
+    from shopflow.governance.duplicates import embedding_texts, cluster_duplicates
 
     rng = random.Random(20151203)
     chosen = rng.sample(range(len(products)), count)
@@ -198,7 +198,7 @@ def synthetic_recall(products: pd.DataFrame, vectors: np.ndarray, embedder, coun
     both = pd.concat([products, extra], ignore_index=True)
     all_vectors = np.vstack([vectors, embedder.embed(embedding_texts(extra))])
     order = both["uniq_id"].argsort(kind="stable").to_numpy()
-    result = find_duplicates(both.iloc[order].reset_index(drop=True), all_vectors[order], policy)
+    result = cluster_duplicates(both.iloc[order].reset_index(drop=True), all_vectors[order], policy)
     cluster = result.members.set_index("uniq_id")["cluster_id"]
     found = [cluster.get(c) is not None and cluster.get(c) == cluster.get(o)
              for c, o in zip(extra["uniq_id"], originals)]
@@ -230,7 +230,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from shopflow.config.settings import Settings
-    from shopflow.governance.duplicates import DuplicatePolicy, catalogue_products, embedding_texts, find_duplicates
+    from shopflow.governance.duplicates import DuplicatePolicy, catalogue_products, embedding_texts, cluster_duplicates
     from shopflow.model.embeddings import Embedder
 
     policy = DuplicatePolicy.from_env()
@@ -246,7 +246,7 @@ def main() -> None:
     print(f"policy: {policy.describe()}")
 
     started = time.perf_counter()
-    result = find_duplicates(products, vectors, policy)
+    result = cluster_duplicates(products, vectors, policy)
     counts = result.counts
     print(f"\nfind_duplicates on the real catalogue: {time.perf_counter() - started:.2f}s; {counts['clusters']:,} "
           f"clusters, {counts['products_in_clusters']:,} products in them, {counts['singletons']:,} singletons; "

@@ -19,8 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from local_airflow import REPO, airflow, airflow_env, backfill, free_port, running_airflow  # noqa: E402
 from run_watch import Stalled  # noqa: E402
-
-DEFAULT_WINDOWS = "2010-12-01:2010-12-05,2015-12-03:2015-12-07,2017-11-25:2017-11-27"
+from shopflow.config.options import check_environment, given, value  # noqa: E402
 
 
 def shopflow(env: dict[str, str], *args: str) -> None:
@@ -31,15 +30,17 @@ def main() -> int:
     # Turn SIGTERM into an exception so the Airflow services started below are always stopped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     started = time.monotonic()
+    check_environment()  # a bad SHOPFLOW_* value stops the demo here, named, not minutes later in a task
+    # The demo's folders default to the repository's, wherever it is started from.
     airflow_home = Path(os.environ.get("AIRFLOW_HOME", REPO / ".airflow")).resolve()
-    shopflow_home = Path(os.environ.get("SHOPFLOW_HOME", REPO / ".shopflow")).resolve()
-    port = int(os.environ.get("SHOPFLOW_DEMO_PORT", free_port()))
+    shopflow_home = Path(given("SHOPFLOW_HOME") or REPO / ".shopflow").resolve()
+    port = given("SHOPFLOW_DEMO_PORT") or free_port()
     env = airflow_env(airflow_home, shopflow_home, port=port, parallelism=4)
-    env["SHOPFLOW_SOURCE_DATA"] = os.environ.get("SHOPFLOW_SOURCE_DATA", str(REPO.parent / "shared" / "data"))
+    env["SHOPFLOW_SOURCE_DATA"] = given("SHOPFLOW_SOURCE_DATA") or str(REPO.parent / "shared" / "data")
     # The sample's sources lie years apart: without this the 2017 behaviour days would retrain the catalogue model
     # only because it is two years "old".
-    env.setdefault("SHOPFLOW_TRAIN_MAX_AGE_DAYS", os.environ.get("SHOPFLOW_TRAIN_MAX_AGE_DAYS", "3650"))
-    windows = [tuple(w.split(":")) for w in os.environ.get("SHOPFLOW_DEMO_WINDOWS", DEFAULT_WINDOWS).split(",")]
+    env.setdefault("SHOPFLOW_TRAIN_MAX_AGE_DAYS", "3650")
+    windows = [tuple(window) for window in value("SHOPFLOW_DEMO_WINDOWS")]
 
     print(f"== shopflow demo: Airflow home {airflow_home}, shopflow home {shopflow_home}")
     shopflow(env, "init-key")
@@ -48,7 +49,7 @@ def main() -> int:
     print("== landing the sample data as daily files")
     shopflow(env, "land")
     print(f"== starting Airflow (api-server :{port}, scheduler, dag-processor) and backfilling {windows}")
-    stall_seconds = float(os.environ.get("SHOPFLOW_DEMO_STALL_SECONDS", "900"))
+    stall_seconds = value("SHOPFLOW_DEMO_STALL_SECONDS")
     print(f"   (no deadline: the demo stops only if nothing progresses for {stall_seconds:.0f}s, "
           "SHOPFLOW_DEMO_STALL_SECONDS)")
     service_logs = airflow_home / "demo-logs"

@@ -9,10 +9,17 @@
 # Where a package is missing and cannot be installed (no root, no password-less sudo, no apt-get), this prints
 # which tests will be skipped; the tests themselves skip with a message naming the package. An install that was
 # possible but failed is an error: the tests would otherwise be skipped on a machine that could run them.
-# `make test` runs this first; SHOPFLOW_SKIP_SYSTEM_PACKAGES=1 turns it off.
+# `make test` runs this first; SHOPFLOW_SKIP_SYSTEM_PACKAGES=1 (or true/yes/on, as every boolean setting:
+# shopflow.config.options) turns it off.
 set -euo pipefail
 
-[ "${SHOPFLOW_SKIP_SYSTEM_PACKAGES:-0}" = 1 ] && exit 0
+skip="$(printf '%s' "${SHOPFLOW_SKIP_SYSTEM_PACKAGES:-}" | tr '[:upper:]' '[:lower:]' | sed -e 's/^[[:space:]]*//' -e 's/[[:space:]]*$//')"
+case "$skip" in
+  1|true|yes|on) exit 0 ;;
+  ''|0|false|no|off) ;;
+  *) echo "SHOPFLOW_SKIP_SYSTEM_PACKAGES: '${SHOPFLOW_SKIP_SYSTEM_PACKAGES}' is not a boolean (true or false)" >&2
+     exit 2 ;;
+esac
 
 have_postgres() { command -v initdb >/dev/null || compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; }
 have() { command -v "$1" >/dev/null; }

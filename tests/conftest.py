@@ -14,13 +14,43 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-os.environ.setdefault("AIRFLOW_HOME", str(Path(tempfile.gettempdir()) / "shopflow-pytest-airflow-home"))
+# One Airflow home per pytest-xdist worker (`make test` runs two): in-process Airflow imports write its config there.
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
+os.environ.setdefault("AIRFLOW_HOME", str(Path(tempfile.gettempdir()) / f"shopflow-pytest-airflow-home-{_WORKER}"))
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 
 from local_airflow import airflow, airflow_env, free_port  # noqa: E402
 
 TEST_KEY = "test-pseudonym-key-not-a-secret-32bytes+"
-pytest_plugins = ["model_fixtures"]  # the session's small trained model (tests/model_fixtures.py)
+pytest_plugins = [
+    "model_fixtures",  # the session's small trained model (tests/support/model_fixtures.py)
+    "ui_client",  # the reports app's test client, JWTs and fake reports (tests/support/ui_client.py)
+]
+
+
+# Session fixtures that cost minutes: under xdist, every module that uses one runs on the same worker (one
+# `xdist_group`), so each is built once per run instead of once per worker.
+SHARED_SESSION_FIXTURES = {"trained_model": "trained-model", "model_predictor": "trained-model",
+                           "sqlite_sandbox": "sqlite-sandbox"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Groups for `--dist loadgroup`: a module that uses a shared session fixture joins that fixture's group; any other
+    module is a group of its own (its module-scoped fixtures are built once). The groups that take longest go first,
+    so that no long group starts last while the other worker idles."""
+    group_of_module = {}
+    for item in items:
+        shared = next((g for f, g in SHARED_SESSION_FIXTURES.items() if f in item.fixturenames), None)
+        module = item.nodeid.split("::")[0]
+        if shared or module not in group_of_module:
+            group_of_module[module] = shared or group_of_module.get(module) or module
+    weight = {}
+    for item in items:
+        group = group_of_module[item.nodeid.split("::")[0]]
+        item.add_marker(pytest.mark.xdist_group(group))
+        heavy = item.get_closest_marker("slow") or item.get_closest_marker("airflow")
+        weight[group] = weight.get(group, 0) + (20 if heavy else 1)
+    items.sort(key=lambda item: -weight[group_of_module[item.nodeid.split("::")[0]]])
 
 
 def source_data_dir() -> Path:

@@ -9,6 +9,7 @@ import secrets
 import sys
 from datetime import date
 
+from shopflow.common.errors import ConfigurationError
 from shopflow.common.redaction import redact
 from shopflow.config.settings import Settings
 
@@ -172,7 +173,7 @@ def cmd_review(settings: Settings, args) -> int:
                       f"  {state}  {(i.title or '')[:60]}")
             return 0
         decision = "accept" if args.accept else "reject" if args.reject else "correct"
-        result = review.decide(settings, store, args.ds, [review.Decision(args.id, decision, args.correct)],
+        result = review.decide(settings, store, args.ds, [review.ItemDecision(args.id, decision, args.correct)],
                                args.reviewer or getpass.getuser(), source=args.source, via="cli")
     except review.ReviewError as exc:
         print(f"review: {exc}", file=sys.stderr)
@@ -359,4 +360,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
-    return args.func(Settings.from_env(), args)
+    try:
+        return args.func(Settings.from_env(), args)
+    except ConfigurationError as exc:  # a bad or missing setting: one line that names it, no traceback
+        print(f"shopflow: {redact(exc)}", file=sys.stderr)
+        return 2

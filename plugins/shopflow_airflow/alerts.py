@@ -24,8 +24,9 @@ from datetime import date
 from urllib.parse import quote
 
 from airflow.sdk import BaseNotifier
+from shopflow.config.options import default, value
 
-DEFAULT_SMTP_CONN_ID = "smtp_default"
+DEFAULT_SMTP_CONN_ID = default("SHOPFLOW_ALERT_SMTP_CONN_ID")
 FAILED_STATES = ("failed",)
 
 
@@ -121,8 +122,8 @@ class ShopflowAlertNotifier(BaseNotifier):
             return
         from airflow.providers.smtp.notifications.smtp import SmtpNotifier
 
-        conn_id = self.smtp_conn_id or os.environ.get("SHOPFLOW_ALERT_SMTP_CONN_ID") or DEFAULT_SMTP_CONN_ID
-        sender = self.from_email or os.environ.get("SHOPFLOW_ALERT_FROM") or _connection_sender(conn_id)
+        conn_id = self.smtp_conn_id or value("SHOPFLOW_ALERT_SMTP_CONN_ID")
+        sender = self.from_email or value("SHOPFLOW_ALERT_FROM") or _connection_sender(conn_id)
         # notify(), not __call__, and every field given: the subject and body are final text, not templates.
         SmtpNotifier(to=to, from_email=sender, subject=subject, html_content=html, smtp_conn_id=conn_id).notify(context)
         self.log.info("shopflow alerts for %s: %d alert(s) sent to %s via connection %s: %s\n%s", ds, len(found),

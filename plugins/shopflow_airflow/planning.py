@@ -39,7 +39,8 @@ class PlanDayOperator(BaseBranchOperator):
 
 
 def plan_day_enabled() -> bool:
-    """SHOPFLOW_PLAN_DAY (default true): whether the DAG starts with the plan task."""
-    import os
+    """SHOPFLOW_PLAN_DAY (default true): whether the DAG starts with the plan task. Read when the DAG is parsed; a
+    value that is not a boolean is a ConfigurationError naming the variable (a DAG import error)."""
+    from shopflow.config.options import value
 
-    return os.environ.get("SHOPFLOW_PLAN_DAY", "true").strip().lower() not in ("0", "false", "no", "off")
+    return value("SHOPFLOW_PLAN_DAY")

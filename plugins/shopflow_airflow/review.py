@@ -16,7 +16,6 @@ It never blocks an unattended run:
 
 from __future__ import annotations
 
-import os
 from datetime import date, timedelta
 from typing import Any, Sequence
 
@@ -118,14 +117,12 @@ class ReviewGateOperator(HITLOperator):
         return f"{base}/shopflow/review/{ds.isoformat()}"
 
     def _timeout(self) -> timedelta:
-        text = os.environ.get(TIMEOUT_VARIABLE, "").strip()
-        if not text:
-            return self.response_timeout
-        try:
-            minutes = float(text)
-        except ValueError:
-            raise ValueError(f"{TIMEOUT_VARIABLE}={text!r}: minutes, a number (0: do not wait)") from None
-        return timedelta(minutes=max(minutes, 0.0))
+        """SHOPFLOW_REVIEW_TIMEOUT_MINUTES when set (0: do not wait; not a number, or negative: a
+        ConfigurationError naming it), else the operator's response_timeout."""
+        from shopflow.config.options import given
+
+        minutes = given(TIMEOUT_VARIABLE)
+        return self.response_timeout if minutes is None else timedelta(minutes=minutes)
 
     @staticmethod
     def _no_wait_reason(context, timeout: timedelta) -> str | None:

@@ -113,7 +113,7 @@ async def review_decide_form(ds: str, request: Request, store: StoreDep, setting
         if key.startswith("d.") and choice:
             uniq_id = key[2:]
             value = form.get(f"v.{uniq_id}") if choice == review.CORRECT else None
-            decisions.append(review.Decision(uniq_id, str(choice), str(value) if value is not None else None))
+            decisions.append(review.ItemDecision(uniq_id, str(choice), str(value) if value is not None else None))
     result = _reviewing(review.decide, settings, store, day, decisions, user.get_name(), via="page")
     return _back(request, day, form, result)
 
@@ -135,7 +135,7 @@ async def review_accept_pending(ds: str, request: Request, store: StoreDep, sett
 def review_decisions(ds: str, body: DecisionsIn, store: StoreDep, settings: SettingsDep,
                      user: ReviewerDep) -> JSONResponse:
     day = _day(ds)
-    decisions = [review.Decision(d.uniq_id, d.decision, d.value) for d in body.decisions]
+    decisions = [review.ItemDecision(d.uniq_id, d.decision, d.value) for d in body.decisions]
     return JSONResponse(_reviewing(review.decide, settings, store, day, decisions, user.get_name(), via="api"))
 
 

@@ -55,7 +55,8 @@ def write_parquet_atomic(frame: pd.DataFrame, path: StoragePath, *, compression_
                                  write_statistics=write_statistics, use_dictionary=dictionary)
 
 
-_TEXT_TYPES = {pa.string(): pd.StringDtype(), pa.large_string(): pd.StringDtype()}
+# Arrow text types -> pandas' "string" dtype (missing = NA): how lake and landing reads type their text.
+TEXT_TYPES = {pa.string(): pd.StringDtype(), pa.large_string(): pd.StringDtype()}
 
 
 def parquet_columns(path: StoragePath | str) -> list[str]:
@@ -74,11 +75,11 @@ def read_parquet(path: StoragePath | str, *, text_as_dictionary: bool = False, c
     """
     source, filesystem = storage.arrow_source(path)
     if not text_as_dictionary:
-        return pq.read_table(source, columns=columns, filesystem=filesystem).to_pandas(types_mapper=_TEXT_TYPES.get)
+        return pq.read_table(source, columns=columns, filesystem=filesystem).to_pandas(types_mapper=TEXT_TYPES.get)
     schema = pq.read_schema(source, filesystem=filesystem)
     text = [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
     table = pq.read_table(source, columns=columns, read_dictionary=text, filesystem=filesystem)
-    return table.to_pandas(types_mapper=lambda t: pd.ArrowDtype(t) if pa.types.is_dictionary(t) else _TEXT_TYPES.get(t))
+    return table.to_pandas(types_mapper=lambda t: pd.ArrowDtype(t) if pa.types.is_dictionary(t) else TEXT_TYPES.get(t))
 
 
 def is_dictionary_text(dtype) -> bool:

@@ -1,21 +1,8 @@
 """Settings: every location, URL and secret comes from the environment, with embedded defaults.
 
-| variable                      | default                                   |
-|-------------------------------|-------------------------------------------|
-| SHOPFLOW_HOME                 | ./.shopflow                               |
-| SHOPFLOW_SOURCE_DATA          | ../shared/data (the real sample data)     |
-| SHOPFLOW_LANDING_DIR          | $SHOPFLOW_HOME/landing                    |
-| SHOPFLOW_LAKE_DIR             | $SHOPFLOW_HOME/lake                       |
-| SHOPFLOW_MODELS_DIR           | $SHOPFLOW_HOME/models                     |
-| SHOPFLOW_REPORTS_DIR          | $SHOPFLOW_HOME/reports                    |
-| SHOPFLOW_STORAGE_URL          | (none: local paths; see shopflow.common.storage) |
-| SHOPFLOW_STORE_URL            | sqlite:///$SHOPFLOW_HOME/shopflow.db      |
-| SHOPFLOW_PSEUDONYM_KEY        | (none)                                    |
-| SHOPFLOW_PSEUDONYM_KEY_FILE   | $SHOPFLOW_HOME/pseudonym.key              |
-| SHOPFLOW_SOURCES              | (none: the shipped shopflow/sources.yaml) |
-| SHOPFLOW_DB_CONNECT_TIMEOUT_S | 10 (seconds to connect to a PostgreSQL store) |
-| SHOPFLOW_DB_STATEMENT_TIMEOUT_S | 30 (PostgreSQL statement_timeout, seconds; the client waits 10 s more) |
-| SHOPFLOW_ALLOW_REKEY          | false (true: ingest although earlier partitions carry another key's fingerprint) |
+Which variables, their types and defaults: `shopflow.config.options` (the catalogue; docs/settings.md shows it).
+`Settings.from_env` validates every SHOPFLOW_* variable that is set (`check_environment`), so each entry point
+(CLI, operators, UI, DAG parsing) fails at startup on a bad value, naming the variable.
 
 With SHOPFLOW_STORAGE_URL set (e.g. s3://bucket/prefix), the landing zone, lake, models and reports are
 `<url>/landing`, `<url>/lake`, `<url>/models` and `<url>/reports` (UPaths) and the four *_DIR variables are ignored;
@@ -27,28 +14,22 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping
 
 from shopflow.common import storage
 from shopflow.common.errors import ConfigurationError
 from shopflow.common.storage import StoragePath
+from shopflow.config.options import check_environment, default, value
 
-DB_TIMEOUT_DEFAULTS = {"SHOPFLOW_DB_CONNECT_TIMEOUT_S": 10.0, "SHOPFLOW_DB_STATEMENT_TIMEOUT_S": 30.0}
+CONNECT_TIMEOUT, STATEMENT_TIMEOUT = "SHOPFLOW_DB_CONNECT_TIMEOUT_S", "SHOPFLOW_DB_STATEMENT_TIMEOUT_S"
+DB_TIMEOUT_DEFAULTS = {CONNECT_TIMEOUT: default(CONNECT_TIMEOUT), STATEMENT_TIMEOUT: default(STATEMENT_TIMEOUT)}
+DATA_DIRS = {"landing": "SHOPFLOW_LANDING_DIR", "lake": "SHOPFLOW_LAKE_DIR", "models": "SHOPFLOW_MODELS_DIR",
+             "reports": "SHOPFLOW_REPORTS_DIR"}
 
 
-def db_timeouts(env: dict[str, str] | None = None) -> tuple[float, float]:
+def db_timeouts(env: Mapping[str, str] | None = None) -> tuple[float, float]:
     """(connect timeout, statement timeout) of the metadata store in seconds, from the environment."""
-    env = os.environ if env is None else env
-    values = []
-    for name, default in DB_TIMEOUT_DEFAULTS.items():
-        text = (env.get(name) or "").strip()
-        try:
-            value = float(text) if text else default
-        except ValueError:
-            raise ConfigurationError(f"{name}: {text!r} is not a number of seconds") from None
-        if not 0 < value <= 86400:
-            raise ConfigurationError(f"{name}: {text!r} must be more than 0 and at most 86400 seconds")
-        values.append(value)
-    return values[0], values[1]
+    return value(CONNECT_TIMEOUT, env), value(STATEMENT_TIMEOUT, env)
 
 
 # The pseudonymisation key policy: what a usable key is.
@@ -88,39 +69,43 @@ class Settings:
     pseudonym_key_file: Path
     storage_url: str | None = None
     sources_file: str | None = None  # a path or storage URL; None: the shipped sources.yaml
-    db_connect_timeout_s: float = 10.0
-    db_statement_timeout_s: float = 30.0
-    allow_rekey: bool = False
+    db_connect_timeout_s: float = default(CONNECT_TIMEOUT)
+    db_statement_timeout_s: float = default(STATEMENT_TIMEOUT)
+    allow_rekey: bool = default("SHOPFLOW_ALLOW_REKEY")
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+        """The settings of `env` (default: the process environment), every SHOPFLOW_* variable of it validated
+        first: one ConfigurationError names each bad one."""
         env = dict(os.environ if env is None else env)
-        home = Path(env.get("SHOPFLOW_HOME", ".shopflow")).resolve()
-        url = env.get("SHOPFLOW_STORAGE_URL") or None
+        check_environment(env)
+        home = Path(value("SHOPFLOW_HOME", env)).resolve()
+        url = value("SHOPFLOW_STORAGE_URL", env)
 
         def data_dir(name: str) -> StoragePath:
             if url is None:
-                return Path(env.get(f"SHOPFLOW_{name.upper()}_DIR", home / name)).resolve()
+                return Path(value(DATA_DIRS[name], env)).resolve()
             try:
                 return storage.location(url, name)
             except ValueError as exc:
                 raise ConfigurationError(f"SHOPFLOW_STORAGE_URL: {exc}") from None
 
+        connect_timeout, statement_timeout = db_timeouts(env)
         return cls(
             home=home,
-            source_data=Path(env.get("SHOPFLOW_SOURCE_DATA", "../shared/data")).resolve(),
+            source_data=Path(value("SHOPFLOW_SOURCE_DATA", env)).resolve(),
             landing_dir=data_dir("landing"),
             lake_dir=data_dir("lake"),
             models_dir=data_dir("models"),
             reports_dir=data_dir("reports"),
-            store_url=env.get("SHOPFLOW_STORE_URL") or f"sqlite:///{home / 'shopflow.db'}",
-            pseudonym_key=env.get("SHOPFLOW_PSEUDONYM_KEY") or None,
-            pseudonym_key_file=Path(env.get("SHOPFLOW_PSEUDONYM_KEY_FILE", home / "pseudonym.key")),
+            store_url=value("SHOPFLOW_STORE_URL", env),
+            pseudonym_key=value("SHOPFLOW_PSEUDONYM_KEY", env),
+            pseudonym_key_file=Path(value("SHOPFLOW_PSEUDONYM_KEY_FILE", env)),
             storage_url=url,
-            sources_file=env.get("SHOPFLOW_SOURCES") or None,
-            db_connect_timeout_s=db_timeouts(env)[0],
-            db_statement_timeout_s=db_timeouts(env)[1],
-            allow_rekey=(env.get("SHOPFLOW_ALLOW_REKEY") or "").strip().lower() in ("1", "true", "yes", "on"),
+            sources_file=value("SHOPFLOW_SOURCES", env),
+            db_connect_timeout_s=connect_timeout,
+            db_statement_timeout_s=statement_timeout,
+            allow_rekey=value("SHOPFLOW_ALLOW_REKEY", env),
         )
 
     @property

@@ -22,7 +22,7 @@ The match (`extract`): the longest leading match wins; else a brand found elsewh
 titles get no brand: a leading match with a different brand found further on, or two different brands found
 away from the start. The confidence of a match is the calibrated precision of its brand and rule.
 
-`masked_evaluation` measures the rule honestly: the vocabulary is built without the held-out products, their
+`masked_brand_evaluation` measures the rule honestly: the vocabulary is built without the held-out products, their
 brand is hidden, and the extracted brands are compared with the hidden ones.
 """
 
@@ -200,7 +200,7 @@ def fill_brands(titles: pd.Series, brands: pd.Series, vocabulary: BrandVocabular
                          "confidence": confidence.where(fill)}, index=titles.index)
 
 
-def masked_evaluation(titles: pd.Series, brands: pd.Series, held_out: pd.Series, **vocabulary_options) -> dict:
+def masked_brand_evaluation(titles: pd.Series, brands: pd.Series, held_out: pd.Series, **vocabulary_options) -> dict:
     """Precision and coverage of the brand fill on held-out products whose brand is known but hidden.
 
     The vocabulary is built from the products with a brand that are NOT held out; the held-out ones with a brand

@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import difflib
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -55,6 +54,7 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
+from shopflow.config.options import default, values_of
 from shopflow.model.training.data import normalised_title
 from shopflow.sources import SourceSpec
 from shopflow.sources.ledger import LedgerMismatch
@@ -94,25 +94,19 @@ class DuplicatesValidationFailed(RuntimeError):
 
 @dataclass(frozen=True)
 class DuplicatePolicy:
-    """The knobs of the search and the checks (environment: SHOPFLOW_DUPLICATES_<NAME>)."""
+    """The knobs of the search and the checks (environment: SHOPFLOW_DUPLICATES_<NAME>, declared with their defaults
+    in shopflow.config.options; `block_bytes` is not a setting)."""
 
-    threshold: float = 0.85  # cosine similarity of two titles' embeddings for an embedding candidate
-    top_k: int = 10  # neighbouring titles per title
-    price_band: float = 1.5  # max price / min price of a pair
-    word_similarity: float = 0.8  # a word "spelled nearly like" another (difflib ratio)
-    max_block: int = 200  # a same-title block larger than this is chained, not paired all with all
+    threshold: float = default("SHOPFLOW_DUPLICATES_THRESHOLD")  # cosine similarity for an embedding candidate
+    top_k: int = default("SHOPFLOW_DUPLICATES_TOP_K")  # neighbouring titles per title
+    price_band: float = default("SHOPFLOW_DUPLICATES_PRICE_BAND")  # max price / min price of a pair
+    word_similarity: float = default("SHOPFLOW_DUPLICATES_WORD_SIMILARITY")  # "spelled nearly like" (difflib ratio)
+    max_block: int = default("SHOPFLOW_DUPLICATES_MAX_BLOCK")  # a larger same-title block is chained, not all-pairs
     block_bytes: int = 256 * 2**20  # memory of one similarity block of the exact search
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "DuplicatePolicy":
-        env = os.environ if env is None else env
-        values = {}
-        for name, kind in (("threshold", float), ("top_k", int), ("price_band", float), ("word_similarity", float),
-                           ("max_block", int)):
-            raw = env.get(f"SHOPFLOW_DUPLICATES_{name.upper()}")
-            if raw not in (None, ""):
-                values[name] = kind(raw)
-        return cls(**values)
+        return cls(**values_of("DuplicatePolicy", env))
 
     def describe(self) -> dict:
         return {"threshold": self.threshold, "top_k": self.top_k, "price_band": self.price_band,
@@ -272,7 +266,7 @@ def brand_check(brand_a: np.ndarray, brand_b: np.ndarray) -> np.ndarray:
     return _outcome(missing, agree)
 
 
-def price_check(price_a: np.ndarray, price_b: np.ndarray, band: float) -> np.ndarray:
+def prices_within_band(price_a: np.ndarray, price_b: np.ndarray, band: float) -> np.ndarray:
     """agree when max/min <= band; missing when a price is missing or not positive."""
     missing = ~(np.isfinite(price_a) & np.isfinite(price_b) & (price_a > 0) & (price_b > 0))
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -332,7 +326,7 @@ def _reason(rule: str, threshold: float, outcomes: dict[str, str]) -> str:
 
 
 # ---- the whole search ------------------------------------------------------------------------------------------
-def find_duplicates(products: pd.DataFrame, vectors: np.ndarray, policy: DuplicatePolicy | None = None,
+def cluster_duplicates(products: pd.DataFrame, vectors: np.ndarray, policy: DuplicatePolicy | None = None,
                     ) -> DuplicateResult:
     """Clusters of near-duplicate products (see the module docstring). `products`: `catalogue_products` (sorted by
     uniq_id, unique ids); `vectors`: their L2-normalised title embeddings, row for row."""
@@ -367,7 +361,7 @@ def find_duplicates(products: pd.DataFrame, vectors: np.ndarray, policy: Duplica
     prices = products["price"].to_numpy(dtype="float64")
     tops = products["category_top"].fillna("").astype(str).str.strip().to_numpy(dtype=object)
     candidates["brand"] = brand_check(brands[a], brands[b])
-    candidates["price"] = price_check(prices[a], prices[b], policy.price_band)
+    candidates["price"] = prices_within_band(prices[a], prices[b], policy.price_band)
     candidates["category"] = category_check(tops[a], tops[b])
     leaves = np.array([normalised_title(v) if isinstance(v, str) else "" for v in products["category_leaf"].tolist()],
                       dtype=object)
@@ -563,7 +557,7 @@ def publish_duplicates(settings, store, ds, spec: SourceSpec, *, run_id: str | N
              f"{embedding['texts']:,}", f"{embedding['distinct']:,}", f"{embedding['cache_hits']:,}",
              f"{embedding['embedded']:,}", embedding["seconds"])
     search_started = time.perf_counter()
-    result = find_duplicates(products, vectors, policy)
+    result = cluster_duplicates(products, vectors, policy)
     counts = result.counts
     log.info("%s candidate pairs (%s), %s accepted (%s), rejected by %s; %s clusters holding %s products (largest "
              "%d), %s singletons; %.1fs", f"{counts['candidate_pairs']:,}", counts["candidates_by_rule"],
@@ -604,4 +598,4 @@ def publish_duplicates(settings, store, ds, spec: SourceSpec, *, run_id: str | N
 
 __all__ = ["DATASET", "DuplicateLedgerMismatch", "DuplicatePolicy", "DuplicateResult", "DuplicatesValidationFailed",
            "SUITE", "as_of_partitions", "catalogue_products", "category_leaf", "check_ledger", "embedding_texts",
-           "exact_knn", "find_duplicates", "identifiers", "ledger", "publish_duplicates", "words_agree"]
+           "exact_knn", "cluster_duplicates", "identifiers", "ledger", "publish_duplicates", "words_agree"]

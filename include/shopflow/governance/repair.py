@@ -58,7 +58,7 @@ model never trained on them; its calibration was fitted on the validation split)
 same fill rule runs on them, and precision = correct fills / fills is stored with the run. The second level is
 measured the same way on the products with a known second level in the held-out test split of the GROUPED split
 (`shopflow.model.training.data.grouped_split`), their top level given; the brand on the test split's products with a
-brand, hidden, with a vocabulary built from the other products (`brand_fill.masked_evaluation`).
+brand, hidden, with a vocabulary built from the other products (`brand_fill.masked_brand_evaluation`).
 """
 
 from __future__ import annotations
@@ -78,6 +78,7 @@ from shopflow.common.errors import PartitionNotValidatedError
 from shopflow.common.parquet import read_parquet, write_parquet_atomic
 from shopflow.config.settings import Settings
 from shopflow.governance import brand_fill, price_check
+from shopflow.governance.actions import FILL, FLAG, REVIEW, UNCHANGED
 from shopflow.governance.review import with_decisions
 from shopflow.lake import zones as lake
 from shopflow.lake.catalog_view import catalog_as_of
@@ -85,6 +86,7 @@ from shopflow.model.training.data import OTHER, grouped_split, product_text
 from shopflow.sources import SourceSpec, roles
 from shopflow.sources.role_frames import (
     INTACT_STATUS,
+    LEVEL_SEPARATOR,
     brand_field,
     categories,
     category_field,
@@ -98,7 +100,6 @@ log = logging.getLogger("shopflow.governance.repair")
 
 BROKEN = ("name_only", "missing")
 INTACT = ("ok", "truncated_leaf")
-FILL, REVIEW, FLAG, UNCHANGED = "fill", "review", "flag", "unchanged"
 DEFAULT_REPAIR_THRESHOLD = 0.9
 GIVEN, MODEL_FILL, NEEDS_REVIEW, REVERTED = "given", "model_fill", "needs_review", "reverted"
 MISSING, TITLE_MATCH = brand_fill.MISSING, brand_fill.TITLE_MATCH
@@ -107,7 +108,6 @@ REPAIR_COLUMNS = ["category_top_repaired", "category_source", "suggested_categor
 L2_COLUMNS = ["category_l2_repaired", "category_l2_source"]
 BRAND_COLUMNS = ["brand_repaired", "brand_source"]
 PRICE_COLUMNS = ["price_anomaly", "price_anomaly_reason"]
-LEVEL_SEPARATOR = " > "  # a second-level label is "Top > Second" (shopflow.model.training.data)
 RULE_CONFIDENCE = 1.0  # the confidence audited with a price flag: a rule, not a model
 FIELD_RUN_COLUMNS = ("rows_l2_filled", "rows_brand_filled", "rows_price_flagged", "l2_masked_n", "l2_masked_filled",
                      "l2_masked_precision", "brand_masked_n", "brand_masked_filled", "brand_masked_precision")
@@ -117,7 +117,7 @@ class RepairLedgerMismatch(AssertionError):
     """The repaired partition's rows do not add up to the clean partition's."""
 
 
-def decide(status: pd.Series, given: pd.Series, predicted: pd.Series, confidence: pd.Series,
+def repair_actions(status: pd.Series, given: pd.Series, predicted: pd.Series, confidence: pd.Series,
            repair_threshold: float, flag_threshold: float) -> pd.Series:
     """The action per product: fill, review, flag or unchanged (see the module docstring)."""
     broken = status.isin(BROKEN).to_numpy()
@@ -179,7 +179,7 @@ def split_l2(labels: pd.Series) -> tuple[pd.Series, pd.Series]:
     return parts.str[0].astype("string").where(both), parts.str[1].astype("string").where(both)
 
 
-def decide_l2(given_l2: pd.Series, top: pd.Series, predicted: pd.Series, confidence: pd.Series,
+def repair_l2_mask(given_l2: pd.Series, top: pd.Series, predicted: pd.Series, confidence: pd.Series,
               threshold: float) -> pd.Series:
     """Whether to fill each product's second level: none given, a known top level (given or filled), and a
     prediction of a category (not `other`) with confidence >= threshold whose top level is the product's."""
@@ -197,7 +197,7 @@ def masked_l2_evaluation(top: pd.Series, second: pd.Series, predictions: pd.Data
     top level given): a fill of "T > S" is right iff T and S are the product's two levels."""
     top = top.astype("string").reset_index(drop=True)
     truth = (top + LEVEL_SEPARATOR + second.astype("string").reset_index(drop=True)).to_numpy(dtype=object)
-    fill = decide_l2(pd.Series(pd.NA, index=top.index, dtype="string"), top, predictions["label"],
+    fill = repair_l2_mask(pd.Series(pd.NA, index=top.index, dtype="string"), top, predictions["label"],
                      predictions["confidence"], threshold).to_numpy()
     right = fill & (predictions["label"].astype("string").to_numpy(dtype=object) == truth)
     n, n_filled, n_right = len(truth), int(fill.sum()), int(right.sum())
@@ -244,7 +244,7 @@ def _l2_repair(catalog: pd.DataFrame, as_of: pd.DataFrame, spec: SourceSpec, top
     confidence = pd.Series(np.nan, index=catalog.index, dtype="float64")
     label[candidates] = answers["label"].iloc[:len(candidate_texts)].to_numpy()
     confidence[candidates] = answers["confidence"].iloc[:len(candidate_texts)].to_numpy()
-    fill = decide_l2(given, top, label, confidence, threshold)
+    fill = repair_l2_mask(given, top, label, confidence, threshold)
     kept_reverted = fill & catalog[product_id].isin(reverted)
     fill &= ~kept_reverted
     second = split_l2(label)[1]
@@ -274,7 +274,7 @@ def _brand_repair(catalog: pd.DataFrame, as_of: pd.DataFrame, spec: SourceSpec, 
     fill &= ~kept_reverted
     value = filled["brand_repaired"].where(~kept_reverted, pd.NA)
     source = filled["brand_source"].mask(kept_reverted, REVERTED)
-    measured = brand_fill.masked_evaluation(as_of[title], as_of[column], as_of_split == "test")
+    measured = brand_fill.masked_brand_evaluation(as_of[title], as_of[column], as_of_split == "test")
     audit = [{"uniq_id": uid, "action": FILL, "field": column, "before": _text(before), "after": str(after),
               "confidence": float(conf), "model_version": model_version}
              for uid, before, after, conf in zip(catalog[product_id][fill], catalog[column][fill], value[fill],
@@ -317,7 +317,7 @@ def _validated(store: MetadataStore, source: str, ds: date) -> None:
         raise PartitionNotValidatedError(f"{source} {ds}: partition is {status}, only a validated partition is repaired")
 
 
-def masked_evaluation(truth: pd.Series, predictions: pd.DataFrame, repair_threshold: float) -> dict:
+def masked_category_evaluation(truth: pd.Series, predictions: pd.DataFrame, repair_threshold: float) -> dict:
     """Precision and coverage of the fill rule on products whose true category is known but hidden.
 
     `truth` holds the true top-level categories of the masked products (test split, intact category) and
@@ -372,7 +372,7 @@ def repair_partition(settings: Settings, store: MetadataStore, ds: date, predict
              len(everything) / predict_seconds if predict_seconds else 0.0)
 
     field = category_field(spec)
-    action = decide(status, given, predictions["label"], predictions["confidence"], threshold_top,
+    action = repair_actions(status, given, predictions["label"], predictions["confidence"], threshold_top,
                     policy.flag_threshold)
     reverted = _reverted_fills(store, ds)
     kept_reverted = (action == FILL) & catalog[product_id].isin(reverted.get(field, set()))
@@ -400,7 +400,7 @@ def repair_partition(settings: Settings, store: MetadataStore, ds: date, predict
     _check_field_ledger(repaired, catalog, spec, field_audit, spec.name, ds)
     repaired = with_decisions(store, spec, ds, repaired)  # reviewers' decisions survive a re-run
 
-    masked_result = masked_evaluation(categories(masked, spec)[0], masked_predictions, threshold_top)
+    masked_result = masked_category_evaluation(categories(masked, spec)[0], masked_predictions, threshold_top)
     output = lake.lake_file(settings, "repaired", spec.name, ds)
     write_parquet_atomic(repaired, output)
     audited = action != UNCHANGED

@@ -70,9 +70,11 @@ import pandas as pd
 from shopflow.common import storage
 from shopflow.common.parquet import parquet_columns, read_parquet, write_parquet_atomic
 from shopflow.config.settings import Settings
+from shopflow.governance.actions import ACTIONS, FILL, FLAG, PENDING_ACTIONS, REVIEW  # noqa: F401 - ACTIONS for callers
 from shopflow.lake import zones as lake
+from shopflow.model.training.data import OTHER
 from shopflow.sources import SourceSpec, roles
-from shopflow.sources.role_frames import CATEGORY_PATH_SEPARATOR, categories, category_field, category_status
+from shopflow.sources.role_frames import CATEGORY_PATH_SEPARATOR, LEVEL_SEPARATOR, categories, category_field, category_status
 from shopflow.store.repository import MetadataStore
 
 log = logging.getLogger("shopflow.governance.review")
@@ -81,13 +83,8 @@ ACCEPT, REJECT, CORRECT = "accept", "reject", "correct"
 DECISIONS = (ACCEPT, REJECT, CORRECT)
 REVIEWER_ACCEPTED, REVIEWER_REJECTED, REVIEWER_CORRECTED = "reviewer_accepted", "reviewer_rejected", "reviewer_corrected"
 CATEGORY_SOURCE = {ACCEPT: REVIEWER_ACCEPTED, REJECT: REVIEWER_REJECTED, CORRECT: REVIEWER_CORRECTED}
-FILL, REVIEW, FLAG = "fill", "review", "flag"  # shopflow.governance.repair's audited actions
-ACTIONS = (FLAG, REVIEW, FILL)
-PENDING_ACTIONS = (REVIEW, FLAG)  # what needs a person; fills may be reviewed too
-OTHER = "other"  # the model's catch-all class (shopflow.model.training.data.OTHER): names no category
 VIAS = ("page", "api", "cli", "hitl")
 STATES = ("pending", "decided", "all")
-L2_SEPARATOR = " > "  # labelled_examples' second-level labels: "Top > Second"
 
 
 class ReviewError(ValueError):
@@ -103,7 +100,7 @@ class InvalidDecision(ReviewError):
 
 
 @dataclass(frozen=True)
-class Decision:
+class ItemDecision:
     uniq_id: str
     decision: str  # accept | reject | correct
     value: str | None = None  # the correction (correct only)
@@ -156,7 +153,7 @@ class Categories:
 
     def choices(self) -> list[str]:
         """Every top level, then every "Top > Second", sorted (the page's suggestion list)."""
-        return sorted(self.top.values()) + sorted(f"{t}{L2_SEPARATOR}{s}" for t, s in self.pairs.values())
+        return sorted(self.top.values()) + sorted(f"{t}{LEVEL_SEPARATOR}{s}" for t, s in self.pairs.values())
 
 
 def _spec(source: str | None) -> SourceSpec:
@@ -260,7 +257,7 @@ def _known_categories(url: str, source: str, ds: date, _partitions: tuple) -> Ca
         status = category_status(catalog, spec)
         full = intact & second.notna().to_numpy() & (status == "ok").to_numpy()
         for t, s in set(zip(top[full].astype(str), second[full].astype(str))):
-            pairs.setdefault(_fold(f"{t}{L2_SEPARATOR}{s}"), (t, s))
+            pairs.setdefault(_fold(f"{t}{LEVEL_SEPARATOR}{s}"), (t, s))
     return Categories(top=tops, pairs=pairs)
 
 
@@ -281,16 +278,16 @@ def normalise_category(value: str, known: Categories, source: str = "catalogue")
                               f"categories: {examples}{', …' if len(known.top) > 8 else ''})")
     if len(parts) == 1:
         return top, None
-    pair = known.pairs.get(_fold(f"{top}{L2_SEPARATOR}{parts[1]}"))
+    pair = known.pairs.get(_fold(f"{top}{LEVEL_SEPARATOR}{parts[1]}"))
     if pair is None:
         seconds = sorted(s for t, s in known.pairs.values() if t == top)
         raise InvalidDecision(f"{parts[1]!r} is not a second-level category of {top!r} in the {source} catalogue "
                               f"(known: {', '.join(seconds[:8]) or 'none'}{', …' if len(seconds) > 8 else ''})")
-    return pair[0], f"{pair[0]}{L2_SEPARATOR}{pair[1]}"
+    return pair[0], f"{pair[0]}{LEVEL_SEPARATOR}{pair[1]}"
 
 
 # ---- deciding -------------------------------------------------------------------------------------------------
-def decide(settings: Settings, store: MetadataStore, ds: date, decisions: Iterable[Decision], reviewer: str, *,
+def decide(settings: Settings, store: MetadataStore, ds: date, decisions: Iterable[ItemDecision], reviewer: str, *,
            source: str | None = None, via: str = "api", apply: bool = True) -> dict:
     """Validate and record a batch of decisions on the day's items (all or nothing: an invalid one raises a
     ReviewError and records none), then apply the day's decisions to its repaired partition. Returns counts."""
@@ -329,7 +326,7 @@ def decide(settings: Settings, store: MetadataStore, ds: date, decisions: Iterab
             products = products if products is not None else _product_frame(settings, spec, ds)
             given = products.get(d.uniq_id, {})
             if given.get("top") == value and given.get("l2"):
-                value_l2 = f"{value}{L2_SEPARATOR}{given['l2']}"
+                value_l2 = f"{value}{LEVEL_SEPARATOR}{given['l2']}"
         rows.append({"source": spec.name, "ds": ds, "uniq_id": d.uniq_id, "field": field, "audit_action": item.action,
                      "decision": d.decision, "value": value, "value_l2": value_l2, "before": item.before,
                      "suggestion": item.after, "confidence": float(item.confidence),
@@ -343,7 +340,7 @@ def decide(settings: Settings, store: MetadataStore, ds: date, decisions: Iterab
     return {"ds": ds.isoformat(), "source": spec.name, **counts, "applied": applied}
 
 
-def _resolve(d: Decision, item, spec: SourceSpec, ds: date) -> tuple[str | None, str | None]:
+def _resolve(d: ItemDecision, item, spec: SourceSpec, ds: date) -> tuple[str | None, str | None]:
     """The value a decision gives the product (a correction is resolved by the caller)."""
     if d.decision not in DECISIONS:
         raise InvalidDecision(f"{d.decision!r} is not a decision: accept, reject or correct")
@@ -368,7 +365,7 @@ def accept_pending(settings: Settings, store: MetadataStore, ds: date, min_confi
     confidence of at least `min_confidence`; the others stay pending."""
     if not 0.0 <= float(min_confidence) <= 1.0:
         raise ReviewError(f"a confidence is between 0 and 1, not {min_confidence}")
-    chosen = [Decision(i.uniq_id, ACCEPT) for i in items(settings, store, ds, source, state="pending")
+    chosen = [ItemDecision(i.uniq_id, ACCEPT) for i in items(settings, store, ds, source, state="pending")
               if i.acceptable and i.confidence >= float(min_confidence)]
     return decide(settings, store, ds, chosen, reviewer, source=source, via=via)
 
@@ -402,7 +399,7 @@ def _apply(repaired: pd.DataFrame, spec: SourceSpec, decisions) -> pd.DataFrame:
         levels = spec.role.columns("category_levels")
         clean_top = repaired[levels[0]].astype("object") if levels else pd.Series(None, index=repaired.index)
         clean_l2 = repaired[levels[1]].astype("object") if len(levels) > 1 else pd.Series(None, index=repaired.index)
-        named = {d.uniq_id: d.value_l2.split(L2_SEPARATOR, 1)[1] for d in decisions if d.value_l2 and d.decision == CORRECT}
+        named = {d.uniq_id: d.value_l2.split(LEVEL_SEPARATOR, 1)[1] for d in decisions if d.value_l2 and d.decision == CORRECT}
         decided_top = ids.map(values)
         changed = rows & ~_same(previous, decided_top)
         keep_given = _same(clean_top, decided_top) & clean_top.notna().to_numpy()

@@ -44,12 +44,12 @@ from shopflow.common.landing_file import (
     empty_landing_frame,
     facts_of_bytes,
 )
+from shopflow.common.parquet import TEXT_TYPES
 from shopflow.common.storage import StoragePath
 from shopflow.sources.spec import COMPRESSION_SUFFIXES, LandingFileSpec
 
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
-_TEXT_TYPES = {pa.string(): pd.StringDtype(), pa.large_string(): pd.StringDtype()}
 
 
 def read_landing(path: StoragePath, spec: LandingFileSpec) -> tuple[FileFacts, pd.DataFrame]:
@@ -98,7 +98,7 @@ def as_utf8(path: Path, data: bytes, encoding: str) -> bytes:
 
 def _string_frame(path: Path, columns: list[str], arrays: list[pa.Array | pa.ChunkedArray],
                   lines: np.ndarray) -> pd.DataFrame:
-    frame = pa.table(dict(zip(columns, arrays))).to_pandas(types_mapper=_TEXT_TYPES.get)
+    frame = pa.table(dict(zip(columns, arrays))).to_pandas(types_mapper=TEXT_TYPES.get)
     frame[SOURCE_LINE] = pd.Series(lines, dtype="int64", index=frame.index)
     frame.insert(0, SOURCE_FILE, constant_strings(path.name, len(frame), frame.index))
     return frame
@@ -206,7 +206,7 @@ def _read_delimited_fast(data: bytes, columns: list[str], has_header: bool, dial
     physical_lines = data.count(b"\n") + (0 if data.endswith(b"\n") else 1) - (1 if has_header else 0)
     if table.num_rows != physical_lines:
         return None  # blank lines were skipped, so line numbers would be wrong: take the exact path
-    frame = table.to_pandas(types_mapper=_TEXT_TYPES.get)
+    frame = table.to_pandas(types_mapper=TEXT_TYPES.get)
     frame[SOURCE_LINE] = pd.RangeIndex(table.num_rows) + (2 if has_header else 1)
     return frame
 

@@ -20,7 +20,7 @@ from shopflow.model.training.data import product_text
 from shopflow.sources import roles
 
 log = logging.getLogger("shopflow.predict")
-ROLE_FIELDS = ("id", "title", "brand", "description")
+INPUT_FIELDS = ("id", "title", "brand", "description")
 
 
 class PredictInputError(ValueError):
@@ -42,7 +42,7 @@ def _read(path: Path) -> pd.DataFrame:
 def model_frame(raw: pd.DataFrame, spec, path: Path) -> pd.DataFrame:
     """The input's fields under the model catalogue's column names (what product_text reads)."""
     frame = pd.DataFrame(index=raw.index)
-    for field in ROLE_FIELDS:
+    for field in INPUT_FIELDS:
         column = spec.role_column(field)
         if column is None:
             continue

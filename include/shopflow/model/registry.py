@@ -15,11 +15,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
+from typing import Mapping
 
 from sqlalchemy import select
 
 from shopflow.common.parquet import read_parquet
 from shopflow.common.storage import StoragePath
+from shopflow.config.options import default, values_of
 from shopflow.sources import SourceSpec, roles
 from shopflow.sources.role_frames import INTACT_STATUS, category_status
 from shopflow.store.models import ModelVersion, Partition
@@ -30,54 +32,50 @@ MODEL_NAME = "category_classifier"
 
 @dataclass(frozen=True)
 class TrainingPolicy:
-    enabled: bool = True
-    min_changed_products: int = 500
-    max_age_days: int = 30
-    macro_f1_floor: float = 0.5
-    repair_threshold: float | None = None  # None: the model's calibrated threshold (shopflow.governance.repair.fill_threshold)
-    flag_threshold: float = 0.97
+    """When to train and what to bless, fill and flag; each field is a setting (shopflow.config.options, which
+    holds the defaults): SHOPFLOW_TRAIN_ENABLED, _MIN_CHANGED, _MAX_AGE_DAYS, SHOPFLOW_BLESS_MACRO_F1_FLOOR,
+    SHOPFLOW_REPAIR_THRESHOLD, SHOPFLOW_FLAG_THRESHOLD."""
+
+    enabled: bool = default("SHOPFLOW_TRAIN_ENABLED")
+    min_changed_products: int = default("SHOPFLOW_TRAIN_MIN_CHANGED")
+    max_age_days: int = default("SHOPFLOW_TRAIN_MAX_AGE_DAYS")
+    macro_f1_floor: float = default("SHOPFLOW_BLESS_MACRO_F1_FLOOR")
+    # None: the model's calibrated threshold (shopflow.governance.repair.fill_threshold)
+    repair_threshold: float | None = default("SHOPFLOW_REPAIR_THRESHOLD")
+    flag_threshold: float = default("SHOPFLOW_FLAG_THRESHOLD")
 
     @classmethod
-    def from_env(cls, env: dict[str, str]) -> "TrainingPolicy":
-        fields = {
-            "min_changed_products": ("SHOPFLOW_TRAIN_MIN_CHANGED", int),
-            "max_age_days": ("SHOPFLOW_TRAIN_MAX_AGE_DAYS", int),
-            "macro_f1_floor": ("SHOPFLOW_BLESS_MACRO_F1_FLOOR", float),
-            "repair_threshold": ("SHOPFLOW_REPAIR_THRESHOLD", float),
-            "flag_threshold": ("SHOPFLOW_FLAG_THRESHOLD", float),
-        }
-        values = {name: cast(env[var]) for name, (var, cast) in fields.items() if env.get(var)}
-        enabled = env.get("SHOPFLOW_TRAIN_ENABLED", "true").strip().lower() not in ("0", "false", "no", "off")
-        return cls(enabled=enabled, **values)
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "TrainingPolicy":
+        return cls(**values_of("TrainingPolicy", env))
 
 
 @dataclass(frozen=True)
-class Decision:
+class GateDecision:
     promote: bool
     reason: str
 
 
 def blessing_decision(candidate_f1: float, floor: float, *, champion_version: int | None = None,
                       versus_champion: dict | None = None, versus_baseline: dict | None = None,
-                      selected: str = "tfidf", champion_f1: float | None = None) -> Decision:
+                      selected: str = "tfidf", champion_f1: float | None = None) -> GateDecision:
     if candidate_f1 < floor:
-        return Decision(False, f"macro-F1 {candidate_f1:.4f} is below the floor {floor:.4f}")
+        return GateDecision(False, f"macro-F1 {candidate_f1:.4f} is below the floor {floor:.4f}")
     if selected != "tfidf" and versus_baseline is not None and not _above_zero(versus_baseline):
-        return Decision(False, f"{selected} does not beat the TF-IDF baseline beyond the uncertainty "
+        return GateDecision(False, f"{selected} does not beat the TF-IDF baseline beyond the uncertainty "
                                f"({_interval(versus_baseline)})")
     if champion_version is None:
-        return Decision(True, f"first model: {selected}, macro-F1 {candidate_f1:.4f} meets the floor {floor:.4f}")
+        return GateDecision(True, f"first model: {selected}, macro-F1 {candidate_f1:.4f} meets the floor {floor:.4f}")
     if not versus_champion or versus_champion.get("ci_low") is None:
         # No paired comparison (the champion could not be loaded): the point estimates decide, and say so.
         if champion_f1 is not None and candidate_f1 <= champion_f1:
-            return Decision(False, f"macro-F1 {candidate_f1:.4f} is not above champion v{champion_version}'s "
+            return GateDecision(False, f"macro-F1 {candidate_f1:.4f} is not above champion v{champion_version}'s "
                                    f"{champion_f1:.4f} (no paired comparison was possible)")
-        return Decision(True, f"macro-F1 {candidate_f1:.4f} above champion v{champion_version}'s {champion_f1} "
+        return GateDecision(True, f"macro-F1 {candidate_f1:.4f} above champion v{champion_version}'s {champion_f1} "
                               f"(no paired comparison was possible)")
     if _above_zero(versus_champion):
-        return Decision(True, f"{selected} beats champion v{champion_version} on today's test split "
+        return GateDecision(True, f"{selected} beats champion v{champion_version} on today's test split "
                               f"({_interval(versus_champion)})")
-    return Decision(False, f"{selected}'s gain over champion v{champion_version} on today's test split is within the "
+    return GateDecision(False, f"{selected}'s gain over champion v{champion_version} on today's test split is within the "
                            f"uncertainty ({_interval(versus_champion)}): the champion stays")
 
 
@@ -133,31 +131,31 @@ def changed_labelled_products(store: MetadataStore, after: date | None, until: d
     return count, used
 
 
-def training_due(store: MetadataStore, ds: date, policy: TrainingPolicy, source: SourceSpec | None = None) -> Decision:
+def training_due(store: MetadataStore, ds: date, policy: TrainingPolicy, source: SourceSpec | None = None) -> GateDecision:
     """Whether to train a candidate on the model catalogue (or `source`) as of ds, and why."""
     if not policy.enabled:
-        return Decision(False, "training is disabled (SHOPFLOW_TRAIN_ENABLED=false)")
+        return GateDecision(False, "training is disabled (SHOPFLOW_TRAIN_ENABLED=false)")
     if source is None:
         catalogue = roles.model_catalog()
         if catalogue.source is None:
-            return Decision(False, catalogue.explain())
+            return GateDecision(False, catalogue.explain())
         source = catalogue.source
     elif obstacle := roles.training_obstacle(source):
-        return Decision(False, obstacle)
+        return GateDecision(False, obstacle)
     last = latest_model(store)
     changed, partitions = changed_labelled_products(store, last.trained_on_ds if last else None, ds, source)
     if last is None:
         if changed == 0:
-            return Decision(False, f"no validated {source.name} partition up to {ds}: nothing to train on")
-        return Decision(True, f"no model yet; {changed:,} labelled products in {len(partitions)} {source.name} "
+            return GateDecision(False, f"no validated {source.name} partition up to {ds}: nothing to train on")
+        return GateDecision(True, f"no model yet; {changed:,} labelled products in {len(partitions)} {source.name} "
                               f"partitions")
     age = (ds - last.trained_on_ds).days
     if changed >= policy.min_changed_products:
-        return Decision(True, f"{changed:,} new or changed labelled products since v{last.version} "
+        return GateDecision(True, f"{changed:,} new or changed labelled products since v{last.version} "
                               f"(threshold {policy.min_changed_products:,})")
     if age >= policy.max_age_days:
-        return Decision(True, f"v{last.version} is {age} days old (maximum {policy.max_age_days})")
-    return Decision(False, f"only {changed:,} new or changed labelled products since v{last.version} "
+        return GateDecision(True, f"v{last.version} is {age} days old (maximum {policy.max_age_days})")
+    return GateDecision(False, f"only {changed:,} new or changed labelled products since v{last.version} "
                            f"(threshold {policy.min_changed_products:,}) and it is {age} days old "
                            f"(maximum {policy.max_age_days})")
 
@@ -198,7 +196,7 @@ def finetune_dirs(store: MetadataStore) -> list[tuple[int, str]]:
     return [(m.version, m.artifact_path) for m in reversed(models(store)) if m.artifact_path]
 
 
-def bless(store: MetadataStore, version: int, policy: TrainingPolicy) -> Decision:
+def bless(store: MetadataStore, version: int, policy: TrainingPolicy) -> GateDecision:
     """Apply the blessing gate to a candidate and record the outcome (promotion retires the old champion)."""
     with store.session() as session, session.begin():
         candidate = session.scalar(select(ModelVersion).where(ModelVersion.name == MODEL_NAME,

@@ -15,45 +15,37 @@ Kinds (a day's alerts come in this order):
 - `review_backlog`: the day's catalogue repair sent more products to review than the threshold;
 - `run_failed`: a task of the day's run failed (from Airflow), with the partition's recorded error if any.
 
-Settings (environment): SHOPFLOW_ALERT_EMAILS (comma-separated recipients; none: nothing is sent) and
-SHOPFLOW_ALERT_REVIEW_BACKLOG (the review threshold, default 50).
+Settings (environment, declared in shopflow.config.options): SHOPFLOW_ALERT_EMAILS (comma-separated recipients;
+none: nothing is sent) and SHOPFLOW_ALERT_REVIEW_BACKLOG (the review threshold, default 50).
 """
 
 from __future__ import annotations
 
 import html
 import json
-import os
 from dataclasses import dataclass
 from datetime import date
+from typing import Mapping
 
 from shopflow.common import storage
-from shopflow.config.settings import ConfigurationError, Settings
+from shopflow.config.options import default, values_of
+from shopflow.config.settings import Settings
 from shopflow.store.models import PartitionStatus
 from shopflow.store.repository import MetadataStore
 
-DEFAULT_REVIEW_BACKLOG = 50
+DEFAULT_REVIEW_BACKLOG = default("SHOPFLOW_ALERT_REVIEW_BACKLOG")
 KINDS = ("partition_failed", "expectation_failed", "drift", "review_backlog", "run_failed")
 SHOWN_EXAMPLES = 5  # products named in a review-backlog alert
 
 
 @dataclass(frozen=True)
 class AlertSettings:
-    emails: tuple[str, ...] = ()
+    emails: tuple[str, ...] = default("SHOPFLOW_ALERT_EMAILS")
     review_backlog: int = DEFAULT_REVIEW_BACKLOG
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> "AlertSettings":
-        env = os.environ if env is None else env
-        emails = tuple(e.strip() for e in (env.get("SHOPFLOW_ALERT_EMAILS") or "").split(",") if e.strip())
-        raw = (env.get("SHOPFLOW_ALERT_REVIEW_BACKLOG") or "").strip() or str(DEFAULT_REVIEW_BACKLOG)
-        try:
-            backlog = int(raw)
-        except ValueError:
-            raise ConfigurationError(f"SHOPFLOW_ALERT_REVIEW_BACKLOG must be a whole number, not {raw!r}") from None
-        if backlog < 0:
-            raise ConfigurationError(f"SHOPFLOW_ALERT_REVIEW_BACKLOG must be 0 or more, not {backlog}")
-        return cls(emails=emails, review_backlog=backlog)
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "AlertSettings":
+        return cls(**values_of("AlertSettings", env))
 
 
 def _alert(kind: str, day: date | None, dataset: str | None, what: str, details: dict, task: str | None) -> dict:

@@ -4,7 +4,6 @@ file; nothing is hard-coded."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from functools import cached_property
@@ -12,6 +11,7 @@ from functools import cached_property
 import pandas as pd
 
 from shopflow.common.parquet import read_parquet
+from shopflow.config.options import default, values_of
 from shopflow.config.settings import Settings
 from shopflow.sources import SourceSpec, load_sources, roles
 from shopflow.store.models import Partition
@@ -26,15 +26,14 @@ class ReportContext:
     settings: Settings
     store: MetadataStore
     ds: date
-    window_days: int = 14  # freshness, trends and drift look this many days back, the report day included
-    lookback_days: int = 365  # customer history (RFM) and product sales
+    # freshness, trends and drift look this many days back, the report day included (SHOPFLOW_REPORT_WINDOW_DAYS)
+    window_days: int = default("SHOPFLOW_REPORT_WINDOW_DAYS")
+    lookback_days: int = default("SHOPFLOW_REPORT_LOOKBACK_DAYS")  # customer history (RFM) and product sales
     _frames: dict = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_env(cls, settings: Settings, store: MetadataStore, ds: date) -> "ReportContext":
-        return cls(settings, store, ds,
-                   window_days=int(os.environ.get("SHOPFLOW_REPORT_WINDOW_DAYS", "14")),
-                   lookback_days=int(os.environ.get("SHOPFLOW_REPORT_LOOKBACK_DAYS", "365")))
+        return cls(settings, store, ds, **values_of("ReportContext"))
 
     @cached_property
     def specs(self) -> dict[str, SourceSpec]:

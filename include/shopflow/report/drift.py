@@ -30,7 +30,7 @@ Two checks; each mark says what moved, by how much and against which baseline:
   needs the minimum shift and a separation of more than SHIFT_Z standard errors of the two medians, estimated from
   the days' deviations from their weekday's median (the weekly rhythm is not noise).
 
-On the real orders sample (2010-12 .. 2011-09, 244 comparable days; tests/test_drift.py) about 13% of the days carry a
+On the real orders sample (2010-12 .. 2011-09, 244 comparable days; tests/report/test_drift.py) about 13% of the days carry a
 DRIFT mark (the earlier design, pooled earlier days of a 14-day window with fixed thresholds: 86%); the sample's own
 slow moves (volume -39% after December, +45% in September, the share of guest orders, basket value) give SHIFT marks.
 """

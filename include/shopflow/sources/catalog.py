@@ -18,6 +18,7 @@ from shopflow.common.landing_file import SOURCE_FILE, SOURCE_LINE
 from shopflow.common.text import normalise_text, normalise_text_series
 from shopflow.sources import SourceSpec
 from shopflow.sources.ledger import RowVerdicts
+from shopflow.sources.role_frames import LEVEL_SEPARATOR
 
 CLEAN_SCHEMA = {
     "uniq_id": "string",
@@ -175,7 +176,8 @@ def clean(raw: pd.DataFrame, ds: date, spec: SourceSpec) -> tuple[pd.DataFrame, 
             "pid": raw["pid"].str.strip().str.upper().mask(raw["pid"].str.strip() == ""),
             "product_name": name,
             "brand": normalise_text_series(raw["brand"]),
-            "category_path": pd.Series([" > ".join(lv) if lv else None for lv in levels], index=raw.index, dtype="string"),
+            "category_path": pd.Series([LEVEL_SEPARATOR.join(lv) if lv else None for lv in levels], index=raw.index,
+                                       dtype="string"),
             "category_top": pd.Series([lv[0] if lv else None for lv in levels], index=raw.index, dtype="string"),
             "category_l2": pd.Series([lv[1] if len(lv) > 1 else None for lv in levels], index=raw.index, dtype="string"),
             "category_depth": pd.Series([len(lv) for lv in levels], index=raw.index, dtype="Int64"),

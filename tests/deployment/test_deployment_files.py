@@ -3,7 +3,7 @@
 There is no Docker engine here, so nothing is built or started: the files are read as YAML/text and checked
 against what the deployment needs (services, images and build targets, the queue of each Celery worker, the GPU
 reservation on the gpu worker only, health checks, start order, volumes, secrets only from the environment, a
-complete .env.example, two pinned non-root images that contain the project). tests/test_distributed_celery.py runs
+complete .env.example, two pinned non-root images that contain the project). tests/deployment/test_distributed_celery.py runs
 the same distributed mode (PostgreSQL, Redis, CeleryExecutor, a worker per queue) as local processes.
 """
 
@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yaml"
 DOCKERFILE = ROOT / "Dockerfile"
 ENV_EXAMPLE = ROOT / ".env.example"

@@ -60,7 +60,7 @@ def test_decide_never_fills_or_flags_with_other_and_thresholds_are_inclusive():
     predicted = pd.Series(["Footwear", "Watches", OTHER, "Footwear", "Footwear", OTHER, "Clothing", "Footwear"],
                           dtype="string")
     confidence = pd.Series([0.9, 0.95, 0.99, 0.89, 0.97, 0.99, 0.96, 0.99])
-    actions = repair.decide(status, given, predicted, confidence, repair_threshold=0.9, flag_threshold=0.97)
+    actions = repair.repair_actions(status, given, predicted, confidence, repair_threshold=0.9, flag_threshold=0.97)
     assert actions.tolist() == ["fill", "fill", "review", "review", "flag", "unchanged", "unchanged", "unchanged"]
 
 
@@ -110,7 +110,7 @@ def test_fill_review_flag_and_ledger(trained_model, model_predictor):
     assert run.output_path == str(lake.lake_file(tm.settings, "repaired", "catalog", tm.ds))
 
     # Every fill, review and flag is audited with what it was, what the model said, and who said it.
-    audit = _category_audit(tm)  # (the other fields' rows: tests/test_field_repair.py)
+    audit = _category_audit(tm)  # (the other fields' rows: tests/governance/test_field_repair.py)
     by_action = {action: {a.uniq_id: a for a in audit if a.action == action} for action in ("fill", "review", "flag")}
     assert set(by_action["fill"]) == set(filled["uniq_id"])
     assert set(by_action["review"]) == set(review["uniq_id"])

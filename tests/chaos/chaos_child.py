@@ -1,5 +1,5 @@
 """Run `python -m shopflow ...` (or, with `--airflow`, `airflow ...`) with a fault at one write point: the chaos
-suite's child process (tests/test_chaos.py).
+suite's child process (tests/chaos/test_chaos.py).
 
 Environment:
   CHAOS_POINT    the write point (POINTS below), or unset to run without a fault

@@ -19,7 +19,7 @@ from browser import chromium  # noqa: F401 - the fixture
 from local_airflow import Services, airflow, airflow_env, free_port
 from shopflow.config.settings import Settings
 from shopflow.store import migrate
-from test_report_plugin import DAYS, RUN_DEC3, record_fake_report
+from ui_client import DAYS, RUN_DEC3, record_fake_report
 
 pytestmark = [pytest.mark.airflow, pytest.mark.slow]
 

@@ -43,7 +43,7 @@ def test_masked_real_brands_are_recovered_with_high_precision(real_catalog):
     title, brand = SPEC.role_column("title"), SPEC.role_column("brand")
     assert real_catalog[brand].isna().sum() == 4683  # SOURCES.md
     held_out = grouped_split(real_catalog, SPEC) == "test"
-    measured = brand_fill.masked_evaluation(real_catalog[title], real_catalog[brand], held_out)
+    measured = brand_fill.masked_brand_evaluation(real_catalog[title], real_catalog[brand], held_out)
     assert measured["masked_n"] > 1000
     # Measured on 2026-12-01: precision 0.976 (525 of 538), coverage 0.468; 0.998 where the title carries the brand
     # (the other misses are dirt in the brand column: a colour or "Regular" where the title names the brand).
@@ -149,7 +149,7 @@ def test_decide_l2_needs_agreeing_prefix_a_category_and_the_threshold():
     predicted = pd.Series(["Clothing > Shirts", "Footwear > Sandals", OTHER, "Clothing > Shirts", "Clothing > Shirts",
                            "Clothing > Jeans"], dtype="string")
     confidence = pd.Series([0.9, 0.99, 0.99, 0.99, 0.89, 0.99])
-    assert repair.decide_l2(given, top, predicted, confidence, 0.9).tolist() == [True, False, False, False, False,
+    assert repair.repair_l2_mask(given, top, predicted, confidence, 0.9).tolist() == [True, False, False, False, False,
                                                                                  False]
     assert repair.split_l2(predicted)[1].tolist()[:2] == ["Shirts", "Sandals"]
     assert repair.split_l2(predicted)[1].isna().tolist()[2]

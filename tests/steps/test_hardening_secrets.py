@@ -24,9 +24,9 @@ from shopflow.ingest.pseudonym import FINGERPRINT_MESSAGE, key_fingerprint
 from shopflow.sources import load_sources
 from shopflow.store import migrate
 from shopflow.store.repository import MetadataStore, engine_for
-from test_report_plugin import client, mint, record_fake_report, settings, viewer  # noqa: F401 - fixtures
+from ui_client import record_fake_report
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 STRONG_KEY = "hardening-test-pseudonym-key-0123456789abcdef"
 DB_PASSWORD = "Db-Passw0rd-4711"
 CONN_PASSWORD = "Conn-Passw0rd-0815"

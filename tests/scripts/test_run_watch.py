@@ -1,6 +1,6 @@
 """The demo's and backfill test's run watcher: training progress read from a real-format task log, a stall that names
 the stuck task and its log, and a growing log that counts as progress (no deadline). The REST calls themselves are
-exercised for real by tests/test_backfill.py."""
+exercised for real by tests/dags/test_backfill.py."""
 
 from __future__ import annotations
 

@@ -38,7 +38,7 @@ TEST_KEY = b"shopflow-tests-not-a-real-key"
 
 def source_data() -> Path:
     configured = os.environ.get("SHOPFLOW_SOURCE_DATA")
-    folder = Path(configured) if configured else TESTS_DIR.parent.parent / "shared" / "data"
+    folder = Path(configured) if configured else TESTS_DIR.parents[2] / "shared" / "data"
     folder = folder.resolve()
     if not (folder / "SOURCES.md").is_file():
         raise FileNotFoundError(f"sample data not found in {folder}: set SHOPFLOW_SOURCE_DATA to the data folder")

@@ -1,4 +1,4 @@
-"""The malformed-landing-file corpus (tests/malformed_corpus.py): one test per case, each its own partition.
+"""The malformed-landing-file corpus (tests/support/malformed_corpus.py): one test per case, each its own partition.
 
 Bad input gets a clear error that names the file (and the line and field where there is one), recorded as the
 partition's failure without the pseudonymisation key; or the ledger balances: every data row written is clean,

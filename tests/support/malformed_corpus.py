@@ -1,4 +1,4 @@
-"""A generated corpus of malformed landing files, each with its expected outcome (tests/test_malformed_corpus.py).
+"""A generated corpus of malformed landing files, each with its expected outcome (tests/ingest/test_malformed_corpus.py).
 
 Every case is built at test time from a few REAL rows of its source (read from the sample data, SOURCES.md; nothing
 is copied into the repository), rendered in one of the formats a landing file may be declared in (csv, tsv, jsonl,

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 from model_fixtures import FULL, NAMES, PRICES, SNAPSHOT_DAY, _read, _write, catalogue_home
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 KEY = "duplicates-fixture-pseudonym-key-32bytes"
 TITLE_PERCENT = 5
 # The only pair of the real data that shares a pid (Flipkart's product group): also a same-title pair.
@@ -81,8 +81,8 @@ def published(catalogue):
 
 @pytest.fixture(scope="module")
 def searched(catalogue, published):
-    """find_duplicates (the library) on the fixture's catalogue, with the step's cached embeddings."""
-    from shopflow.governance.duplicates import catalogue_products, embedding_texts, find_duplicates
+    """cluster_duplicates (the library) on the fixture's catalogue, with the step's cached embeddings."""
+    from shopflow.governance.duplicates import catalogue_products, cluster_duplicates, embedding_texts
     from shopflow.lake.catalog_view import catalog_as_of
     from shopflow.model.embeddings import Embedder
     from shopflow.sources import get_source
@@ -92,7 +92,7 @@ def searched(catalogue, published):
     embedder = Embedder(cache_dir=settings.embedding_cache_dir, device="cpu", log_line=lambda line: None)
     vectors = embedder.embed(embedding_texts(products))
     assert embedder.stats["embedded"] == 0  # the step cached every title
-    return products, vectors, find_duplicates(products, vectors)
+    return products, vectors, cluster_duplicates(products, vectors)
 
 
 def _cluster_of(result, uniq_id: str) -> str | None:
@@ -137,12 +137,12 @@ def test_agreement_checks_reject_a_different_brand_and_a_different_model(searche
 
 
 def test_the_checks_themselves():
-    from shopflow.governance.duplicates import AGREE, DISAGREE, MISSING, brand_check, identifiers, price_check, words_agree
+    from shopflow.governance.duplicates import AGREE, DISAGREE, MISSING, brand_check, identifiers, prices_within_band, words_agree
 
     brands = brand_check(np.array(["clovia", "", "goodwill impex", "clovia"], object),
                          np.array(["clovia", "purple", "goodwillimpex", "purple"], object))
     assert brands.tolist() == [AGREE, MISSING, AGREE, DISAGREE]
-    prices = price_check(np.array([100.0, 100.0, np.nan, 0.0]), np.array([149.0, 151.0, 10.0, 10.0]), 1.5)
+    prices = prices_within_band(np.array([100.0, 100.0, np.nan, 0.0]), np.array([149.0, 151.0, 10.0, 10.0]), 1.5)
     assert prices.tolist() == [AGREE, DISAGREE, MISSING, MISSING]
     assert identifiers("allure auto cm 759 car mat") != identifiers("allure auto cm 1471 car mat")
     assert words_agree("voylla artificial alloy necklace", "voylla artifictial alloy necklace", 0.8)

@@ -2,7 +2,7 @@
 loss, and a model saved and loaded back predicts the same. Skipped without CUDA.
 
 Needs neither Airflow nor a database, so it also runs on a bare GPU machine:
-    PYTHONPATH=include python -m pytest --noconftest -p no:cacheprovider tests/test_training_gpu.py
+    PYTHONPATH=include python -m pytest --noconftest -p no:cacheprovider tests/model/test_training_gpu.py
 with SHOPFLOW_BASE_MODEL set to a local Hugging Face model directory where the weights package is not installed,
 and SHOPFLOW_TRAINING_EXAMPLES to a parquet of labelled examples where the sample data is not there (otherwise they
 are built from $SHOPFLOW_SOURCE_DATA/catalog, default ../shared/data, with the cleaning library and no store).
@@ -20,7 +20,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 CATALOG_FILES = {
     "flipkart_name_category_tree.csv": "flipkart_name_category_tree.csv.gz",
     "flipkart_prices_brand.csv": "flipkart_prices_brand.csv.gz",

@@ -3,10 +3,8 @@ temp files swept, control characters in ids quarantined, an unbalanced quote rep
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
-import secrets
 import subprocess
 import sys
 import threading
@@ -14,6 +12,7 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+from orders_days import KEY, ORDERS_FILE, land_orders_day, real_orders_lines  # noqa: F401
 from shopflow.common.landing_file import LandingFileError
 from shopflow.common.parquet import read_parquet
 from shopflow.config.settings import Settings
@@ -22,9 +21,7 @@ from shopflow.steps import partition as pipeline
 from shopflow.store import migrate
 from shopflow.store.repository import MetadataStore
 
-KEY = secrets.token_hex(32)
 DAY = date(2010, 12, 1)
-ORDERS_FILE = "events/online_retail_2010-12-01_to_2011-09-30.csv.gz"
 
 
 def _env(tmp_path: Path, source_data: Path, store_url: str | None = None) -> dict[str, str]:
@@ -50,21 +47,6 @@ def env(tmp_path, source_data) -> dict[str, str]:
 @pytest.fixture()
 def settings(env) -> Settings:
     return _settings(env)
-
-
-def real_orders_lines(source_data: Path, rows: int = 60) -> list[str]:
-    """The header and the first `rows` real invoice lines of 2010-12-01 (UCI Online Retail), newlines kept."""
-    with gzip.open(source_data / ORDERS_FILE, "rt", encoding="utf-8", newline="") as handle:
-        lines = [next(handle) for _ in range(rows + 1)]
-    assert all(",2010-12-01 " in line for line in lines[1:])
-    return lines
-
-
-def land_orders_day(settings: Settings, day: date, lines: list[str]) -> Path:
-    path = lake.landing_dir(settings, "orders", day) / "orders.csv"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes("".join(lines).encode("utf-8"))
-    return path
 
 
 def shopflow_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:

@@ -24,7 +24,6 @@ from shopflow.config.settings import ConfigurationError, Settings
 from shopflow.lake import zones as lake
 from shopflow.store import migrate
 from shopflow.store.repository import MetadataStore
-from test_report_plugin import client, mint  # noqa: F401  (the plugin's test client and real Airflow JWTs)
 
 DAY = date(2010, 12, 1)
 KEY = "object-storage-test-key-not-a-secret-32b"

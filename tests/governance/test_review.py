@@ -1,4 +1,4 @@
-"""The human review loop of the catalogue repair, on real rows of the session's model fixture (tests/model_fixtures.py):
+"""The human review loop of the catalogue repair, on real rows of the session's model fixture (tests/support/model_fixtures.py):
 decisions change the repaired partition, survive a repair re-run, become gold labels, refuse invalid input clearly;
 the review page and the CLI; and end to end through Airflow: a page POST through a real api-server, a HITL answer
 through its REST API, and the unattended timeout (and `airflow dags test`) that never blocks."""
@@ -18,7 +18,6 @@ from shopflow.governance import repair, review
 from shopflow.lake import zones as lake
 from shopflow.model.registry import TrainingPolicy
 from shopflow.model.training.data import OTHER, labelled_examples, product_text
-from test_report_plugin import client, mint  # noqa: F401 - fixtures: the app's test client, JWTs
 
 pytestmark = pytest.mark.slow
 ANSWER_AFTER_S = 15  # seconds between a HITL request and the test's answer (see its use)
@@ -72,7 +71,7 @@ def pick(tm, action: str, acceptable: bool = True, n: int = 1) -> list[review.It
 
 
 def decide(tm, *decisions, reviewer="ana") -> dict:
-    return review.decide(tm.settings, tm.store, tm.ds, [review.Decision(*d) for d in decisions], reviewer, via="api")
+    return review.decide(tm.settings, tm.store, tm.ds, [review.ItemDecision(*d) for d in decisions], reviewer, via="api")
 
 
 def another_category(tm, *not_these) -> str:

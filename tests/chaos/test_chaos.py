@@ -2,7 +2,7 @@
 frozen mid-run, and then run again, must leave exactly what an undisturbed run leaves: the same bytes in every lake
 and landing file, the same rows in the metadata store, no temp files.
 
-The faults come from tests/chaos_child.py, which runs `python -m shopflow run` with the library patched from
+The faults come from tests/chaos/chaos_child.py, which runs `python -m shopflow run` with the library patched from
 outside at one write point (the landing read, the clean rows, a Parquet temp file half or fully written, the rename,
 the store's flush, before and after its commits). A census of an undisturbed run counts each point's hits; every
 hit of every point is one case.
@@ -27,9 +27,9 @@ import pyarrow.parquet as pq
 import pytest
 from chaos_child import postgres_pids
 from conftest import PostgresCluster
+from orders_days import KEY, land_orders_day, real_orders_lines
 from sqlalchemy import create_engine, text
 from store_snapshot import store_rows
-from test_hardening_runs import KEY, land_orders_day, real_orders_lines
 
 pytestmark = pytest.mark.slow  # about 8 minutes on 2 cores: every case runs shopflow twice in fresh processes
 
