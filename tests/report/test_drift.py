@@ -277,3 +277,18 @@ def test_the_drift_section_shows_each_mark_with_its_baseline(sample):
     html = render_html({"ds": day.isoformat(), "status": "warning", "headline": "", "datasets": {},
                         "window_days": 14, "window_start": day.isoformat(), "sections": [section]}, "now")
     assert 'class="badge warning">SHIFT' in html and "same weekday (Tue) of the previous 6 weeks" in html
+
+
+def test_distances_do_not_depend_on_the_hash_seed():
+    """The same shares give the same bits in any process: the sums run over sets of strings, whose order follows
+    the process's hash seed (two demo runs once reported drifts differing in the last decimal place)."""
+    import subprocess
+    import sys
+
+    code = ("import random; from shopflow.report.drift import _distance, _reference; rng = random.Random(7); "
+            "days = [{f'value-{i}': rng.random() / 7 for i in range(300)} for _ in range(5)]; "
+            "today = {f'value-{i}': rng.random() / 3 for i in range(0, 400, 2)}; "
+            "print(repr(_distance(today, _reference(days))))")
+    outputs = {subprocess.run([sys.executable, "-c", code], env={**__import__("os").environ, "PYTHONHASHSEED": seed},
+                              capture_output=True, text=True, check=True).stdout for seed in ("1", "2", "3", "4")}
+    assert len(outputs) == 1, outputs

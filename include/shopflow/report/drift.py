@@ -429,13 +429,13 @@ def _reference(days: list[dict[str, float]]) -> dict[str, float]:
     """The baseline's distribution: each value's median share, normalised."""
     values = set().union(*[d.keys() for d in days])
     medians = {v: float(np.median([d.get(v, 0.0) for d in days])) for v in values}
-    total = sum(medians.values())
+    total = math.fsum(medians.values())  # fsum: exact, so the result does not depend on the set's order
     return {v: m / total for v, m in medians.items() if m > 0} if total else {}
 
 
 def _distance(shares: dict[str, float], reference: dict[str, float]) -> float:
     """Total variation distance: the share of rows that would have to move to other values."""
-    return 0.5 * sum(abs(shares.get(v, 0.0) - reference.get(v, 0.0)) for v in set(shares) | set(reference))
+    return 0.5 * math.fsum(abs(shares.get(v, 0.0) - reference.get(v, 0.0)) for v in set(shares) | set(reference))
 
 
 def _row(marker: str, check: str, metric: Metric, today: float, before: float, z: float | None, baseline: str,
