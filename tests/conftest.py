@@ -34,6 +34,7 @@ SHARED_SESSION_FIXTURES = {"trained_model": "trained-model", "model_predictor": 
                            "sqlite_sandbox": "sqlite-sandbox"}
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which turns the markers into groups
 def pytest_collection_modifyitems(config, items):
     """Groups for `--dist loadgroup`: a module that uses a shared session fixture joins that fixture's group; any other
     module is a group of its own (its module-scoped fixtures are built once). The groups that take longest go first,
