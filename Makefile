@@ -36,10 +36,10 @@ system-packages:
 	@bash scripts/system_packages.sh
 
 # Two pytest-xdist workers: much of the suite waits on Airflow, PostgreSQL and subprocesses. Tests that share an
-# expensive session fixture run on one worker (tests/conftest.py). PYTEST_WORKERS=0 runs in one process.
+# expensive session fixture run on one worker (tests/conftest.py, SHARED_FIXTURE_MODULES). PYTEST_WORKERS=0: one process.
 PYTEST_WORKERS ?= 2
 test: venv system-packages
-	$(BIN)/python -m pytest -q -ra -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -ra -n $(PYTEST_WORKERS) --dist loadscope $(PYTEST_ARGS)
 
 # ruff, then the architecture contract: the library's layers, no cycles, no Airflow in include/ ([tool.importlinter])
 lint: venv

@@ -28,30 +28,53 @@ pytest_plugins = [
 ]
 
 
-# Session fixtures that cost minutes: under xdist, every module that uses one runs on the same worker (one
-# `xdist_group`), so each is built once per run instead of once per worker.
+# Session fixtures that cost minutes, and the test modules that use them. Under pytest-xdist (`make test` runs two
+# workers) each group below runs on one worker, so each fixture is built once per run, not once per worker; every
+# other module is a unit of its own (its module-scoped fixtures are built once). pytest_collection_modifyitems checks
+# that the table names every module that uses one of these fixtures.
 SHARED_SESSION_FIXTURES = {"trained_model": "trained-model", "model_predictor": "trained-model",
                            "sqlite_sandbox": "sqlite-sandbox"}
+SHARED_FIXTURE_MODULES = {
+    "trained-model": ("tests/model/test_training.py", "tests/model/test_search_intent.py",
+                      "tests/model/test_predict_cli.py", "tests/governance/test_repair.py",
+                      "tests/governance/test_field_repair.py", "tests/governance/test_review.py",
+                      "tests/common/test_object_storage.py"),
+    "sqlite-sandbox": ("tests/dags/test_dag_e2e.py", "tests/report/test_report.py"),
+}
+GROUP_OF_MODULE = {module: group for group, modules in SHARED_FIXTURE_MODULES.items() for module in modules}
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which turns the markers into groups
+def _module(nodeid: str) -> str:
+    return nodeid.split("::")[0]
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """xdist's scheduler by scope, with a module's scope being its shared fixture's group (or the module itself).
+    (xdist's own `loadgroup` marks node ids in a way pytest 9 no longer reads.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SharedFixtureScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = _module(nodeid)
+            return GROUP_OF_MODULE.get(module, module)
+
+    return SharedFixtureScheduling(config, log)
+
+
 def pytest_collection_modifyitems(config, items):
-    """Groups for `--dist loadgroup`: a module that uses a shared session fixture joins that fixture's group; any other
-    module is a group of its own (its module-scoped fixtures are built once). The groups that take longest go first,
-    so that no long group starts last while the other worker idles."""
-    group_of_module = {}
+    """Every module that uses a shared session fixture is in its group (else the fixture would be built twice), and
+    the units that take longest go first, so that no long unit starts last while the other worker idles."""
     for item in items:
-        shared = next((g for f, g in SHARED_SESSION_FIXTURES.items() if f in item.fixturenames), None)
-        module = item.nodeid.split("::")[0]
-        if shared or module not in group_of_module:
-            group_of_module[module] = shared or group_of_module.get(module) or module
-    weight = {}
+        for fixture, group in SHARED_SESSION_FIXTURES.items():
+            if fixture in item.fixturenames and GROUP_OF_MODULE.get(_module(item.nodeid)) != group:
+                raise pytest.UsageError(f"{_module(item.nodeid)} uses the session fixture {fixture}: add it to "
+                                        f"SHARED_FIXTURE_MODULES[{group!r}] in tests/conftest.py")
+    weight: dict[str, int] = {}
     for item in items:
-        group = group_of_module[item.nodeid.split("::")[0]]
-        item.add_marker(pytest.mark.xdist_group(group))
+        unit = GROUP_OF_MODULE.get(_module(item.nodeid), _module(item.nodeid))
         heavy = item.get_closest_marker("slow") or item.get_closest_marker("airflow")
-        weight[group] = weight.get(group, 0) + (20 if heavy else 1)
-    items.sort(key=lambda item: -weight[group_of_module[item.nodeid.split("::")[0]]])
+        weight[unit] = weight.get(unit, 0) + (20 if heavy else 1)
+    items.sort(key=lambda item: -weight[GROUP_OF_MODULE.get(_module(item.nodeid), _module(item.nodeid))])
 
 
 def source_data_dir() -> Path:
