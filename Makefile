@@ -39,7 +39,7 @@ system-packages:
 # expensive session fixture run on one worker (tests/conftest.py, SHARED_FIXTURE_MODULES). PYTEST_WORKERS=0: one process.
 PYTEST_WORKERS ?= 2
 test: venv system-packages
-	$(BIN)/python -m pytest -q -ra -n $(PYTEST_WORKERS) --dist loadscope $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -ra -n $(PYTEST_WORKERS) --dist loadscope --no-loadscope-reorder $(PYTEST_ARGS)
 
 # ruff, then the architecture contract: the library's layers, no cycles, no Airflow in include/ ([tool.importlinter])
 lint: venv

@@ -34,7 +34,7 @@ from shopflow.store.models import Report
 from shopflow.store.repository import MetadataStore
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from shopflow_ui.deps import DAG_ID, SettingsDep, StoreDep, page, query
+from shopflow_ui.deps import DAG_ID, SettingsDep, StoreDep, query_store, render_page
 from shopflow_ui.review_pages import router as review_router
 
 # Report pages are self-contained: inline CSS and data: images only, no script, shown in the Airflow UI's iframe.
@@ -74,7 +74,7 @@ async def _http_error(request: Request, exc: StarletteHTTPException):
             index_path = request.url_for("index").path
         except Exception:  # noqa: BLE001 - an error page must render even without a router
             index_path = "./"
-        return page("message.html", exc.status_code, title=_TITLES.get(exc.status_code, "Error"),
+        return render_page("message.html", exc.status_code, title=_TITLES.get(exc.status_code, "Error"),
                      message=str(exc.detail), status=exc.status_code, index_path=index_path, headers=exc.headers)
     return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
@@ -85,10 +85,10 @@ _TITLES = {401: "Not logged in", 403: "Not allowed", 404: "Not found", 503: "Sto
 @app.get("/", response_class=HTMLResponse, name="index")
 def index(store: StoreDep, dataset: str | None = None) -> HTMLResponse:
     dataset = dataset or None  # the filter form sends an empty value for "all datasets"
-    everything = query(store.reports)
-    shown = everything if dataset is None else query(store.reports, dataset)
+    everything = query_store(store.reports)
+    shown = everything if dataset is None else query_store(store.reports, dataset)
     datasets = sorted({name for report in everything for name in (report.datasets or {})})
-    return page("index.html", 200, reports=shown, datasets=datasets, dataset=dataset, total=len(everything))
+    return render_page("index.html", 200, reports=shown, datasets=datasets, dataset=dataset, total=len(everything))
 
 
 @app.get("/reports/{ds}.json", name="report_json")
@@ -111,7 +111,7 @@ def run_report(run_id: str, request: Request, store: StoreDep, dag_id: str | Non
     time, which for a daily data interval is the day after the one the run processes."""
     if dag_id not in (None, DAG_ID):
         raise HTTPException(404, f"shopflow writes reports for the runs of {DAG_ID} only, not of {dag_id}.")
-    report = query(store.report_for_run, run_id)
+    report = query_store(store.report_for_run, run_id)
     if report is None:
         raise HTTPException(404, f"The report of run {run_id} is not written yet (its report task has not run).")
     return RedirectResponse(request.url_for("report_html", ds=report.ds.isoformat()).path, status_code=307)
@@ -123,7 +123,7 @@ def _report_of_day(store: MetadataStore, ds: str) -> Report:
         day = date.fromisoformat(ds)
     except ValueError:
         raise HTTPException(404, f"{ds!r} is not a day (YYYY-MM-DD).") from None
-    report = query(store.report, day)
+    report = query_store(store.report, day)
     if report is None:
         raise HTTPException(404, f"There is no report for {day.isoformat()}.")
     return report

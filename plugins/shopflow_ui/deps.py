@@ -40,12 +40,12 @@ def get_store(settings: SettingsDep) -> MetadataStore:
 StoreDep = Annotated[MetadataStore, Depends(get_store)]
 
 
-def page(template: str, status_code: int, headers: dict | None = None, **context) -> HTMLResponse:
+def render_page(template: str, status_code: int, headers: dict | None = None, **context) -> HTMLResponse:
     return HTMLResponse(templates.get_template(template).render(**context), status_code=status_code,
                         headers=headers)
 
 
-def query(method, *args):
+def query_store(method, *args):
     try:
         return method(*args)
     except SQLAlchemyError:

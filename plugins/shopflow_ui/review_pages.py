@@ -33,7 +33,7 @@ from pydantic import BaseModel, Field
 from shopflow.governance import review
 from shopflow.sources import roles
 
-from shopflow_ui.deps import DAG_ID, SettingsDep, StoreDep, page, query
+from shopflow_ui.deps import DAG_ID, SettingsDep, StoreDep, query_store, render_page
 
 PER_PAGE = 100
 
@@ -67,16 +67,16 @@ class DecisionsIn(BaseModel):
 
 @router.get("/", response_class=HTMLResponse, name="review_index")
 def review_index(store: StoreDep) -> HTMLResponse:
-    runs = query(store.repair_runs)
+    runs = query_store(store.repair_runs)
     source = roles.model_catalog().name
     decided = {}
-    for d in query(store.review_decisions, source):
+    for d in query_store(store.review_decisions, source):
         if d.audit_action in review.PENDING_ACTIONS:
             decided[d.ds] = decided.get(d.ds, 0) + 1
     days = [{"ds": run.ds.isoformat(), "review": run.rows_review, "flagged": run.rows_flagged,
              "filled": run.rows_filled, "model_version": run.model_version,
              "pending": max(run.rows_review + run.rows_flagged - decided.get(run.ds, 0), 0)} for run in runs]
-    return page("review_index.html", 200, days=days, source=source)
+    return render_page("review_index.html", 200, days=days, source=source)
 
 
 @router.get("/{ds}.json", name="review_json")
@@ -98,7 +98,7 @@ def review_day(ds: str, request: Request, store: StoreDep, settings: SettingsDep
     page = min(max(page, 1), pages)
     known = _reviewing(review.known_categories, store, day, counts["source"])
     filters = {"state": state, "action": action or ""}
-    return page("review.html", 200, ds=day.isoformat(), counts=counts, items=found[(page - 1) * PER_PAGE:page * PER_PAGE],
+    return render_page("review.html", 200, ds=day.isoformat(), counts=counts, items=found[(page - 1) * PER_PAGE:page * PER_PAGE],
                  total=len(found), page=page, pages=pages, filters=filters, query=urlencode(filters),
                  categories=known.choices(), saved=saved, states=review.STATES, actions=review.ACTIONS)
 
@@ -150,7 +150,7 @@ def _day(ds: str) -> date:
 def _reviewing(function, *args, **kwargs):
     """The library call; its refusals are a 422 with the reason (an unknown product a 404), the store's a 503."""
     try:
-        return query(lambda: function(*args, **kwargs))
+        return query_store(lambda: function(*args, **kwargs))
     except review.UnknownItem as exc:
         raise HTTPException(404, str(exc)) from None
     except review.ReviewError as exc:
