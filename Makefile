@@ -45,6 +45,7 @@ test: venv system-packages
 lint: venv
 	$(BIN)/ruff check include plugins dags scripts tests bench
 	PYTHONPATH=include $(BIN)/lint-imports
+	$(BIN)/python scripts/check_layers.py
 
 ui: venv
 	@echo "Airflow UI on http://127.0.0.1:8080 (user admin, password in $(AIRFLOW_HOME)/simple_auth_manager_passwords.json.generated); Ctrl-C stops it"
