@@ -82,6 +82,9 @@ def test_celery_workers_per_queue_run_the_daily_dag(tmp_path, source_data, postg
     redis_port = free_port()
     env = celery_env(sandbox.env, broker_url=f"redis://127.0.0.1:{redis_port}/0", result_backend="db+" + airflow_db)
     env.update(MODEL_ENV)  # a 30-step CPU training, a bless floor any model meets
+    # This test is about queues and workers: the TF-IDF baseline and the fine-tune only (no embedding candidates, no
+    # grouped CV), which the end-to-end DAG tests cover.
+    env["SHOPFLOW_TRAIN_LINEAR_CANDIDATES"] = "false"
     env["AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE"] = "False"  # only the manual run below: no run for "yesterday"
     env["AIRFLOW__CORE__PARALLELISM"] = "3"  # both workers busy at once (2 + 1), no more: 2 shared cores here
 

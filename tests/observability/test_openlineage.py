@@ -28,7 +28,8 @@ DAY = "2015-12-03"
 SOURCES = ("catalog", "search", "olist_catalog")
 NAMESPACE = "shopflow-openlineage-test"
 # A first model trains on the slice (a short CPU budget), is blessed, then repairs and attributes queries.
-MODEL_ENV = {"SHOPFLOW_TRAIN_CPU_MAX_STEPS": "12", "SHOPFLOW_TRAIN_CPU_BATCH_SIZE": "16", "SHOPFLOW_TRAIN_DEVICE": "cpu",
+MODEL_ENV = {"SHOPFLOW_TRAIN_CPU_MAX_STEPS": "12", "SHOPFLOW_TRAIN_CPU_TIME_BUDGET_S": "0",
+             "SHOPFLOW_TRAIN_CPU_BATCH_SIZE": "16", "SHOPFLOW_TRAIN_DEVICE": "cpu",
              "SHOPFLOW_TRAIN_MIN_CHANGED": "50", "SHOPFLOW_BLESS_MACRO_F1_FLOOR": "0.0",
              "SHOPFLOW_REPAIR_THRESHOLD": "0.3"}
 
