@@ -14,6 +14,7 @@ from shopflow.model.registry import MODEL_NAME
 from shopflow.report import blocks, plots
 from shopflow.report.context import ReportContext
 from shopflow.sources import roles
+from shopflow.sources.role_frames import category_field
 from shopflow.store.models import ModelVersion
 
 SHOWN_ACTIONS = 15
@@ -158,8 +159,6 @@ def _registry_table(versions: list[ModelVersion]) -> dict:
 
 
 def _repair_blocks(ctx: ReportContext, repair, spec) -> dict:
-    from shopflow.sources.role_frames import category_field
-
     audit = ctx.store.repair_audit(ctx.ds)
     if spec is not None:  # the other fields' fills and flags are counted in one line below
         audit = [a for a in audit if a.field == category_field(spec)]
