@@ -236,8 +236,12 @@ def run_days(sandbox: Sandbox, days: list[str]) -> None:
 
 @pytest.fixture(scope="session")
 def sqlite_sandbox(tmp_path_factory, source_data) -> Sandbox:
-    """`airflow dags test shopflow_daily` on DAYS with the model branch, on SQLite: run once per session."""
-    sandbox = make_sandbox(tmp_path_factory.mktemp("e2e-sqlite"), source_data)
+    """`airflow dags test shopflow_daily` on DAYS with the model branch, on SQLite: run once per session. The
+    catalogue is a slice of the real one (model_fixtures.small_shop_data), every other source the whole real file."""
+    from model_fixtures import small_shop_data
+
+    root = tmp_path_factory.mktemp("e2e-sqlite")
+    sandbox = make_sandbox(root, small_shop_data(source_data, root / "data"))
     sandbox.env.update(MODEL_ENV)
     run_days(sandbox, DAYS)
     return sandbox

@@ -6,6 +6,10 @@ The faults come from tests/chaos/chaos_child.py, which runs `python -m shopflow 
 outside at one write point (the landing read, the clean rows, a Parquet temp file half or fully written, the rename,
 the store's flush, before and after its commits). A census of an undisturbed run counts each point's hits; every
 hit of every point is one case.
+
+The suite's shopflow processes are forked from tests/chaos/fork_server.py, which has imported the library once: a
+child is a real process (its own environment, connections and SIGKILL) without the seconds of a fresh interpreter's
+imports. The DAG-run case starts Airflow the ordinary way.
 """
 
 from __future__ import annotations
@@ -27,11 +31,12 @@ import pyarrow.parquet as pq
 import pytest
 from chaos_child import postgres_pids
 from conftest import PostgresCluster
+from fork_server import ForkServer
 from orders_days import KEY, land_orders_day, real_orders_lines
 from sqlalchemy import create_engine, text
 from store_snapshot import store_rows
 
-pytestmark = pytest.mark.slow  # about 8 minutes on 2 cores: every case runs shopflow twice in fresh processes
+pytestmark = pytest.mark.slow  # every case runs shopflow two or three times, each in a process forked for it
 
 CHILD = Path(__file__).with_name("chaos_child.py")
 DAY = date(2010, 12, 1)
@@ -53,14 +58,28 @@ KILLS = [("rerun", *key.split("/"), at) for key, hits in CENSUS.items() for at i
      for at in range(1, hits + 1)]
 
 
+_forks: list[ForkServer] = []  # this module's fork server (fork_server.py), started by the fixture below
+
+
+@pytest.fixture(scope="module", autouse=True)
+def fork_server(tmp_path_factory):
+    server = ForkServer(tmp_path_factory.mktemp("forks"))
+    _forks.append(server)
+    try:
+        yield server
+    finally:
+        _forks.remove(server)
+        server.close()
+
+
 def child(env: dict[str, str], *args: str, fault: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(CHILD), *args], env={**os.environ, **env, **(fault or {})},
-                          capture_output=True, text=True, timeout=300)
+    """chaos_child.py with `args` (a `shopflow` command line) and the fault, in a process of its own."""
+    return _forks[0].run([str(CHILD), *args], {**os.environ, **env, **(fault or {})})
 
 
 def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "shopflow", *args], env={**os.environ, **env}, capture_output=True,
-                          text=True, timeout=300)
+    """`python -m shopflow args`, in a process of its own."""
+    return _forks[0].run(["shopflow", *args], {**os.environ, **env})
 
 
 def home_env(home: Path, source_data: Path, store_url: str | None = None) -> dict[str, str]:
@@ -258,7 +277,7 @@ def test_a_stopped_server_fails_the_run_clearly_and_the_retry_restores_it(cluste
 
 
 def test_ten_concurrent_pairs_of_first_runs_on_postgres_leave_the_undisturbed_rows(cluster, pg_good, tmp_path,
-                                                                                   source_data):
+                                                                                   source_data, fork_server):
     """Two whole runs (ingest, clean, validate) of a never-run day at once: the dataset and the partition are created
     under their locks, so neither run dies of a UniqueViolation and no row is written twice."""
     template, expected = pg_good
@@ -271,10 +290,9 @@ def test_ten_concurrent_pairs_of_first_runs_on_postgres_leave_the_undisturbed_ro
         name = f"chaos_pair_{pair}"
         _admin(cluster, f"DROP DATABASE IF EXISTS {name}", f"CREATE DATABASE {name} TEMPLATE chaos_empty")
         env = home_env(home, source_data, cluster.server.url(name))
-        runs = [subprocess.Popen([sys.executable, "-m", "shopflow", *RUN], env={**os.environ, **env},
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for _ in range(2)]
-        errors = [run.communicate(timeout=300)[1] for run in runs]
-        assert [run.returncode for run in runs] == [0, 0], [e[-2000:] for e in errors]
+        started = [fork_server.start(["shopflow", *RUN], {**os.environ, **env}) for _ in range(2)]
+        runs = [fork_server.wait(run, RUN) for run in started]
+        assert [run.returncode for run in runs] == [0, 0], [run.stderr[-2000:] for run in runs]
         assert state(home, env["SHOPFLOW_STORE_URL"], template) == expected, f"pair {pair}"
 
 

@@ -307,7 +307,9 @@ def test_a_model_trains_into_s3_and_is_loaded_from_the_local_cache(s3_env, train
     settings = Settings.from_env({"SHOPFLOW_HOME": str(tmp_path / "home"),
                                   "SHOPFLOW_STORAGE_URL": f"s3://{BUCKET}/models-test"})
     target = settings.models_dir / "category_classifier" / "trained_2015-12-03_test"
-    config = TrainingConfig(cpu_max_steps=2, cpu_batch_size=16, log_every=1, device="cpu")
+    # Storage is under test, not the candidates: the TF-IDF baseline and two fine-tune steps, no CPU time budget.
+    config = TrainingConfig(cpu_max_steps=2, cpu_batch_size=16, log_every=1, device="cpu", cpu_time_budget_s=0,
+                            linear_candidates=False)
     result = run_training(labelled_examples(trained_model.catalog, 40), target, config, log=lambda line: None)
     url = f"s3://{BUCKET}/models-test/models/category_classifier/trained_2015-12-03_test"
     assert result["artifact_path"] == url

@@ -19,6 +19,7 @@ import pytest
 import redis
 from conftest import MODEL_ENV, make_postgres_sandbox
 from local_airflow import DAG_ID, Services, celery_env, free_port, trigger
+from model_fixtures import small_shop_data
 from shopflow.model.registry import models
 from shopflow.store.repository import MetadataStore
 
@@ -76,7 +77,9 @@ def _wait_for_run(dsn: str, run_id: str, services: Services, timeout: float) -> 
 
 
 def test_celery_workers_per_queue_run_the_daily_dag(tmp_path, source_data, postgres_server):
-    sandbox = make_postgres_sandbox(tmp_path, source_data, postgres_server, "celery")
+    # The catalogue day on a slice of the real catalogue: the queues are under test, not the model on 16,028 products.
+    sandbox = make_postgres_sandbox(tmp_path, small_shop_data(source_data, tmp_path / "data"), postgres_server,
+                                    "celery")
     airflow_db = sandbox.env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
     dsn = airflow_db.replace("postgresql+psycopg2://", "postgresql://")
     redis_port = free_port()
