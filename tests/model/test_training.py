@@ -194,7 +194,7 @@ def _tiny_training(**config_values):
 
 def test_cpu_training_stops_when_its_time_budget_is_spent():
     stats, lines = _tiny_training(cpu_time_budget_s=0.3, cpu_max_steps=10**7, log_every=1)
-    assert 1 <= stats.steps < 10**7 and stats.seconds < 30
+    assert 1 <= stats.steps < 10**7  # stopped by the budget, however many steps this machine managed
     assert lines[-1] == f"CPU time budget of 0s spent after {stats.steps} of 10000000 steps", lines[-3:]
     progress = [line for line in lines if line.startswith("step ")]
     assert progress and all(" samples/s eta " in line for line in progress), lines
