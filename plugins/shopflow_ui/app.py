@@ -16,6 +16,9 @@ Every route needs a user that may read shopflow_daily's runs: Airflow's own `get
 JWT of an `Authorization: Bearer` header or, in the browser (the UI shows this app in an iframe), of the `_token`
 cookie the Airflow UI sets at login; the auth manager then decides `is_authorized_dag(GET, RUN, shopflow_daily)`.
 Anonymous callers get 401 (an expired token too), an invalid token 403, before any store access.
+
+A request body over SHOPFLOW_REVIEW_MAX_BODY_BYTES is a 413 (`RequestBodyLimit`, review_pages.py); a malformed request
+is a 422 that says where and what is wrong, never with a copy of what was submitted.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from airflow.api_fastapi.auth.managers.models.base_user import BaseUser
 from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity, DagDetails
 from airflow.api_fastapi.core_api.security import GetUserDep
 from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from shopflow.common import storage
 from shopflow.config.settings import Settings
@@ -35,6 +39,7 @@ from shopflow.store.repository import MetadataStore
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shopflow_ui.deps import DAG_ID, SettingsDep, StoreDep, query_store, render_page
+from shopflow_ui.review_pages import RequestBodyLimit
 from shopflow_ui.review_pages import router as review_router
 
 # Report pages are self-contained: inline CSS and data: images only, no script, shown in the Airflow UI's iframe.
@@ -54,6 +59,7 @@ def require_reader(user: GetUserDep) -> BaseUser:
 # ---- the app --------------------------------------------------------------------------------------------------
 app = FastAPI(title="shopflow reports", dependencies=[Depends(require_reader)],
               docs_url=None, redoc_url=None, openapi_url=None)
+app.add_middleware(RequestBodyLimit)  # added first: inside the security headers, so that a 413 carries them too
 
 
 @app.middleware("http")
@@ -79,7 +85,20 @@ async def _http_error(request: Request, exc: StarletteHTTPException):
     return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
 
-_TITLES = {401: "Not logged in", 403: "Not allowed", 404: "Not found", 503: "Store not available"}
+_TITLES = {401: "Not logged in", 403: "Not allowed", 404: "Not found", 413: "Request too large",
+           422: "Not a valid request", 503: "Store not available"}
+
+
+@app.exception_handler(RequestValidationError)
+async def _invalid_request(request: Request, exc: RequestValidationError):
+    """A 422 listing where (`loc`) and what (`msg`, `type`) is wrong, without pydantic's `input` and `ctx`, which
+    would echo what was submitted (a refused 300 MiB value whole)."""
+    problems = [{"loc": list(error.get("loc", ())), "msg": str(error.get("msg", "")), "type": str(error.get("type", ""))}
+                for error in exc.errors()]
+    if "text/html" in request.headers.get("accept", ""):
+        said = "; ".join(f"{'.'.join(str(part) for part in p['loc'])}: {p['msg']}" for p in problems)
+        return await _http_error(request, StarletteHTTPException(422, f"The request is not valid: {said}"))
+    return JSONResponse({"detail": problems}, status_code=422)
 
 
 @app.get("/", response_class=HTMLResponse, name="index")

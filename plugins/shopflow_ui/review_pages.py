@@ -12,36 +12,75 @@
 Why a page and not only Airflow's human-in-the-loop form: see `shopflow.governance.review`. Reading needs what every route of
 the app needs (may read shopflow_daily's runs); deciding needs the right to answer shopflow_daily's human-in-the-loop
 requests (`is_authorized_dag(PUT, HITL_DETAIL)`; the simple auth manager's `user` role and up), and a browser's
-cross-site POST is refused (the `_token` cookie is SameSite=Lax; a foreign Origin is a 403 as well). The reviewer
-recorded is the Airflow user. Invalid decisions (an unknown product, a correction to no known category) are a 422
-with the reason, and nothing of the batch is recorded.
+cross-site POST is refused (the `_token` cookie is SameSite=Lax; an `Origin` other than the server's own, compared as
+scheme, host and port, is a 403 as well, and so is the opaque `Origin: null` of sandboxed frames and redirects). The
+reviewer recorded is the Airflow user. Invalid decisions (an unknown product, a correction to no known category) are
+a 422 with the reason, and nothing of the batch is recorded.
+
+Requests are bounded and answers never echo what was submitted: a body over SHOPFLOW_REVIEW_MAX_BODY_BYTES is a 413
+before it is parsed (`RequestBodyLimit`, the app's middleware), a refusal names the product and the reason but not
+the submitted decision or value (`ReviewError.public`), and a malformed request's 422 lists where and what is wrong
+without pydantic's copy of the input (app.py).
 """
 
 from __future__ import annotations
 
 from datetime import date
 from typing import Annotated
-from urllib.parse import urlencode, urlparse
+from urllib.parse import urlencode, urlsplit
 
 from airflow.api_fastapi.app import get_auth_manager
 from airflow.api_fastapi.auth.managers.models.base_user import BaseUser
 from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity, DagDetails
 from airflow.api_fastapi.core_api.security import GetUserDep
+from airflow.configuration import conf
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from pydantic import BaseModel, Field
+from shopflow.config import options
 from shopflow.governance import review
 from shopflow.sources import roles
 
 from shopflow_ui.deps import DAG_ID, SettingsDep, StoreDep, query_store, render_page
 
 PER_PAGE = 100
+MAX_ID_CHARACTERS = 64
+MAX_VALUE_CHARACTERS = 500  # a correction names a category, "Top > Second" at most
+DEFAULT_PORTS = {"http": 80, "https": 443}
+Origin = tuple[str, str, int]  # scheme, host, port
+
+
+def origin_of(url: str, *, bare: bool = False) -> Origin | None:
+    """(scheme, host, port) of an http(s) origin or URL, the scheme's default port filled in; None for anything else
+    (`null`, another scheme, no host, a port that is not a number). `bare`: only an origin as a browser sends it,
+    `scheme://host[:port]`, without user, path, query or fragment."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    if scheme not in DEFAULT_PORTS or not parts.hostname:
+        return None
+    if bare and ("@" in parts.netloc or parts.path or parts.query or parts.fragment):
+        return None
+    return scheme, parts.hostname.lower(), port or DEFAULT_PORTS[scheme]
+
+
+def own_origins(request: Request) -> set[Origin]:
+    """The origins this server answers as: the request's own (its scheme, and its Host header, which the server
+    routed it by) and the api-server's configured `[api] base_url` (the public URL, e.g. behind a TLS proxy)."""
+    found = {origin_of(str(request.base_url)), origin_of(conf.get("api", "base_url", fallback="") or "")}
+    found.discard(None)
+    return found
 
 
 def require_reviewer(user: GetUserDep, request: Request) -> BaseUser:
-    """A user who may answer shopflow_daily's human-in-the-loop requests, on a same-origin request."""
+    """A user who may answer shopflow_daily's human-in-the-loop requests, on a same-origin request: a browser's
+    `Origin` must be the server's own (scheme, host and port); a client that sends none (a script) is not a
+    browser and passes."""
     origin = request.headers.get("origin")
-    if origin and origin != "null" and urlparse(origin).netloc != request.headers.get("host"):
+    if origin is not None and origin_of(origin, bare=True) not in own_origins(request):
         raise HTTPException(403, "Forbidden: a review decision must come from the shopflow page itself")
     allowed = get_auth_manager().is_authorized_dag(
         method="PUT", access_entity=DagAccessEntity.HITL_DETAIL, details=DagDetails(id=DAG_ID), user=user)
@@ -56,9 +95,9 @@ router = APIRouter(prefix="/review")
 
 
 class DecisionIn(BaseModel):
-    uniq_id: str = Field(min_length=1, max_length=64)
-    decision: str
-    value: str | None = None
+    uniq_id: str = Field(min_length=1, max_length=MAX_ID_CHARACTERS)
+    decision: str = Field(max_length=16)
+    value: str | None = Field(default=None, max_length=MAX_VALUE_CHARACTERS)
 
 
 class DecisionsIn(BaseModel):
@@ -112,6 +151,9 @@ async def review_decide_form(ds: str, request: Request, store: StoreDep, setting
     for key, choice in form.multi_items():
         if key.startswith("d.") and choice:
             uniq_id = key[2:]
+            if len(uniq_id) > MAX_ID_CHARACTERS:
+                raise HTTPException(422, f"a product id has at most {MAX_ID_CHARACTERS} characters; nothing was "
+                                         "recorded")
             value = form.get(f"v.{uniq_id}") if choice == review.CORRECT else None
             decisions.append(review.ItemDecision(uniq_id, str(choice), str(value) if value is not None else None))
     result = _reviewing(review.decide, settings, store, day, decisions, user.get_name(), via="page")
@@ -144,17 +186,18 @@ def _day(ds: str) -> date:
     try:
         return date.fromisoformat(ds)
     except ValueError:
-        raise HTTPException(404, f"{ds!r} is not a day (YYYY-MM-DD).") from None
+        raise HTTPException(404, "Not a day: a review page's day is written YYYY-MM-DD.") from None
 
 
 def _reviewing(function, *args, **kwargs):
-    """The library call; its refusals are a 422 with the reason (an unknown product a 404), the store's a 503."""
+    """The library call; its refusals are a 422 with the reason (an unknown product a 404), without the submitted
+    values (`ReviewError.public`); the store's a 503."""
     try:
         return query_store(lambda: function(*args, **kwargs))
     except review.UnknownItem as exc:
-        raise HTTPException(404, str(exc)) from None
+        raise HTTPException(404, exc.public) from None
     except review.ReviewError as exc:
-        raise HTTPException(422, str(exc)) from None
+        raise HTTPException(422, exc.public) from None
     except LookupError as exc:  # no validated catalogue snapshot to know categories from
         raise HTTPException(404, str(exc)) from None
 
@@ -165,3 +208,45 @@ def _back(request: Request, day: date, form, result: dict) -> RedirectResponse:
     target = request.url_for("review_day", ds=day.isoformat()).path
     return RedirectResponse(f"{target}?{urlencode(query)}", status_code=303)
 
+
+# ---- bounded request bodies -----------------------------------------------------------------------------------
+def max_body_bytes() -> int:
+    return options.value("SHOPFLOW_REVIEW_MAX_BODY_BYTES")
+
+
+def _body_too_large(limit: int) -> HTTPException:
+    return HTTPException(413, f"The request body is larger than {limit} bytes (SHOPFLOW_REVIEW_MAX_BODY_BYTES); "
+                              "nothing was recorded.")
+
+
+class RequestBodyLimit:
+    """ASGI middleware of the app (only the review routes take a body): a request body over
+    SHOPFLOW_REVIEW_MAX_BODY_BYTES is refused with 413 as soon as that is known, from its Content-Length before a
+    byte of it is read, or else (a chunked body) once the bytes received pass the limit; it is never parsed nor kept.
+
+    The 413 is raised where the route reads the body, so the app's error handler answers it (a page or JSON, with
+    the app's security headers)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = max_body_bytes()
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        received = 0
+
+        async def bounded_receive():
+            nonlocal received
+            if declared.isdigit() and int(declared) > limit:
+                raise _body_too_large(limit)
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise _body_too_large(limit)
+            return message
+
+        await self.app(scope, bounded_receive, send)

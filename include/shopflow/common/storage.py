@@ -1,7 +1,10 @@
 """Where the landing zone, lake, models and reports live, and every read and write of their files.
 
 `SHOPFLOW_STORAGE_URL` unset: they are local `pathlib.Path`s (`SHOPFLOW_HOME` and the `*_DIR` settings), and a file
-is written as it always was: a temporary name in the same folder, fsync, `os.replace`.
+is written as it always was: a temporary name in the same folder, fsync, `os.replace`. The temporary name,
+`.<name>.tmp-<pid>-<random>`, is the writer's own: the request threads of one api-server process writing the same
+file at once never write into one temporary file (the last rename wins, whole). Writers that must not lose each
+other's changes (a read-modify-write) also hold a lock, e.g. `MetadataStore.partition_lock`.
 
 `SHOPFLOW_STORAGE_URL` set (`s3://bucket/prefix`, `gs://bucket/prefix`, `file:///abs/path`, any fsspec URL): they
 are `upath.UPath`s `<url>/landing`, `<url>/lake`, `<url>/models`, `<url>/reports`. An object is built in memory and
@@ -19,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import os
 import posixpath
+import secrets
 import shutil
 import tempfile
 from pathlib import Path
@@ -193,13 +197,29 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def temporary_name(name: str) -> str:
+    """The temporary name a writer of the file `name` writes to before its rename: `.<name>.tmp-<pid>-<random>`,
+    unique to this writer (process and call), with the pid first so that `sweep_dead_temp_files` knows whose it is."""
+    return f".{name}.tmp-{os.getpid()}-{secrets.token_hex(8)}"
+
+
+def writer_pid(temporary: str) -> int | None:
+    """The pid of the writer of a temporary file `.<name>.tmp-<pid>[-<random>]` (older writers left no suffix);
+    None when the name is not one."""
+    if ".tmp-" not in temporary:
+        return None
+    pid_text = temporary.rsplit(".tmp-", 1)[1].split("-", 1)[0]
+    return int(pid_text) if pid_text.isascii() and pid_text.isdigit() else None
+
+
 def sweep_dead_temp_files(folder: Path) -> list[Path]:
-    """Remove the temporary files (`.<name>.tmp-<pid>`) that writers of `folder` left when they died: only those
-    whose pid is not alive on this machine, never a live writer's (nor this process's). Returns what was removed."""
+    """Remove the temporary files (`.<name>.tmp-<pid>-<random>`) that writers of `folder` left when they died: only
+    those whose pid is not alive on this machine, never a live writer's (nor this process's). Returns what was
+    removed."""
     removed = []
     for tmp in folder.glob(".*.tmp-*"):
-        pid_text = tmp.name.rsplit(".tmp-", 1)[1]
-        if not pid_text.isdigit() or int(pid_text) == os.getpid() or _pid_alive(int(pid_text)):
+        pid = writer_pid(tmp.name)
+        if pid is None or pid == os.getpid() or _pid_alive(pid):
             continue
         try:
             tmp.unlink()
@@ -212,7 +232,7 @@ def sweep_dead_temp_files(folder: Path) -> list[Path]:
 def _replace_atomically(path: Path, write: Callable[[Path], object]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     sweep_dead_temp_files(path.parent)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = path.with_name(temporary_name(path.name))
     try:
         write(tmp)
         with open(tmp, "rb") as handle:

@@ -275,6 +275,8 @@ _CATALOGUE: tuple[Option, ...] = (
     Option("SHOPFLOW_REVIEW_TIMEOUT_MINUTES", FLOAT, None, "How long `model.review` waits for reviewers before it takes "
            "Later; 0: it does not wait.", REVIEW, minimum=0, unit="minutes",
            default_text="unset: the task's `response_timeout` (12 hours)"),
+    Option("SHOPFLOW_REVIEW_MAX_BODY_BYTES", INT, 1_048_576, "Largest request body the review pages and their JSON "
+           "routes accept; a larger one is refused (413) before it is read.", REVIEW, minimum=1024, unit="bytes"),
     # Report
     Option("SHOPFLOW_REPORT_WINDOW_DAYS", INT, 14, "Days that freshness, trends and drift look at, the report's day "
            "included.", REPORT, minimum=1, unit="days", sets="ReportContext.window_days"),

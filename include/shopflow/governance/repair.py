@@ -79,7 +79,7 @@ from shopflow.common.parquet import read_parquet, write_parquet_atomic
 from shopflow.config.settings import Settings
 from shopflow.governance import brand_fill, price_check
 from shopflow.governance.actions import FILL, FLAG, REVIEW, UNCHANGED
-from shopflow.governance.review import with_decisions
+from shopflow.governance.review import repaired_partition_lock, with_decisions
 from shopflow.lake import zones as lake
 from shopflow.lake.catalog_view import catalog_as_of
 from shopflow.model.training.data import OTHER, grouped_split, product_text
@@ -398,11 +398,11 @@ def repair_partition(settings: Settings, store: MetadataStore, ds: date, predict
             repaired[name] = values
     field_audit = [row for part in parts for row in part.audit]
     _check_field_ledger(repaired, catalog, spec, field_audit, spec.name, ds)
-    repaired = with_decisions(store, spec, ds, repaired)  # reviewers' decisions survive a re-run
-
     masked_result = masked_category_evaluation(categories(masked, spec)[0], masked_predictions, threshold_top)
     output = lake.lake_file(settings, "repaired", spec.name, ds)
-    write_parquet_atomic(repaired, output)
+    with repaired_partition_lock(store, spec.name, ds):  # a reviewer's decision lands before or after, never lost
+        repaired = with_decisions(store, spec, ds, repaired)  # reviewers' decisions survive a re-run
+        write_parquet_atomic(repaired, output)
     audited = action != UNCHANGED
     audit = [
         {"uniq_id": uid, "action": act, "field": field, "before": None if pd.isna(before) else str(before),
@@ -572,13 +572,14 @@ def revert(settings: Settings, store: MetadataStore, ds: date, uniq_ids: Iterabl
         if dependent:
             undo[second] = dependent
     path = lake.lake_file(settings, "repaired", spec.name, ds)
-    repaired = read_parquet(path)
-    for name, rows in undo.items():
-        value_column, source_column, _, _ = fields[name]
-        if value_column not in repaired:
-            raise LookupError(f"{path} has no {value_column} column: written by a repair without {name} fills")
-        _restore(repaired, product_id, rows, value_column, source_column)
-    write_parquet_atomic(repaired, path)  # the file first: a failure before the marks leaves a retryable revert
+    with repaired_partition_lock(store, spec.name, ds):  # no reviewer's decision is written over
+        repaired = read_parquet(path)
+        for name, rows in undo.items():
+            value_column, source_column, _, _ = fields[name]
+            if value_column not in repaired:
+                raise LookupError(f"{path} has no {value_column} column: written by a repair without {name} fills")
+            _restore(repaired, product_id, rows, value_column, source_column)
+        write_parquet_atomic(repaired, path)  # the file first: a failure before the marks leaves a retryable revert
     marked = {}
     for name, rows in undo.items():
         _, _, counter, moves_to = fields[name]

@@ -23,10 +23,16 @@ the batch is recorded.
 Decisions are stored in the metadata store (`review_decisions`: product, field, decision, value, reviewer, via,
 decided_at, the repair's run id; one current decision per day, product and field, a re-decision replaces it and keeps
 the replaced one in its history; deciding the same again changes nothing). They are applied at once to the day's
-repaired partition (all of the day's decisions, written with write_parquet_atomic, then checked against the store
-again so that concurrent reviewers never lose a decision) and on every re-run of the repair for that day
-(`repair_partition` applies them before it writes: decisions survive a re-run, as reverted fills do). The run's
-ledger (`repair_runs`) keeps describing what the model did; the decisions are counted beside it.
+repaired partition (all of the day's decisions, read from the store and written with write_parquet_atomic under the
+partition's lock, `repaired_partition_lock`: reviewers deciding the same day at once, in threads of one api-server
+or in several processes, apply one after the other, and each applies every decision recorded before it) and on
+every re-run of the repair for that day (`repair_partition` applies them before it writes: decisions survive a
+re-run, as reverted fills do). The run's ledger (`repair_runs`) keeps describing what the model did; the decisions
+are counted beside it.
+
+A refusal (ReviewError) names what was submitted for the command line, whose user typed it (cut to a few dozen
+characters); its `public` text says the same without the submitted value, for answers to web requests, which never
+echo one back.
 
 `gold_labels(store, source)` turns the decisions that name a category (accept, correct, and a rejected flag, which
 confirms the given category) into training labels: uniq_id, label_top, label_l2 (None where the reviewer did not
@@ -88,7 +94,13 @@ STATES = ("pending", "decided", "all")
 
 
 class ReviewError(ValueError):
-    """A decision that cannot be recorded; the message says why. Nothing of its batch was recorded."""
+    """A decision that cannot be recorded; the message says why. Nothing of its batch was recorded.
+
+    `public`: the reason without the submitted value (the same as the message when it names none)."""
+
+    def __init__(self, message: str, public: str | None = None):
+        super().__init__(message)
+        self.public = message if public is None else public
 
 
 class UnknownItem(ReviewError):
@@ -172,6 +184,22 @@ def _text(value) -> str | None:
     return None if value is None or pd.isna(value) else str(value)
 
 
+SHOWN_CHARACTERS = 60
+
+
+def _shown(value) -> str:
+    """A submitted value as a message shows it: its repr, cut to SHOWN_CHARACTERS with its length said."""
+    text = repr(value)
+    if len(text) <= SHOWN_CHARACTERS:
+        return text
+    return f"{text[:SHOWN_CHARACTERS]}… ({len(str(value))} characters)"
+
+
+def repaired_partition_lock(store: MetadataStore, source: str, ds: date):
+    """The lock of the day's repaired partition of `source`, held around every read-modify-write of its file."""
+    return store.partition_lock("repaired", source, ds.isoformat())
+
+
 # ---- what there is to review ----------------------------------------------------------------------------------
 def items(settings: Settings, store: MetadataStore, ds: date, source: str | None = None, *, action: str | None = None,
           state: str = "all") -> list[Item]:
@@ -179,9 +207,11 @@ def items(settings: Settings, store: MetadataStore, ds: date, source: str | None
     first. `action`: fill, review or flag only; `state`: pending (review and flag items without a decision),
     decided, or all."""
     if action is not None and action not in ACTIONS:
-        raise ReviewError(f"unknown action {action!r}: one of {', '.join(ACTIONS)}")
+        raise ReviewError(f"unknown action {_shown(action)}: one of {', '.join(ACTIONS)}",
+                          f"unknown action: one of {', '.join(ACTIONS)}")
     if state not in STATES:
-        raise ReviewError(f"unknown state {state!r}: one of {', '.join(STATES)}")
+        raise ReviewError(f"unknown state {_shown(state)}: one of {', '.join(STATES)}",
+                          f"unknown state: one of {', '.join(STATES)}")
     spec = _spec(source)
     field = _field(spec)
     decided = {(d.uniq_id, d.field): d for d in store.review_decisions(spec.name, ds)}
@@ -266,23 +296,28 @@ def normalise_category(value: str, known: Categories, source: str = "catalogue")
     text = " ".join(str(value or "").split())
     parts = [p.strip() for p in text.split(CATEGORY_PATH_SEPARATOR)]
     if not text or not all(parts):
-        raise InvalidDecision(f"a correction needs a category, not {value!r}")
+        raise InvalidDecision(f"a correction needs a category, not {_shown(value)}", "a correction needs a category")
     if len(parts) > 2:
-        raise InvalidDecision(f"{value!r}: a correction names a top-level category or 'Top > Second', no deeper")
+        deeper = "a correction names a top-level category or 'Top > Second', no deeper"
+        raise InvalidDecision(f"{_shown(value)}: {deeper}", deeper)
     if _fold(parts[0]) == OTHER:
-        raise InvalidDecision(f"{value!r}: 'other' is the model's catch-all class and names no category")
+        catch_all = "'other' is the model's catch-all class and names no category"
+        raise InvalidDecision(f"{_shown(value)}: {catch_all}", f"the correction is {catch_all}")
     top = known.top.get(_fold(parts[0]))
     if top is None:
         examples = ", ".join(sorted(known.top.values())[:8])
-        raise InvalidDecision(f"{parts[0]!r} is not a category of the {source} catalogue (known top-level "
-                              f"categories: {examples}{', …' if len(known.top) > 8 else ''})")
+        known_tops = f"(known top-level categories: {examples}{', …' if len(known.top) > 8 else ''})"
+        raise InvalidDecision(f"{_shown(parts[0])} is not a category of the {source} catalogue {known_tops}",
+                              f"the correction is not a category of the {source} catalogue {known_tops}")
     if len(parts) == 1:
         return top, None
     pair = known.pairs.get(_fold(f"{top}{LEVEL_SEPARATOR}{parts[1]}"))
     if pair is None:
         seconds = sorted(s for t, s in known.pairs.values() if t == top)
-        raise InvalidDecision(f"{parts[1]!r} is not a second-level category of {top!r} in the {source} catalogue "
-                              f"(known: {', '.join(seconds[:8]) or 'none'}{', …' if len(seconds) > 8 else ''})")
+        where = (f"a second-level category of {top!r} in the {source} catalogue "
+                 f"(known: {', '.join(seconds[:8]) or 'none'}{', …' if len(seconds) > 8 else ''})")
+        raise InvalidDecision(f"{_shown(parts[1])} is not {where}",
+                              f"the correction's second level is not {where}")
     return pair[0], f"{pair[0]}{LEVEL_SEPARATOR}{pair[1]}"
 
 
@@ -321,7 +356,10 @@ def decide(settings: Settings, store: MetadataStore, ds: date, decisions: Iterab
         value, value_l2 = _resolve(d, item, spec, ds)
         if d.decision == CORRECT:
             known = known or known_categories(store, ds, spec.name)
-            value, value_l2 = normalise_category(d.value, known, spec.name)
+            try:
+                value, value_l2 = normalise_category(d.value, known, spec.name)
+            except InvalidDecision as exc:
+                raise InvalidDecision(str(exc), f"product {d.uniq_id}: {exc.public}") from None
         elif d.decision == REJECT and item.action == FLAG:  # the given category, confirmed: keep its second level
             products = products if products is not None else _product_frame(settings, spec, ds)
             given = products.get(d.uniq_id, {})
@@ -343,10 +381,12 @@ def decide(settings: Settings, store: MetadataStore, ds: date, decisions: Iterab
 def _resolve(d: ItemDecision, item, spec: SourceSpec, ds: date) -> tuple[str | None, str | None]:
     """The value a decision gives the product (a correction is resolved by the caller)."""
     if d.decision not in DECISIONS:
-        raise InvalidDecision(f"{d.decision!r} is not a decision: accept, reject or correct")
+        raise InvalidDecision(f"{_shown(d.decision)} is not a decision: accept, reject or correct",
+                              f"product {d.uniq_id}: the decision is not one of accept, reject or correct")
     if d.decision != CORRECT and d.value not in (None, ""):
         raise InvalidDecision(f"product {d.uniq_id}: only a correction takes a value ({d.decision} was given "
-                              f"{d.value!r})")
+                              f"{_shown(d.value)})",
+                              f"product {d.uniq_id}: only a correction takes a value ({d.decision} was given one)")
     if d.decision == ACCEPT:
         if item.after is None or item.after == OTHER:
             raise InvalidDecision(f"product {d.uniq_id} on {spec.name} {ds}: the model's suggestion is "
@@ -364,7 +404,8 @@ def accept_pending(settings: Settings, store: MetadataStore, ds: date, min_confi
     """Accept every pending item (review and flag, not decided yet) whose suggestion names a category and has a
     confidence of at least `min_confidence`; the others stay pending."""
     if not 0.0 <= float(min_confidence) <= 1.0:
-        raise ReviewError(f"a confidence is between 0 and 1, not {min_confidence}")
+        raise ReviewError(f"a confidence is between 0 and 1, not {_shown(min_confidence)}",
+                          "a confidence is between 0 and 1")
     chosen = [ItemDecision(i.uniq_id, ACCEPT) for i in items(settings, store, ds, source, state="pending")
               if i.acceptable and i.confidence >= float(min_confidence)]
     return decide(settings, store, ds, chosen, reviewer, source=source, via=via)
@@ -423,27 +464,21 @@ def _set(frame: pd.DataFrame, column: str, rows, values: pd.Series) -> None:
     frame[column] = pd.array([_text(v) for v in current], dtype="string")
 
 
-def _fingerprint(decisions) -> tuple:
-    return tuple((d.uniq_id, d.field, d.decision, d.value, d.revision) for d in decisions)
-
-
 def apply_decisions(settings: Settings, store: MetadataStore, ds: date, source: str | None = None) -> int:
-    """Apply the day's decisions to its repaired partition (atomically, with write_parquet_atomic). Every decision of
-    the day is applied each time, so it is idempotent; after writing, the store is read again and the write redone
-    if a concurrent reviewer decided meanwhile. Returns how many products carry a decision."""
+    """Apply the day's decisions to its repaired partition (atomically, with write_parquet_atomic), under the
+    partition's lock: the decisions are read once the lock is held, so a reviewer who recorded before this one
+    applied is in this write, and one who records meanwhile applies after it. Every decision of the day is applied
+    each time, so it is idempotent. Returns how many products carry a decision."""
     spec = _spec(source)
     path = lake.lake_file(settings, "repaired", spec.name, ds)
-    decisions = store.review_decisions(spec.name, ds)
-    if not storage.is_file(path):
-        raise ReviewError(f"{spec.name} {ds}: the repaired partition {path} is not written (run the repair first); "
-                          "the decisions are recorded and apply when it runs")
-    for _attempt in range(5):
-        repaired = read_parquet(path)
-        write_parquet_atomic(_apply(repaired, spec, decisions), path)
-        latest = store.review_decisions(spec.name, ds)
-        if _fingerprint(latest) == _fingerprint(decisions):
-            break
-        decisions = latest
+    with repaired_partition_lock(store, spec.name, ds):
+        if not storage.is_file(path):
+            raise ReviewError(f"{spec.name} {ds}: the repaired partition {path} is not written (run the repair "
+                              "first); the decisions are recorded and apply when it runs",
+                              f"{spec.name} {ds}: the repaired partition is not written (run the repair first); "
+                              "the decisions are recorded and apply when it runs")
+        decisions = store.review_decisions(spec.name, ds)
+        write_parquet_atomic(_apply(read_parquet(path), spec, decisions), path)
     return len([d for d in decisions if d.field == _field(spec)])
 
 

@@ -23,6 +23,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from shopflow.common import storage
+
 log = logging.getLogger("shopflow.model.embeddings")
 
 BATCH_SIZE = 128
@@ -74,7 +76,7 @@ class EmbeddingCache:
         self.folder.mkdir(parents=True, exist_ok=True)
         name = hashlib.sha1(b"".join(keys)).hexdigest()[:16]
         final = self.folder / f"shard-{time.time_ns()}-{name}.npz"
-        temporary = self.folder / f".tmp-{os.getpid()}-{name}.npz"
+        temporary = self.folder / storage.temporary_name(final.name)  # this writer's own, thread included
         with open(temporary, "wb") as handle:
             np.savez(handle, keys=np.array([np.frombuffer(k, dtype=np.uint8) for k in keys]),
                      vectors=vectors.astype(np.float32))

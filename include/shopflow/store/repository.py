@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
+import threading
+import weakref
 from datetime import date, datetime, timezone
 from functools import cache
-from typing import Iterable
+from typing import Iterable, Iterator
 
 from sqlalchemy import Engine, and_, create_engine, delete, event, insert, not_, select, text, update
 from sqlalchemy.engine import make_url
@@ -94,6 +97,20 @@ def lock_for_write(session: Session, *parts) -> None:
         session.execute(text("UPDATE datasets SET id = id WHERE 0 = 1"))
 
 
+# One lock per key for the threads of this process (see MetadataStore.partition_lock); a key's lock lives while some
+# thread holds or awaits it.
+_THREAD_LOCKS: "weakref.WeakValueDictionary[int, threading.Lock]" = weakref.WeakValueDictionary()
+_THREAD_LOCKS_GUARD = threading.Lock()
+
+
+def _thread_lock(key: int) -> threading.Lock:
+    with _THREAD_LOCKS_GUARD:
+        lock = _THREAD_LOCKS.get(key)
+        if lock is None:
+            lock = _THREAD_LOCKS[key] = threading.Lock()
+        return lock
+
+
 def _last_good(partition: "Partition") -> dict | None:
     """What the partition's last good (validated) run left: kept, as `timings["last_good"]`, while a later run of
     the partition is failing, so that its outputs stay visible as the last good ones rather than as current."""
@@ -121,6 +138,18 @@ class MetadataStore:
 
     def session(self) -> Session:
         return Session(self.engine, expire_on_commit=False)
+
+    @contextlib.contextmanager
+    def partition_lock(self, *parts) -> Iterator[None]:
+        """Hold the write lock of `parts` (e.g. "repaired", dataset, ds) for the block, for work outside the store
+        such as the read-modify-write of a lake file: one holder at a time among the threads of this process (a
+        lock per key, taken first, so that a waiting thread holds no database connection) and among processes
+        (`lock_for_write` in a transaction that lasts the block: PostgreSQL's advisory lock of the key, SQLite's
+        database write lock). The block may read the store but must not write it on SQLite, whose one write lock
+        this transaction holds."""
+        with _thread_lock(_lock_key(*parts)), self.session() as session, session.begin():
+            lock_for_write(session, *parts)
+            yield
 
     # ---- datasets -------------------------------------------------------------------------------------------
     def register_dataset(self, spec: SourceSpec) -> int:
@@ -405,8 +434,13 @@ class MetadataStore:
         one (revision + 1) and the replaced one is appended to `history`. Returns how many were recorded,
         replaced and unchanged."""
         now = at or _now()
+        rows = list(rows)
         counts = {"recorded": 0, "replaced": 0, "unchanged": 0}
         with self.session() as session, session.begin():
+            # Reviewers deciding the same day at once: one at a time, so that two first decisions of one product
+            # never both insert, and a replaced decision always lands in the history.
+            for source, ds in sorted({(row["source"], row["ds"]) for row in rows}):
+                lock_for_write(session, "review_decisions", source, ds)
             for row in rows:
                 current = session.scalar(select(ReviewDecision).where(
                     ReviewDecision.source == row["source"], ReviewDecision.ds == row["ds"],
