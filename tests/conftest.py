@@ -19,7 +19,14 @@ _WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
 os.environ.setdefault("AIRFLOW_HOME", str(Path(tempfile.gettempdir()) / f"shopflow-pytest-airflow-home-{_WORKER}"))
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 
+from hypothesis import settings as hypothesis_settings  # noqa: E402
 from local_airflow import airflow, airflow_env, free_port  # noqa: E402
+
+# Property tests draw the same examples on every run (CI must not turn red on a newly drawn example nobody saw);
+# HYPOTHESIS_PROFILE=explore draws new ones, for looking for bugs on purpose.
+hypothesis_settings.register_profile("shopflow", derandomize=True, database=None, print_blob=True)
+hypothesis_settings.register_profile("explore", database=None, print_blob=True)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "shopflow"))
 
 TEST_KEY = "test-pseudonym-key-not-a-secret-32bytes+"
 pytest_plugins = [

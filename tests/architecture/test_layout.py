@@ -144,7 +144,8 @@ def test_a_hook_and_sources_file_written_before_the_move_clean_a_real_day(tmp_pa
     sources_file = tmp_path / "sources.yaml"
     sources_file.write_text(shipped.replace("cleaner: shopflow.sources.orders", "cleaner: old_style_orders_hook", 1))
     env = {"SHOPFLOW_HOME": str(tmp_path / "home"), "SHOPFLOW_SOURCE_DATA": str(source_data),
-           "SHOPFLOW_PSEUDONYM_KEY": KEY, "SHOPFLOW_SOURCES": str(sources_file)}
+           "SHOPFLOW_PSEUDONYM_KEY": KEY, "SHOPFLOW_SOURCES": str(sources_file),
+           "SHOPFLOW_CLEANER_MODULES": "shopflow.sources,old_style_orders_hook"}  # the deployment allows its hook
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     assert load_sources(REPO / "include" / "shopflow" / "sources.yaml")["orders"].cleaner == "shopflow.sources.orders"

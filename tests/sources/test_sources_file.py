@@ -135,7 +135,8 @@ def test_a_symlink_is_never_read(tmp_path):
 
 
 def test_sidecar_files_are_kept_and_a_glob_takes_every_match(tmp_path):
-    spec = parse_sources({"clicks": {"description": "d", "owner": "o", "cleaner": "x", "sidecar_files": ["*.txt"],
+    spec = parse_sources({"clicks": {"description": "d", "owner": "o", "cleaner": "shopflow.sources.orders",
+                                     "sidecar_files": ["*.txt"],
                                      "files": [{"name": "clicks-*.jsonl", "columns": ["a"]}]}}, "t")["clicks"]
     found = partition_files(_folder(tmp_path, "clicks-2.jsonl", "clicks-1.jsonl.gz", "README.txt"), spec)
     assert [f.path.name for f in found] == ["clicks-1.jsonl.gz", "clicks-2.jsonl"]

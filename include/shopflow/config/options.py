@@ -175,7 +175,14 @@ _CATALOGUE: tuple[Option, ...] = (
            "holds the landing zone, lake, models and reports; credentials from the driver's variables (`AWS_*`).",
            LOCATIONS, default_text="unset: the local folders above", example="s3://my-bucket/shopflow"),
     Option("SHOPFLOW_SOURCES", LOCATION, None, "The sources file: every source, its format, role and checks "
-           "(docs/sources-file.md).", LOCATIONS, default_text="the shipped `include/shopflow/sources.yaml`"),
+           "(docs/sources-file.md); a path or a storage URL (`s3://`, `gs://`, `file://`, ...), never a web "
+           "address.", LOCATIONS, default_text="the shipped `include/shopflow/sources.yaml`"),
+    Option("SHOPFLOW_SOURCES_MAX_BYTES", INT, 1048576, "A larger sources file is refused before it is parsed.",
+           LOCATIONS, minimum=1024, maximum=1073741824, unit="bytes"),
+    Option("SHOPFLOW_CLEANER_MODULES", TEXT, "shopflow.sources", "Comma-separated packages or modules whose modules a "
+           "sources file may name as `cleaner:` hooks; a hook elsewhere is refused when the file is loaded (a sources "
+           "file is data: it cannot make shopflow import a module the deployment did not allow).", LOCATIONS,
+           example="shopflow.sources,myshop.cleaners"),
     # Metadata store
     Option("SHOPFLOW_STORE_URL", URL, None, "The metadata store, a SQLAlchemy URL (PostgreSQL in production); in "
            "Airflow the connection `shopflow_store` overrides it.", STORE,
@@ -476,7 +483,22 @@ def parse(opt: Option, text: str) -> Any:
         return _email(opt, text.strip())
     if kind == WINDOWS:
         return _windows(opt, text)
+    if kind == LOCATION:
+        check_location(name, text)
     return text  # PATH, LOCATION, TEXT, SECRET: as given
+
+
+# A LOCATION is a local path or a URL of object storage; a web or transfer address (http://, ftp://, or a chained
+# fsspec URL such as simplecache::https://) would fetch a file nobody vouches for.
+STORAGE_SCHEMES = ("file", "local", "s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "memory")
+
+
+def check_location(name: str, text: str) -> None:
+    """ConfigurationError naming `name` unless `text` is a local path or a URL of a STORAGE_SCHEMES scheme."""
+    scheme, separator, _ = text.strip().partition("://")
+    if separator and scheme.lower() not in STORAGE_SCHEMES:
+        raise ConfigurationError(f"{name}: {scheme + '://'!r} is not allowed: a local path or an object-storage URL "
+                                 f"({', '.join(s + '://' for s in STORAGE_SCHEMES)}), never a web address")
 
 
 # ---- the whole environment -----------------------------------------------------------------------------------------

@@ -2,6 +2,10 @@
 source is and how its landing files are read; one cleaner module per source says how to clean it.
 
 The file is validated on load (`shopflow.sources.spec`); `python -m shopflow sources check` prints what it resolves to.
+
+The file is read as untrusted data: from a local path or object storage only (never a web address), at most
+`SHOPFLOW_SOURCES_MAX_BYTES` of it, parsed as plain YAML (`shopflow.sources.yaml_limits`: no Python tags, anchors
+and aliases allowed but the document as expanded bounded, so that an alias bomb is refused before it is built).
 """
 
 from __future__ import annotations
@@ -9,9 +13,8 @@ from __future__ import annotations
 from functools import cache
 from pathlib import Path
 
-import yaml
-
 from shopflow.sources.spec import LandingFileSpec, SourcesFileError, SourceSpec, parse_sources
+from shopflow.sources.yaml_limits import YamlDocumentError, load_bounded_yaml
 
 __all__ = ["DEFAULT_SOURCES_FILE", "LandingFileSpec", "SourceSpec", "SourcesFileError", "get_source",
            "load_sources", "sources_location"]
@@ -32,17 +35,42 @@ def load_sources(location: str | Path | None = None) -> dict[str, SourceSpec]:
 
 @cache
 def _load(location: str) -> dict[str, SourceSpec]:
-    from shopflow.common import storage
+    from shopflow.common.errors import ConfigurationError
+    from shopflow.config.options import check_location, value
 
     try:
-        text = storage.read_bytes(storage.as_path(location)).decode("utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        check_location(f"sources file {location}", location)
+    except ConfigurationError as exc:
+        raise SourcesFileError(str(exc)) from None
+    limit = value("SHOPFLOW_SOURCES_MAX_BYTES")
+    data = _read_at_most(location, limit)
+    if len(data) > limit:
+        raise SourcesFileError(f"sources file {location}: larger than SHOPFLOW_SOURCES_MAX_BYTES ({limit:,} bytes); "
+                               "refused before parsing")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
         raise SourcesFileError(f"sources file {location}: cannot be read ({exc})") from exc
     try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise SourcesFileError(f"sources file {location}: not valid YAML ({exc})") from exc
+        raw = load_bounded_yaml(text)
+    except YamlDocumentError as exc:
+        raise SourcesFileError(f"sources file {location}: {exc}") from None
     return parse_sources(raw, f"sources file {location}")
+
+
+def _read_at_most(location: str, limit: int) -> bytes:
+    """The file's first `limit` + 1 bytes (one more than allowed says it is too large), never the whole of a huge
+    file; only a regular file is read (a FIFO would block, a device never end)."""
+    from shopflow.common import storage
+
+    path = storage.as_path(location)
+    try:
+        if not storage.is_remote(path) and path.exists() and not path.is_file():
+            raise SourcesFileError(f"sources file {location}: not a regular file")
+        with path.open("rb") as handle:
+            return handle.read(limit + 1)
+    except OSError as exc:
+        raise SourcesFileError(f"sources file {location}: cannot be read ({exc})") from exc
 
 
 def get_source(name: str) -> SourceSpec:

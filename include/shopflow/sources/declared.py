@@ -6,6 +6,8 @@ For each clean column, in schema order: the raw text is normalised, '' and `null
 column's min/max, or is no category value) with its invalid reason. Then the rules run in their order. A row keeps
 the first reason it earns (shopflow.sources.ledger.RowVerdicts), and the quarantine names the raw column. The typed frame
 holds the schema's columns plus `source_line`; shopflow.sources.cleaning does the dedup on `key` and the ledger.
+A derived column (`expression`) is evaluated by shopflow.sources.expressions, a `regex` rule matched by RE2
+(shopflow.sources.patterns): nothing in a sources file runs as code or backtracks.
 
 Joins (`combine`): the first file that is not a lookup holds the source's rows (several such files are
 concatenated); each lookup file is left-joined on its keys. A lookup key that appears twice is an error naming the
@@ -27,7 +29,9 @@ import pandas as pd
 from shopflow.common.landing_file import SOURCE_FILE, SOURCE_LINE, LandingFileError
 from shopflow.common.parquet import plain_text
 from shopflow.common.text import normalise_query, normalise_text
+from shopflow.sources.expressions import ExpressionError, compile_expression
 from shopflow.sources.ledger import RowVerdicts
+from shopflow.sources.patterns import fully_matching
 from shopflow.sources.spec import ColumnSpec, RuleSpec, SourceSpec
 
 _TRUE = {"true", "t", "yes", "y", "1"}
@@ -71,7 +75,7 @@ class DeclaredCleaner:
         placed = {rule.after for rule in spec.rules if rule.after}
         for column in spec.schema_:
             if column.expression is not None:
-                typed[column.name] = derived(column, typed, raw.index)
+                typed[column.name] = derived(column, typed, raw.index, spec)
             else:
                 self._type_column(raw, column, spec, typed, verdicts)
             if column.name in placed:
@@ -101,11 +105,20 @@ class DeclaredCleaner:
             verdicts.reject(broken, rule.reason, rule.field or _raw_of(spec, rule.column or rule.left))
 
 
-def derived(column: ColumnSpec, typed: dict[str, pd.Series], index: pd.Index) -> pd.Series:
+def derived(column: ColumnSpec, typed: dict[str, pd.Series], index: pd.Index, spec: SourceSpec) -> pd.Series:
     """A derived column: the expression evaluated over the clean columns declared before it."""
-    frame = pd.DataFrame(typed, index=index)
-    values = frame.eval(column.expression, engine="python") if len(frame) else pd.Series([], index=index)
-    return pd.Series(values, index=index).astype(column.dtype)
+    compiled = compile_expression(column.expression, spec.expression_columns(column))
+    try:
+        values = pd.Series(compiled.evaluate({name: typed[name] for name in compiled.columns}, index), index=index)
+        if column.type == "int" and pd.api.types.is_float_dtype(values.dtype):
+            present = values.dropna().astype("float64")
+            fractional = present[present != np.round(present)]
+            if len(fractional):  # pandas would cut 2.5 to 2 without a word
+                raise ExpressionError(f"gives {float(fractional.iloc[0])!r}, not a whole number (round() it, or declare "
+                                      "the column float)")
+        return values.astype(column.dtype)
+    except (ExpressionError, TypeError, ValueError, OverflowError) as exc:
+        raise ExpressionError(f"{spec.name}: derived column {column.name!r}: {exc}") from exc
 
 
 _CLEANERS: dict[int, DeclaredCleaner] = {}
@@ -259,8 +272,10 @@ def rule_breaks(rule: RuleSpec, typed: dict[str, pd.Series], ds: date, spec: Sou
         return present & ~ok
     if rule.rule == "set":
         return present & ~values.isin(rule.values).fillna(False).to_numpy(bool)
-    if rule.rule == "regex":
-        return present & ~values.astype("string").str.fullmatch(rule.pattern).fillna(False).to_numpy(bool)
+    if rule.rule == "regex":  # the whole value must match, as str.fullmatch; each distinct value is matched once
+        text = values.astype("string")
+        matching = fully_matching(rule.pattern, text.dropna().unique())
+        return present & ~text.isin(matching).to_numpy(bool)
     if rule.rule == "max_length":
         return present & (values.astype("string").str.len() > rule.length).fillna(False).to_numpy(bool)
     local = _local_dates(values, spec.timezone)

@@ -3,6 +3,10 @@
 A sources file (YAML) maps source names to entries. Validation is pydantic's: unknown keys, wrong types and
 inconsistent combinations are refused with an error that names the source, the key and what is wrong
 (`SourcesFileError`). Nothing here reads data; `shopflow.ingest.readers` reads a landing file by its `LandingFileSpec`.
+
+A sources file is data, never code: a derived column's expression is checked against a small declarative language
+(`shopflow.sources.expressions`), a regular expression must compile in RE2 (`shopflow.sources.patterns`), and a
+landing file's name is a plain name or glob inside its partition folder (no separator, no `..`, not absolute).
 """
 
 from __future__ import annotations
@@ -17,6 +21,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from shopflow.sources.expressions import ExpressionError, check_expression, compile_expression, kind_of_type
+from shopflow.sources.patterns import check_backtracking_safe, compile_pattern
+
 FileFormat = Literal["csv", "tsv", "jsonl", "parquet"]
 # Compression suffixes a landing file may carry beyond its declared name (also recognised by magic bytes).
 COMPRESSION_SUFFIXES = (".gz", ".zst", ".zstd")
@@ -28,6 +35,28 @@ _FIELD_PATH = re.compile(r"^[^.\[\]]+(\[\])?(\.[^.\[\]]+(\[\])?)*$")
 
 class SourcesFileError(ValueError):
     """The sources file is not valid; the message names the source, the key and what is wrong."""
+
+
+MAX_FILE_NAME_BYTES = 255  # a file name's limit on common file systems
+
+
+def check_file_name(name: str) -> str:
+    """A landing (or sidecar) file name is a plain name or glob inside the partition folder: never a path."""
+    problem = None
+    if not name.strip():
+        problem = "is empty"
+    elif "/" in name or "\\" in name:
+        problem = "holds a path separator"
+    elif name in (".", ".."):
+        problem = "names a folder"
+    elif any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
+        problem = "holds a control character (NUL, newline, ...)"
+    elif len(name.encode("utf-8", "surrogatepass")) > MAX_FILE_NAME_BYTES:
+        problem = f"is longer than {MAX_FILE_NAME_BYTES} bytes"
+    if problem:
+        raise ValueError(f"file name {name!r} {problem}: a file name or glob inside the partition folder, such as "
+                         "orders.csv or orders-*.csv (no / or \\, not . or .., not absolute)")
+    return name
 
 
 class _Strict(BaseModel):
@@ -54,6 +83,11 @@ class LandingFileSpec(_Strict):
     optional: bool = False
     records: str | None = None
     fields: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, value: str) -> str:
+        return check_file_name(value)
 
     @model_validator(mode="after")
     def _consistent(self) -> "LandingFileSpec":
@@ -143,7 +177,7 @@ class ColumnSpec(_Strict):
     values: dict[str, str] | list[str] | None = None
     normalise: list[Literal["strip", "nfkc", "html", "lower", "collapse_spaces", "text", "query"]] = Field(
         default_factory=lambda: ["strip"])
-    expression: str | None = None  # a derived column: pandas DataFrame.eval over the clean columns before it
+    expression: str | None = None  # a derived column: shopflow.sources.expressions over the clean columns before it
     null_values: list[str] = Field(default_factory=list)
     required: bool = False
     min: float | None = None
@@ -155,6 +189,11 @@ class ColumnSpec(_Strict):
     def _consistent(self) -> "ColumnSpec":
         if self.expression is not None and (self.source or self.required or self.values or self.format):
             raise ValueError("a derived column (expression) has no from, required, values or format")
+        if self.expression is not None:  # the language alone here; the columns it names are the source's check
+            try:
+                check_expression(self.expression)
+            except ExpressionError as exc:
+                raise ValueError(f"derived column {self.name!r}: {exc}") from None
         if self.type not in SCALAR_TYPES and not _DECIMAL.match(self.type):
             raise ValueError(f"type {self.type!r}: one of {', '.join(SCALAR_TYPES)} or decimal(p,s)")
         if self.format is not None and self.type not in ("date", "timestamp"):
@@ -234,10 +273,7 @@ class RuleSpec(_Strict):
         if self.rule == "range" and self.min is None and self.max is None:
             raise ValueError("rule range needs min or max")
         if self.pattern is not None:
-            try:
-                re.compile(self.pattern)
-            except re.error as exc:
-                raise ValueError(f"pattern {self.pattern!r} is not a regular expression ({exc})") from exc
+            compile_pattern(self.pattern)
         return self
 
     @property
@@ -260,6 +296,18 @@ class ExpectationEntry(_Strict):
         if not re.fullmatch(r"Expect[A-Z][A-Za-z]+", value):
             raise ValueError(f"{value!r} is not a GX expectation class name such as ExpectColumnValuesToNotBeNull")
         return value
+
+    @model_validator(mode="after")
+    def _linear_patterns(self) -> "ExpectationEntry":
+        # GX matches with Python's backtracking re: a pattern RE2 refuses (backreferences, lookarounds) or one that
+        # nests repetitions is refused here.
+        for key in ("regex", "regex_list"):
+            value = self.kwargs.get(key)
+            for pattern in value if isinstance(value, list) else [value] if value is not None else []:
+                if not isinstance(pattern, str):
+                    raise ValueError(f"{key}: {pattern!r} is not a regular expression (text)")
+                check_backtracking_safe(pattern)
+        return self
 
     @property
     def kwargs(self) -> dict:
@@ -389,6 +437,11 @@ class SourceSpec(_Strict):
     def _known_timezone(cls, value: str) -> str:
         return _check_zone(value)
 
+    @field_validator("sidecar_files")
+    @classmethod
+    def _plain_sidecar_names(cls, value: list[str]) -> list[str]:
+        return [check_file_name(name) for name in value]
+
     @field_validator("currency")
     @classmethod
     def _currency_code(cls, value: str | None) -> str | None:
@@ -450,6 +503,7 @@ class SourceSpec(_Strict):
             unknown = sorted(set(named) - set(names))
             if unknown:
                 raise ValueError(f"expectations[{i}]: {unknown} are not clean columns")
+        self._check_expressions()
         for i, rule in enumerate(self.rules):
             if rule.after is not None and rule.after in names:
                 typed_by_then = names[: names.index(rule.after) + 1]
@@ -463,11 +517,38 @@ class SourceSpec(_Strict):
             if problems:
                 raise ValueError(problems[0])
 
+    def expression_columns(self, column: ColumnSpec) -> dict[str, str]:
+        """The clean columns a derived column's expression may name (those declared before it) and their kinds."""
+        before = self.schema_[: next(i for i, c in enumerate(self.schema_) if c is column)]
+        return {c.name: kind_of_type(c.type) for c in before}
+
+    def _check_expressions(self) -> None:
+        for column in self.schema_:
+            if column.expression is None:
+                continue
+            try:
+                compiled = compile_expression(column.expression, self.expression_columns(column))
+            except ExpressionError as exc:
+                raise ValueError(f"derived column {column.name!r}: {exc}") from None
+            # the value's kind is the column type's (a null literal fits any): text never quietly becomes a number
+            if compiled.kind not in (kind_of_type(column.type), "null"):
+                hint = " (to_number reads text as a number)" if compiled.kind == "text" else ""
+                raise ValueError(f"derived column {column.name!r} is {column.type} but its expression "
+                                 f"\"{column.expression}\" gives {compiled.kind}{hint}")
+
+    @field_validator("cleaner")
+    @classmethod
+    def _allowed_cleaner(cls, value: str | None) -> str | None:
+        if value is not None:
+            check_cleaner_module(value)
+        return value
+
     def cleaner_module(self) -> ModuleType:
         """The cleaner hook module the source names (`cleaner:`); a declared source has none (see
         `shopflow.sources.cleaner.cleaner_of`, which gives either kind)."""
         if self.cleaner is None:
             raise ValueError("a declared source has no cleaner module: use shopflow.sources.cleaner.cleaner_of")
+        check_cleaner_module(self.cleaner)
         return importlib.import_module(self.cleaner)
 
     @property
@@ -531,3 +612,23 @@ def parse_sources(raw: object, origin: str) -> dict[str, SourceSpec]:
     if problems:
         raise SourcesFileError(f"{origin} is not a valid sources file:\n  " + "\n  ".join(problems))
     return sources
+
+
+_MODULE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+
+
+def allowed_cleaner_packages() -> tuple[str, ...]:
+    """SHOPFLOW_CLEANER_MODULES: the packages or modules a `cleaner:` hook may come from."""
+    from shopflow.config.options import value
+
+    return tuple(p.strip() for p in value("SHOPFLOW_CLEANER_MODULES").split(",") if p.strip())
+
+
+def check_cleaner_module(name: str) -> None:
+    """ValueError unless `name` is a module path inside one of the allowed packages (SHOPFLOW_CLEANER_MODULES)."""
+    if not _MODULE_NAME.fullmatch(name) or any(part.startswith("__") for part in name.split(".")):
+        raise ValueError(f"cleaner {name!r} is not a module path (dotted names such as shopflow.sources.orders)")
+    allowed = allowed_cleaner_packages()
+    if not any(name == package or name.startswith(package + ".") for package in allowed):
+        raise ValueError(f"cleaner {name!r} is outside the packages a sources file may name ({', '.join(allowed)}): "
+                         f"a deployment allows its own hooks with SHOPFLOW_CLEANER_MODULES")
