@@ -18,6 +18,16 @@ def _day(text: str) -> date:
     return date.fromisoformat(text)
 
 
+def _positive_int(text: str) -> int:
+    try:
+        number = int(text)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return number
+
+
 def cmd_db_upgrade(settings: Settings, _args) -> int:
     from shopflow.sources import load_sources
     from shopflow.store import migrate
@@ -69,8 +79,8 @@ def cmd_land(settings: Settings, args) -> int:
     """Without --source: land the sample data. With --source NAME --from EXPORT: land a shop's own export."""
     if args.source:
         return _land_export(settings, args)
-    if args.export or args.by or args.file or args.undated_day or args.day:
-        print("--from, --by, --file, --day and --undated-day need --source NAME", file=sys.stderr)
+    if args.export or args.by or args.file or args.undated_day or args.day or args.max_days:
+        print("--from, --by, --file, --day, --undated-day and --max-days need --source NAME", file=sys.stderr)
         return 2
     from shopflow.landing.sample_data import land_all
 
@@ -93,9 +103,12 @@ def _land_export(settings: Settings, args) -> int:
         return 2
     try:
         counts = land_export(settings, get_source(args.source), Path(args.export), by=args.by, file_name=args.file,
-                             undated_day=args.undated_day, day=args.day)
-    except (ExportError, LandingFileError, KeyError, FileNotFoundError) as exc:
+                             undated_day=args.undated_day, day=args.day, max_days=args.max_days)
+    except (ExportError, LandingFileError, KeyError) as exc:
         print(exc.args[0] if isinstance(exc, KeyError) else exc, file=sys.stderr)
+        return 1
+    except OSError as exc:  # missing, unreadable: one line naming the file, no traceback
+        print(f"{exc.filename or args.export}: {exc.strerror or exc}", file=sys.stderr)
         return 1
     if counts:
         what = "files" if args.day or Path(args.export).is_dir() else "records"
@@ -273,6 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
     land.add_argument("--file", help="which declared landing file the export is (when the source declares several)")
     land.add_argument("--undated-day", type=_day, help="where records whose --by value is not a date go")
     land.add_argument("--day", type=_day, help="land the whole export on this day (a snapshot or a lookup file)")
+    land.add_argument("--max-days", type=_positive_int, metavar="N",
+                      help="with --by: land up to N distinct days (default SHOPFLOW_LAND_MAX_DAYS)")
     land.set_defaults(func=cmd_land)
     run = sub.add_parser("run", help="ingest, clean and validate one day without Airflow")
     run.add_argument("ds", type=_day)
@@ -333,11 +348,19 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_predict(settings: Settings, args) -> int:
     from pathlib import Path
 
-    from shopflow.model.batch_predict import PredictInputError, predict_file
+    from shopflow.model.batch_predict import PredictInputError, predict_input, read_input
     from shopflow.model.inference import Predictor
     from shopflow.model.registry import champion
     from shopflow.store.repository import MetadataStore
 
+    try:  # the input first: a bad one fails in a line, before a model is looked up and loaded
+        checked = read_input(Path(args.input), Path(args.output))
+    except PredictInputError as exc:
+        print(f"predict: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"predict: {exc.filename or args.input}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     model = args.model
     if model is None:
         current = champion(MetadataStore(settings.store_url))
@@ -347,11 +370,7 @@ def cmd_predict(settings: Settings, args) -> int:
             return 2
         model = current.artifact_path
     predictor = Predictor(model, cache_root=settings.model_cache_dir, embedding_cache_dir=settings.embedding_cache_dir)
-    try:
-        summary = predict_file(Path(args.input), Path(args.output), predictor)
-    except (PredictInputError, FileNotFoundError) as exc:
-        print(f"predict: {exc}", file=sys.stderr)
-        return 2
+    summary = predict_input(checked, Path(args.output), predictor)
     print(json.dumps(summary, indent=2))
     return 0
 

@@ -1,5 +1,6 @@
 """`python -m shopflow land --source NAME --from EXPORT --by COLUMN`: real exports split into daily landing
-partitions in the source's time zone, the same files the sample landing writes, nothing dropped."""
+partitions in the source's time zone, the same files the sample landing writes, nothing dropped; an export over too
+many days, or a folder of per-day files with one bad entry, lands nothing."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from shopflow.common.landing_file import LandingFileError
 from shopflow.config.settings import Settings
 from shopflow.landing.export import ExportError, day_of, land_export
 from shopflow.sources import get_source
@@ -102,7 +104,7 @@ def test_per_day_files_are_copied_unchanged(tmp_path):
 
 def test_nested_json_lines_split_by_a_field_path(tmp_path):
     spec = parse_sources({"sessions": {
-        "description": "d", "owner": "o", "cleaner": "x", "timezone": "Europe/Berlin",
+        "description": "d", "owner": "o", "cleaner": "shopflow.sources.orders", "timezone": "Europe/Berlin",
         "files": [{"name": "sessions.jsonl", "columns": ["session_id", "ts"], "records": "events",
                    "fields": {"session_id": "session_id"}}]}}, "t")["sessions"]
     lines = [{"session_id": "a", "events": [{"ts": "2024-03-01T23:30:00Z"}]},   # 00:30 in Berlin: March 2nd
@@ -142,3 +144,83 @@ def test_the_land_command(tmp_path, source_data):
     assert done.stdout.startswith(f"orders: 1 days, {len(rows)} records, 2010-12-01 .. 2010-12-01")
     missing_by = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
     assert missing_by.returncode == 1 and "--by COLUMN is needed" in missing_by.stderr
+
+
+# ---- bounded: distinct days, per-day folders, one line for every refusal (tests/ingest/test_hostile_inputs.py
+# holds the corpus of hostile files) ------------------------------------------------------------------------------
+def _landing_entries(settings: Settings) -> list[str]:
+    root = settings.landing_dir
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*")) if root.exists() else []
+
+
+def test_an_export_over_more_days_than_allowed_lands_nothing_unless_told(tmp_path, source_data, monkeypatch):
+    from hostile_inputs import day_spread_export
+    from orders_days import real_orders_lines
+
+    export = tmp_path / "orders-by-day.csv"
+    export.write_bytes(day_spread_export(real_orders_lines(source_data), 6))
+    settings = _settings(tmp_path)
+    monkeypatch.setenv("SHOPFLOW_LAND_MAX_DAYS", "5")
+    with pytest.raises(ExportError) as refused:
+        land_export(settings, get_source("orders"), export, by="InvoiceDate")
+    message = str(refused.value)
+    for text in (str(export), "6 distinct days of --by InvoiceDate", "more than the 5", "SHOPFLOW_LAND_MAX_DAYS=5",
+                 "nothing was landed", "--max-days 6"):
+        assert text in message, message
+    assert _landing_entries(settings) == []
+    counts = land_export(settings, get_source("orders"), export, by="InvoiceDate", max_days=6)
+    assert len(counts) == 6 and sum(counts.values()) == 6
+
+
+def test_json_lines_over_more_days_than_allowed_land_nothing(tmp_path):
+    spec = parse_sources({"events": {
+        "description": "d", "owner": "o", "cleaner": "shopflow.sources.orders", "timezone": "UTC",
+        "files": [{"name": "events.jsonl", "columns": ["id", "ts"]}]}}, "t")["events"]
+    export = tmp_path / "events.jsonl"
+    export.write_text("".join(json.dumps({"id": n, "ts": f"2024-03-{n:02d}T12:00:00Z"}) + "\n" for n in range(1, 4)))
+    settings = _settings(tmp_path)
+    with pytest.raises(ExportError, match=r"3 distinct days of --by ts, more than the 2 .*--max-days 3"):
+        land_export(settings, spec, export, by="ts", max_days=2)
+    assert _landing_entries(settings) == []
+    assert len(land_export(settings, spec, export, by="ts", max_days=3)) == 3
+
+
+def test_a_folder_of_per_day_files_with_one_bad_entry_lands_nothing(tmp_path, monkeypatch):
+    exports = tmp_path / "exports"
+    exports.mkdir()
+    (exports / "orders_2010-12-01.csv").write_text("InvoiceNo\n1\n")
+    os.mkfifo(exports / "orders_2010-12-02.csv")
+    (exports / "orders_2010-12-03").mkdir()
+    settings = _settings(tmp_path)
+    with pytest.raises(ExportError, match=r"not regular files .*\['orders_2010-12-02.csv', 'orders_2010-12-03'\]"):
+        land_export(settings, get_source("orders"), exports, by=None)
+    (exports / "orders_2010-12-02.csv").unlink()
+    (exports / "orders_2010-12-03").rmdir()
+    with gzip.open(exports / "orders_2010-12-04.csv.gz", "wb") as bomb:  # checked before the first copy
+        bomb.write(b"InvoiceNo\n" + b"1\n" * (2 * 1024 * 1024))
+    monkeypatch.setenv("SHOPFLOW_MAX_EXPANDED_BYTES", str(1024 * 1024))
+    with pytest.raises(LandingFileError, match=r"orders_2010-12-04.csv.gz: expands to more than 1,048,576 bytes"):
+        land_export(settings, get_source("orders"), exports, by=None)
+    assert _landing_entries(settings) == []
+
+
+def test_the_land_command_refuses_in_one_line(tmp_path, source_data, capsys, monkeypatch):
+    from hostile_inputs import day_spread_export
+    from orders_days import real_orders_lines
+    from shopflow.cli import main
+
+    monkeypatch.setenv("SHOPFLOW_HOME", str(tmp_path / "home"))
+    export = tmp_path / "orders-by-day.csv"
+    export.write_bytes(day_spread_export(real_orders_lines(source_data), 3))
+    command = ["land", "--source", "orders", "--from", str(export), "--by", "InvoiceDate"]
+    monkeypatch.setenv("SHOPFLOW_LAND_MAX_DAYS", "2")
+    assert main(command) == 1
+    assert "pass --max-days 3" in capsys.readouterr().err
+    assert main([*command, "--max-days", "3"]) == 0
+    assert capsys.readouterr().out.startswith("orders: 3 days, 3 records")
+    assert main(["land", "--source", "orders", "--from", str(tmp_path / "absent.csv"), "--by", "InvoiceDate"]) == 1
+    err = capsys.readouterr().err
+    assert err.strip() == f"{tmp_path / 'absent.csv'}: No such file or directory", err
+    with pytest.raises(SystemExit) as usage:
+        main([*command, "--max-days", "0"])
+    assert usage.value.code == 2 and "'0' is not a whole number of at least 1" in capsys.readouterr().err

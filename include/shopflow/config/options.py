@@ -65,11 +65,12 @@ DUPLICATES = "Duplicates"
 REVIEW = "Review"
 REPORT = "Report"
 ALERTS = "Alerts"
+INPUT_LIMITS = "Input limits"
 ORCHESTRATION = "Orchestration"
 DEPLOYMENT = "Deployment (docker compose)"
 DEVELOPMENT = "Development, demo and tests"
 GROUPS = (LOCATIONS, STORE, PSEUDONYMISATION, TRAINING_GATE, TRAINING, GOVERNANCE, DUPLICATES, REVIEW, REPORT, ALERTS,
-          ORCHESTRATION, DEPLOYMENT, DEVELOPMENT)
+          INPUT_LIMITS, ORCHESTRATION, DEPLOYMENT, DEVELOPMENT)
 
 
 @dataclass(frozen=True)
@@ -299,6 +300,14 @@ _CATALOGUE: tuple[Option, ...] = (
            default_text="the SMTP connection's `from_email` extra", example="shopflow@shop.example"),
     Option("SHOPFLOW_ALERT_SMTP_CONN_ID", TEXT, "smtp_default", "The Airflow connection of the SMTP server that sends "
            "them.", ALERTS),
+    # Input limits: what one file read by ingest, `land --from` or `predict --input` may hold
+    Option("SHOPFLOW_MAX_EXPANDED_BYTES", INT, 256 * 1024 * 1024, "Most bytes one landing file, export or predict "
+           "input may hold once decompressed (reading a CSV takes about 3.5 times as much memory); a compression "
+           "bomb stops here.", INPUT_LIMITS, minimum=1024, unit="bytes"),
+    Option("SHOPFLOW_MAX_LINE_BYTES", INT, 16 * 1024 * 1024, "Longest line a CSV, TSV or JSON-lines file may hold; a "
+           "file without line breaks stops here.", INPUT_LIMITS, minimum=64, unit="bytes"),
+    Option("SHOPFLOW_LAND_MAX_DAYS", INT, 400, "Most distinct days `land --from FILE --by COLUMN` writes partitions "
+           "for (`--max-days` raises it for one command).", INPUT_LIMITS, minimum=1, unit="days"),
     # Orchestration
     Option("SHOPFLOW_PLAN_DAY", BOOL, True, "`shopflow_daily` starts with `plan_day`, which skips the sources with "
            "nothing landed without starting their tasks (read when the DAG is parsed).", ORCHESTRATION),

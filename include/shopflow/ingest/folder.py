@@ -4,9 +4,10 @@ A partition folder (`landing/<source>/ds=YYYY-MM-DD/`) may hold only: files that
 (by name or glob, optionally with a `.gz`/`.zst` suffix), and the source's declared `sidecar_files` (notes such
 as `GENERATED.txt`, kept and never read). Anything else fails the partition with `LandingFolderError` naming the
 files: a file no pattern matches (`orders (1).csv`, `behavior.csv ` with a trailing space), two files for one
-declared name (`orders.csv` beside `orders.csv.gz`), a sub-folder, or a symbolic link (landing files must be
-regular files: a link could make ingest read something outside the landing zone; on object storage, an object
-directly in the folder, never a link or a key that resolves elsewhere).
+declared name (`orders.csv` beside `orders.csv.gz`), a sub-folder, a symbolic link, a FIFO, a device or a socket
+(landing files must be regular files: a link could make ingest read something outside the landing zone, a FIFO would
+hang it, a device such as /dev/zero never ends; on object storage, an object directly in the folder, never a link or
+a key that resolves elsewhere). The readers check each file again as they open it (shopflow.ingest.bounded_read).
 """
 
 from __future__ import annotations
@@ -50,7 +51,8 @@ def partition_files(folder: StoragePath, spec: SourceSpec) -> list[LandingFile]:
             found[declared.name].append(path)
     problems = []
     if not_regular:
-        problems.append(f"not regular files (links or folders are never read): {sorted(not_regular)!r}")
+        problems.append(f"not regular files (links, folders, FIFOs, devices and sockets are never read): "
+                        f"{sorted(not_regular)!r}")
     if unmatched:
         declared = [f.name for f in spec.files] + list(spec.sidecar_files)
         problems.append(f"files that no declared landing file matches: {sorted(unmatched)!r} (declared: {declared})")

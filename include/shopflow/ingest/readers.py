@@ -2,7 +2,9 @@
 
 This module owns the step from a landing file's bytes to its raw frame:
 
-* decompression: gzip and zstd, recognised by their magic bytes, or by the name's suffix (`.gz`, `.zst`, `.zstd`);
+* reading within bounds (shopflow.ingest.bounded_read): only a regular file, decompressed (gzip and zstd, recognised
+  by their magic bytes; a `.gz`, `.zst` or `.zstd` name on other bytes is refused) as a stream with a ceiling on the
+  expanded bytes, and a ceiling on the length of a line of a text format;
 * the declared text encoding (delimited and JSON-lines files are transcoded to UTF-8 before parsing);
 * the four formats: csv and tsv (the delimited parser below, plus the spec's `quotechar`), jsonl (one JSON value
   per physical line, with field paths and an exploded `records` list) and parquet.
@@ -17,11 +19,9 @@ from __future__ import annotations
 
 import codecs
 import csv
-import gzip
 import io
 import json
 import sys
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -33,7 +33,6 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from shopflow.common import storage
 from shopflow.common.landing_file import (
     SOURCE_FILE,
     SOURCE_LINE,
@@ -42,47 +41,35 @@ from shopflow.common.landing_file import (
     constant_strings,
     decode_utf8,
     empty_landing_frame,
-    facts_of_bytes,
 )
 from shopflow.common.parquet import TEXT_TYPES
 from shopflow.common.storage import StoragePath
-from shopflow.sources.spec import COMPRESSION_SUFFIXES, LandingFileSpec
+from shopflow.ingest.bounded_read import GZIP_MAGIC, MAX_EXPANDED_BYTES, ZSTD_MAGIC, ReadLimits, read_content
+from shopflow.sources.spec import LandingFileSpec
 
-GZIP_MAGIC = b"\x1f\x8b"
-ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+__all__ = ["GZIP_MAGIC", "ZSTD_MAGIC", "Dialect", "as_utf8", "is_line_based", "json_text", "parse_delimited",
+           "read_delimited", "read_landing", "read_landing_file"]
 
 
-def read_landing(path: StoragePath, spec: LandingFileSpec) -> tuple[FileFacts, pd.DataFrame]:
+def is_line_based(spec: LandingFileSpec) -> bool:
+    """Whether the declared format is text read line by line (csv, tsv, jsonl), whose lines are bounded."""
+    return spec.resolved_format != "parquet"
+
+
+def read_landing(path: StoragePath, spec: LandingFileSpec,
+                 limits: ReadLimits | None = None) -> tuple[FileFacts, pd.DataFrame]:
     """The facts of the file's bytes as landed (name, size, sha256) and its frame, read as `spec` declares.
 
-    The file is read from storage once. Compressed content (gzip or zstd, by magic bytes or by suffix) is
-    decompressed first; an empty file counts as empty content, whatever its suffix. LandingFileError when the file
-    cannot be read as declared; ValueError when the spec's JSON field paths explode a list other than `records`.
+    The file is read from storage once, within `limits` (default: the settings; see shopflow.ingest.bounded_read):
+    a regular file, its content decompressed as a stream when it is gzip or zstd (an empty file counts as empty
+    content, whatever its suffix). LandingFileError when the file is not a regular file, passes a limit, or cannot
+    be read as declared; ValueError when the spec's JSON field paths explode a list other than `records`.
     """
-    raw = storage.read_bytes(path)
-    facts = facts_of_bytes(path, raw)
-    data = decompressed(path, raw)
-    del raw  # the compressed bytes are not needed while parsing
+    limits = limits or ReadLimits.from_environment()
+    facts, data = read_content(path, lines=is_line_based(spec), limits=limits)
+    if spec.resolved_format == "parquet":
+        return facts, _read_parquet(path, data, spec, limits)
     return facts, _READERS[spec.resolved_format](path, data, spec)
-
-
-def decompressed(path: StoragePath, data: bytes) -> bytes:
-    """`data` decompressed when it is gzip or zstd; as it is when it is neither and the name does not say so."""
-    if data.startswith(GZIP_MAGIC):
-        codec = "gzip"
-    elif data.startswith(ZSTD_MAGIC):
-        codec = "zstd"
-    elif data and path.suffix.lower() in COMPRESSION_SUFFIXES:
-        raise LandingFileError(path, None, f"not a readable gzip/zstd file (the name ends in {path.suffix} but the "
-                                           "content starts with neither the gzip nor the zstd magic bytes)")
-    else:
-        return data
-    try:
-        if codec == "gzip":
-            return gzip.decompress(data)
-        return pa.input_stream(pa.BufferReader(data), compression="zstd").read()
-    except (OSError, EOFError, zlib.error, pa.ArrowException) as exc:
-        raise LandingFileError(path, None, f"not a readable gzip/zstd file ({codec}: {exc})") from exc
 
 
 def as_utf8(path: Path, data: bytes, encoding: str) -> bytes:
@@ -192,7 +179,7 @@ def _header_difference(header: list[str], columns: list[str]) -> str:
 def _read_delimited_fast(data: bytes, columns: list[str], has_header: bool, dialect: Dialect) -> pd.DataFrame | None:
     try:
         table = pacsv.read_csv(
-            io.BytesIO(data),
+            pa.BufferReader(data),  # the content as it is, not a copy
             read_options=pacsv.ReadOptions(column_names=columns, skip_rows=1 if has_header else 0),
             parse_options=dialect.arrow_options(),
             convert_options=pacsv.ConvertOptions(
@@ -482,11 +469,12 @@ def _crossing_error(path: Path, line_number: int, what: str, crossed: tuple[str,
 # --- parquet --------------------------------------------------------------------------------------------------------
 
 
-def _read_parquet(path: Path, data: bytes, spec: LandingFileSpec) -> pd.DataFrame:
+def _read_parquet(path: Path, data: bytes, spec: LandingFileSpec, limits: ReadLimits) -> pd.DataFrame:
     """The declared columns of a Parquet file (others are not read), each as text: Arrow's cast to string
     (timestamps in ISO form with their unit's precision, e.g. `2017-11-25 08:00:01.000` for milliseconds; booleans
     as true/false), nested values as compact JSON, nulls as ''. For Parquet the "line" is the row: `_source_line`
-    is the 1-based row number."""
+    is the 1-based row number. The declared columns' pages, as the file's metadata gives their size once
+    decompressed, must fit the content ceiling."""
     try:
         parquet = pq.ParquetFile(pa.BufferReader(data))
         names = parquet.schema_arrow.names
@@ -496,11 +484,26 @@ def _read_parquet(path: Path, data: bytes, spec: LandingFileSpec) -> pd.DataFram
         doubled = sorted({column for column in spec.columns if names.count(column) > 1})
         if doubled:
             raise LandingFileError(path, None, f"columns {doubled} appear more than once in the file")
+        _check_parquet_size(path, parquet.metadata, spec.columns, limits)
         table = parquet.read(columns=spec.columns)
     except (pa.ArrowException, OSError) as exc:
         raise LandingFileError(path, None, f"not a readable Parquet file ({exc})") from exc
     arrays = [_parquet_text(path, name, table.column(name)) for name in spec.columns]
     return _string_frame(path, spec.columns, arrays, np.arange(1, table.num_rows + 1, dtype=np.int64))
+
+
+def _check_parquet_size(path: Path, metadata: pq.FileMetaData, columns: list[str], limits: ReadLimits) -> None:
+    """Refuse, before they are read, declared columns whose pages expand past the content ceiling (the compression
+    bomb of Parquet: pages are compressed one by one inside the file)."""
+    wanted = set(columns)
+    expanded = sum(group.column(i).total_uncompressed_size
+                   for group in map(metadata.row_group, range(metadata.num_row_groups))
+                   for i in range(group.num_columns) if group.column(i).path_in_schema.split(".")[0] in wanted)
+    if expanded > limits.max_expanded_bytes:
+        raise LandingFileError(path, None, f"the declared columns expand to {expanded:,} bytes, more than "
+                                           f"{limits.max_expanded_bytes:,} ({MAX_EXPANDED_BYTES}="
+                                           f"{limits.max_expanded_bytes}, the most bytes a file may hold; raise that "
+                                           "setting to read it)")
 
 
 def _parquet_text(path: Path, name: str, values: pa.ChunkedArray) -> pa.ChunkedArray | pa.Array:
@@ -519,7 +522,6 @@ _READERS: dict[str, Callable[[Path, bytes, LandingFileSpec], pd.DataFrame]] = {
     "csv": _read_delimited,
     "tsv": _read_delimited,
     "jsonl": _read_jsonl,
-    "parquet": _read_parquet,
 }
 
 

@@ -13,6 +13,12 @@
 Nothing is dropped: a record whose COLUMN is not a date fails the command naming the file, line and value, unless
 `--undated-day DAY` says where such records go (cleaning then quarantines them with their reason). Landing is
 idempotent: an unchanged partition file is not rewritten. The export itself is never modified.
+
+Every read is bounded (shopflow.ingest.bounded_read): only regular files (a FIFO, a device, a socket is refused,
+and so is anything but a regular file inside a folder of per-day files), content within SHOPFLOW_MAX_EXPANDED_BYTES
+once decompressed, lines of a text format within SHOPFLOW_MAX_LINE_BYTES. `--by` lands at most
+SHOPFLOW_LAND_MAX_DAYS distinct days (`--max-days N` for more). Every check runs before the first partition file is
+written: a refused export lands nothing.
 """
 
 from __future__ import annotations
@@ -20,7 +26,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import re
+import stat
 from collections import defaultdict
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -29,12 +37,15 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 
 from shopflow.common import storage
+from shopflow.config.options import value
 from shopflow.config.settings import Settings
-from shopflow.ingest.readers import decompressed, read_landing
+from shopflow.ingest.bounded_read import check_content, read_checked_raw, read_content
+from shopflow.ingest.readers import is_line_based, read_landing
 from shopflow.lake import zones as lake
 from shopflow.sources.spec import COMPRESSION_SUFFIXES, LandingFileSpec, SourceSpec
 
 _DATE_IN_NAME = re.compile(r"(\d{4}-\d{2}-\d{2})")
+LAND_MAX_DAYS = "SHOPFLOW_LAND_MAX_DAYS"
 
 
 class ExportError(ValueError):
@@ -64,9 +75,11 @@ def day_of(value: str, zone: ZoneInfo) -> date | None:
 
 
 def land_export(settings: Settings, spec: SourceSpec, export: Path, *, by: str | None, file_name: str | None = None,
-                undated_day: date | None = None, day: date | None = None) -> dict[date, int]:
+                undated_day: date | None = None, day: date | None = None,
+                max_days: int | None = None) -> dict[date, int]:
     """Land one export (a file, or a folder of per-day files) of `spec`; returns records (or files) per day.
-    With `day`, the whole file is that day's partition file (a snapshot, or a lookup file), copied unchanged."""
+    With `day`, the whole file is that day's partition file (a snapshot, or a lookup file), copied unchanged.
+    With `by`, at most `max_days` distinct days (default: SHOPFLOW_LAND_MAX_DAYS) are landed."""
     file_spec = _declared_file(spec, file_name)
     if export.is_dir():
         return _copy_daily_files(settings, spec, file_spec, export)
@@ -74,7 +87,8 @@ def land_export(settings: Settings, spec: SourceSpec, export: Path, *, by: str |
         if by is not None:
             raise ExportError("--day lands the whole export on one day; --by splits it: give one of them")
         suffix = next((s for s in COMPRESSION_SUFFIXES if export.name.endswith(s)), "")
-        _write_if_changed(lake.landing_dir(settings, spec.name, day) / (file_spec.name + suffix), export.read_bytes())
+        landed = read_checked_raw(export, lines=is_line_based(file_spec))
+        _write_if_changed(lake.landing_dir(settings, spec.name, day) / (file_spec.name + suffix), landed)
         return {day: 1}
     if by is None:
         raise ExportError(f"{export}: --by COLUMN is needed to split a file into days (or --day DAY for the whole "
@@ -82,13 +96,15 @@ def land_export(settings: Settings, spec: SourceSpec, export: Path, *, by: str |
     if file_spec.is_pattern:
         raise ExportError(f"{spec.name}: the declared file {file_spec.name!r} is a pattern; pass --file with a plain name")
     zone = ZoneInfo(spec.timezone)
+    max_days = value(LAND_MAX_DAYS) if max_days is None else max_days
     if file_spec.resolved_format == "jsonl":
-        return _split_json_lines(settings, spec, file_spec, export, by, zone, undated_day)
+        return _split_json_lines(settings, spec, file_spec, export, by, zone, undated_day, max_days)
     if by not in file_spec.columns:
         raise ExportError(f"--by {by!r} is not a column of {spec.name}'s {file_spec.name} ({file_spec.columns})")
     _, frame = read_landing(export, file_spec)
-    days = [_day_or_fail(value, line, export, by, zone, undated_day) for value, line in
+    days = [_day_or_fail(text, line, export, by, zone, undated_day) for text, line in
             zip(frame[by].tolist(), frame["_source_line"].tolist())]
+    _check_day_count(export, by, len(set(days)), max_days)
     frame = frame.drop(columns=["_source_file", "_source_line"])
     counts = {}
     for day, rows in frame.groupby(pd.Series(days, index=frame.index), sort=True):
@@ -96,6 +112,15 @@ def land_export(settings: Settings, spec: SourceSpec, export: Path, *, by: str |
         _write_if_changed(target, _encode(rows, file_spec))
         counts[day] = len(rows)
     return counts
+
+
+def _check_day_count(export: Path, by: str, days: int, max_days: int) -> None:
+    """Refuse, before anything is written, an export whose records fall on more distinct days than allowed: most
+    often the wrong --by column (an id, an amount, a timestamp read as epoch seconds), and a partition each."""
+    if days > max_days:
+        raise ExportError(f"{export}: its records fall on {days:,} distinct days of --by {by}, more than the "
+                          f"{max_days:,} one land may write ({LAND_MAX_DAYS}={max_days}); nothing was landed. If "
+                          f"{by} is the right column, pass --max-days {days} (or set {LAND_MAX_DAYS})")
 
 
 def _declared_file(spec: SourceSpec, file_name: str | None) -> LandingFileSpec:
@@ -136,11 +161,12 @@ def _encode(rows: pd.DataFrame, file_spec: LandingFileSpec) -> bytes:
 
 
 def _split_json_lines(settings: Settings, spec: SourceSpec, file_spec: LandingFileSpec, export: Path, by: str,
-                      zone: ZoneInfo, undated: date | None) -> dict[date, int]:
+                      zone: ZoneInfo, undated: date | None, max_days: int) -> dict[date, int]:
     path = file_spec.field_path(by) if by in file_spec.columns else by
     keys = [part.removesuffix("[]") for part in path.split(".")]
     by_day: dict[date, list[bytes]] = defaultdict(list)
-    for number, line in enumerate(decompressed(export, storage.read_bytes(export)).splitlines(keepends=True), 1):
+    _, content = read_content(export, lines=True)
+    for number, line in enumerate(content.splitlines(keepends=True), 1):
         if not line.strip():
             continue
         try:
@@ -149,6 +175,7 @@ def _split_json_lines(settings: Settings, spec: SourceSpec, file_spec: LandingFi
             raise ExportError(f"{export}, line {number}: not valid JSON ({exc})") from exc
         day = _day_or_fail("" if value is None else str(value), number, export, by, zone, undated)
         by_day[day].append(line if line.endswith(b"\n") else line + b"\n")
+    _check_day_count(export, by, len(by_day), max_days)
     for day, lines in by_day.items():
         _write_if_changed(lake.landing_dir(settings, spec.name, day) / file_spec.name, b"".join(lines))
     return {day: len(lines) for day, lines in sorted(by_day.items())}
@@ -165,8 +192,16 @@ def _first_value(node, keys: list[str]):
 
 
 def _copy_daily_files(settings: Settings, spec: SourceSpec, file_spec: LandingFileSpec, folder: Path) -> dict[date, int]:
+    """Every file of the folder, checked first (names, days, regular files, content within the limits), then
+    copied: a folder with one bad file lands nothing."""
+    entries = sorted(folder.iterdir())
+    not_regular = [path.name for path in entries if not stat.S_ISREG(os.stat(path).st_mode)]
+    if not_regular:
+        raise ExportError(f"{folder}: not regular files (folders, FIFOs, devices and sockets are never read): "
+                          f"{not_regular!r}")
     counts: dict[date, int] = defaultdict(int)
-    for path in sorted(p for p in folder.iterdir() if p.is_file()):
+    copies: list[tuple[Path, Path]] = []
+    for path in entries:
         found = _DATE_IN_NAME.search(path.name)
         if not found:
             raise ExportError(f"{path}: no YYYY-MM-DD in its name, so its day is unknown")
@@ -179,12 +214,15 @@ def _copy_daily_files(settings: Settings, spec: SourceSpec, file_spec: LandingFi
                               f"{file_spec.name!r} a day")
         else:
             name = file_spec.name + suffix
-        _write_if_changed(lake.landing_dir(settings, spec.name, day) / name, path.read_bytes())
+        check_content(path, lines=is_line_based(file_spec))
+        copies.append((path, lake.landing_dir(settings, spec.name, day) / name))
         counts[day] += 1
+    for path, target in copies:
+        _write_if_changed(target, read_checked_raw(path, lines=is_line_based(file_spec)))
     return dict(sorted(counts.items()))
 
 
-def _write_if_changed(path, data: bytes) -> None:
-    if storage.is_file(path) and storage.read_bytes(path) == data:
+def _write_if_changed(path, data: bytes | bytearray) -> None:
+    if storage.is_file(path) and path.stat().st_size == len(data) and storage.read_bytes(path) == data:
         return
     storage.write_bytes(path, data)
