@@ -70,9 +70,9 @@ def pytest_xdist_make_scheduler(config, log):
 
 # The units that take minutes (measured on 2 cores with two workers), started first so that none of them is the last
 # to start while the other worker idles. A scheduling hint only: no test depends on it.
-LONG_UNITS_SECONDS = {"sqlite-sandbox": 700, "tests/chaos/test_chaos.py": 550, "trained-model": 400,
-                      "tests/deployment/test_distributed_celery.py": 340, "tests/dags/test_backfill.py": 120,
-                      "tests/observability/test_openlineage.py": 110, "tests/report/test_weekly_digest.py": 100}
+LONG_UNITS_SECONDS = {"sqlite-sandbox": 330, "tests/chaos/test_chaos.py": 260, "trained-model": 250,
+                      "tests/observability/test_openlineage.py": 110, "tests/deployment/test_distributed_celery.py": 110,
+                      "tests/report/test_weekly_digest.py": 95, "tests/dags/test_backfill.py": 95}
 
 
 def pytest_collection_modifyitems(config, items):

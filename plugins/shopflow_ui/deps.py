@@ -4,15 +4,19 @@ each other's helpers)."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Annotated
 
 from fastapi import Depends, HTTPException
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from shopflow.common.redaction import redact
 from shopflow.config.settings import Settings
 from shopflow.store.repository import MetadataStore
 from sqlalchemy.exc import SQLAlchemyError
+
+log = logging.getLogger(__name__)
 
 DAG_ID = "shopflow_daily"
 STATUS_CLASS = {  # report status and partition status -> badge colour (class names never come from data)
@@ -48,6 +52,7 @@ def render_page(template: str, status_code: int, headers: dict | None = None, **
 def query_store(method, *args):
     try:
         return method(*args)
-    except SQLAlchemyError:
+    except SQLAlchemyError as exc:
+        log.warning("shopflow metadata store error (answered 503): %s", redact(str(exc).splitlines()[0]))
         raise HTTPException(503, "The shopflow metadata store is not reachable or not migrated "
                                  "(run `python -m shopflow db upgrade`).") from None

@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from shopflow.common import storage
+from shopflow.common.parquet import TEXT_TYPES, read_parquet
 from shopflow.model.embeddings import EmbeddingCache
 
 WRITERS = 16
@@ -31,6 +32,7 @@ def _table(writer: int) -> pa.Table:
 def test_threads_writing_one_file_at_once_always_leave_it_whole(tmp_path):
     path = tmp_path / "lake" / "repaired" / "catalog" / "ds=2015-12-03" / "part-0.parquet"
     tables = {writer: _table(writer) for writer in range(WRITERS)}
+    frames = {writer: table.to_pandas(types_mapper=TEXT_TYPES.get) for writer, table in tables.items()}
     start = threading.Barrier(WRITERS + 1)
     writing = threading.Event()
     writing.set()
@@ -45,9 +47,9 @@ def test_threads_writing_one_file_at_once_always_leave_it_whole(tmp_path):
         start.wait()
         while writing.is_set():
             if path.exists():
-                table = pq.read_table(path)  # never a half-written or interleaved file
-                writers = set(table.column("writer").to_pylist())
-                assert len(writers) == 1 and table.equals(tables[writers.pop()])
+                frame = read_parquet(path)  # the lake's reader: never a half-written or interleaved file
+                writers = set(frame["writer"].tolist())
+                assert len(writers) == 1 and frame.equals(frames[writers.pop()])
                 reads.append(1)
 
     with ThreadPoolExecutor(WRITERS + 1) as pool:

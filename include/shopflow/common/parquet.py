@@ -7,6 +7,8 @@ byte-identical Parquet. Text columns read back as pandas' "string" dtype, or dic
 
 from __future__ import annotations
 
+import contextlib
+
 import ctypes
 import functools
 import sys
@@ -74,11 +76,18 @@ def read_parquet(path: StoragePath | str, *, text_as_dictionary: bool = False, c
     selection of their rows) back into what the default read gives. `columns` reads only those columns.
     """
     source, filesystem = storage.arrow_source(path)
-    if not text_as_dictionary:
-        return pq.read_table(source, columns=columns, filesystem=filesystem).to_pandas(types_mapper=TEXT_TYPES.get)
-    schema = pq.read_schema(source, filesystem=filesystem)
-    text = [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
-    table = pq.read_table(source, columns=columns, read_dictionary=text, filesystem=filesystem)
+    # A local file is opened once and read through that one handle: writers replace a lake file by renaming a new
+    # version over it, and two opens by path (the footer, then the pages) could read two versions at once.
+    with contextlib.ExitStack() as stack:
+        if filesystem is None:
+            source, read_options = stack.enter_context(pa.OSFile(source)), {}
+        else:
+            read_options = {"filesystem": filesystem}
+        if not text_as_dictionary:
+            return pq.read_table(source, columns=columns, **read_options).to_pandas(types_mapper=TEXT_TYPES.get)
+        schema = pq.read_schema(source, **read_options)
+        text = [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
+        table = pq.read_table(source, columns=columns, read_dictionary=text, **read_options)
     return table.to_pandas(types_mapper=lambda t: pd.ArrowDtype(t) if pa.types.is_dictionary(t) else TEXT_TYPES.get(t))
 
 

@@ -32,7 +32,21 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Callable, Mapping
 
-import pandas as pd
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    class _Pandas:
+        """pandas, imported on first use: this module is loaded with the sources file, also where a DAG file is
+        parsed, which must not import pandas (tests/dags/test_dagbag.py); only evaluating an expression needs it."""
+
+        def __getattr__(self, name: str):
+            import pandas
+
+            return getattr(pandas, name)
+
+    pd = _Pandas()
 
 MAX_LENGTH = 1000  # characters
 MAX_DEPTH = 50  # levels of nesting of the parsed expression

@@ -436,10 +436,17 @@ class MetadataStore:
         now = at or _now()
         rows = list(rows)
         counts = {"recorded": 0, "replaced": 0, "unchanged": 0}
-        with self.session() as session, session.begin():
+        days = sorted({(row["source"], row["ds"]) for row in rows})
+        with contextlib.ExitStack() as held:
             # Reviewers deciding the same day at once: one at a time, so that two first decisions of one product
-            # never both insert, and a replaced decision always lands in the history.
-            for source, ds in sorted({(row["source"], row["ds"]) for row in rows}):
+            # never both insert, and a replaced decision always lands in the history. The threads of this process
+            # (the api-server's request threads) queue on a lock of their own first, holding no pooled connection
+            # while they wait: sixteen waiting requests would otherwise exhaust the pool and answer 503.
+            for source, ds in days:
+                held.enter_context(_thread_lock(_lock_key("review_decisions", source, ds)))
+            session = held.enter_context(self.session())
+            held.enter_context(session.begin())
+            for source, ds in days:
                 lock_for_write(session, "review_decisions", source, ds)
             for row in rows:
                 current = session.scalar(select(ReviewDecision).where(
