@@ -157,6 +157,7 @@ def test_orders_cleaning_never_crashes_and_adds_up(rows, ds):
     result = check_cleaning("orders", raw_frame(rows, columns, "orders.csv"), ds)
     clean = result.clean
     assert (clean["unit_price_gbp"] > 0).all() and clean["unit_price_gbp"].abs().lt(float("inf")).all()
+    assert clean["line_amount_gbp"].abs().lt(float("inf")).all()  # an overflowing product is quarantined
     assert clean["quantity"].notna().all() and (clean["quantity"] != 0).all()
     assert clean["quantity"].abs().max() <= 2**53 if len(clean) else True
     assert (clean["is_cancellation"] == clean["invoice_no"].str.startswith("C")).all()

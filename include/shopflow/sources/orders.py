@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import date
 
+import numpy as np
 import pandas as pd
 
 from shopflow.common.text import normalise_text
@@ -104,7 +105,10 @@ def clean(raw: pd.DataFrame, ds: date, spec: SourceSpec) -> tuple[pd.DataFrame, 
     verdicts.reject(invoice_d.mask(is_cancellation) & quantity_d.mask(quantity > 0),
                     "cancellation_with_positive_quantity", "Quantity")
 
-    line_amount = (quantity_d.rows(quantity) * price_d.rows(price)).round(2)
+    # Both factors are at most 2**53 where they are values; pandas also multiplies what sits under their NA masks (a
+    # refused price of 1e305 is still there), whose overflow warning would be noise: those results stay NA.
+    with np.errstate(over="ignore", invalid="ignore"):
+        line_amount = (quantity_d.rows(quantity) * price_d.rows(price)).round(2)
     description_d = Distinct(raw["Description"])
     country_d = Distinct(raw["Country"])
     customer_d = Distinct(raw["customer_key"])
