@@ -59,7 +59,7 @@ class ReviewGateOperator(HITLOperator):
         counts = review.summary(settings, MetadataStore(settings.store_url), ds, self.source)
         link = self.page_link(ds)
         if not counts["pending"]:
-            raise AirflowSkipException(f"{counts['source']} {ds}: nothing pending review ({counts['items']} items, "
+            raise AirflowSkipException(f"{counts['source']} {ds}: nothing pending review ({counts['total']} items, "
                                        f"decided {counts['decided']})")
         timeout = self._timeout()
         reason = self._no_wait_reason(context, timeout)

@@ -6,7 +6,7 @@
 | GET  /review/{ds}                   | the day's items: `?state=pending|decided|all&action=fill|review|flag&page=N` |
 | POST /review/{ds}                   | the page's form: many decisions at once (`d.<id>`, `v.<id>` fields)     |
 | POST /review/{ds}/accept-pending    | the page's bulk form: accept every pending suggestion at >= min_confidence |
-| GET  /review/{ds}.json              | the day's items and counts as JSON (same filters)                      |
+| GET  /review/{ds}.json              | the day's items and counts as JSON (same filters; `counts.total`)      |
 | POST /review/{ds}/decisions         | JSON `{"decisions": [{"uniq_id", "decision", "value"}]}`                |
 
 Why a page and not only Airflow's human-in-the-loop form: see `shopflow.governance.review`. Reading needs what every route of

@@ -6,6 +6,7 @@ through its REST API, and the unattended timeout (and `airflow dags test`) that 
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -225,7 +226,7 @@ def test_invalid_decisions_are_refused_clearly_and_record_nothing(day):
         decide(tm, (item.uniq_id, "accept"), reviewer=" ")
     others = [i for i in review.items(tm.settings, tm.store, tm.ds) if not i.acceptable]
     if others:  # a suggestion of the catch-all class cannot be accepted
-        with pytest.raises(review.InvalidDecision, match="which names no category; correct it instead"):
+        with pytest.raises(review.InvalidDecision, match="the model knows no class for this .*; correct or reject"):
             decide(tm, (others[0].uniq_id, "accept"))
     assert tm.store.review_decisions("catalog") == []
 
@@ -314,6 +315,40 @@ def test_review_page_lists_and_decides(day, client, mint, monkeypatch):  # noqa:
     bulk = client.post(f"/review/{ds}/accept-pending", data={"min_confidence": "0"}, headers=user)
     assert bulk.status_code == 303
     assert all(not i.acceptable for i in review.items(tm.settings, tm.store, tm.ds, state="pending"))
+
+
+def test_review_page_counts_and_items_the_model_knows_no_class_for(day, client, mint, monkeypatch):
+    """The header counts the day's items (not `counts.items`, dict.items in Jinja); an item whose suggestion is the
+    fold-in class `other` reads "the model knows no class for this", offers no accept, and is corrected instead."""
+    tm = day
+    _use_home(monkeypatch, tm)
+    ds = tm.ds.isoformat()
+    viewer = {"Authorization": f"Bearer {mint('viewer')}"}
+    user = {"Authorization": f"Bearer {mint('user')}"}
+    counts = review.summary(tm.settings, tm.store, tm.ds)
+    assert counts["total"] == len(review.items(tm.settings, tm.store, tm.ds)) > 0
+    page = client.get(f"/review/{ds}", params={"state": "all"}, headers=viewer).text
+    assert f"of {counts['total']} items of <strong>catalog</strong>" in page
+    assert "built-in method" not in page and "object at 0x" not in page
+    folded = [i for i in review.items(tm.settings, tm.store, tm.ds, state="pending") if i.fold_in]
+    assert folded, "the fixture's model suggests its fold-in class for no pending item"
+    item = folded[0]
+    shown = client.get(f"/review/{ds}", params={"state": "pending", "action": item.action}, headers=viewer).text
+    row = re.search(rf'<tr data-id="{item.uniq_id}".*?</tr>', shown, re.S).group(0)
+    assert "the model knows no class for this" in row and f">{OTHER}<" not in row
+    assert 'value="accept"' not in row and 'value="correct"' in row and 'value="reject"' in row
+    listed = client.get(f"/review/{ds}.json", params={"state": "pending"}, headers=viewer).json()["items"]
+    assert {i["uniq_id"]: (i["fold_in"], i["acceptable"]) for i in listed}[item.uniq_id] == (True, False)
+    # an accept sent anyway is refused and records nothing; a correction is taken
+    refused = client.post(f"/review/{ds}", data={f"d.{item.uniq_id}": "accept"}, headers=user)
+    assert refused.status_code == 422 and "the model knows no class for this" in refused.text
+    assert tm.store.review_decisions("catalog") == []
+    category = another_category(tm)
+    saved = client.post(f"/review/{ds}", data={f"d.{item.uniq_id}": "correct", f"v.{item.uniq_id}": category},
+                        headers=user)
+    assert saved.status_code == 303
+    assert repaired(tm).loc[item.uniq_id, ["category_top_repaired", "category_source"]].tolist() == \
+        [category, "reviewer_corrected"]
 
 
 def test_refusals_cut_a_submitted_value_and_web_answers_never_show_it(day, client, mint, monkeypatch):

@@ -16,9 +16,11 @@ Decisions
 `category_top_repaired` gets the decision's value and `category_source` becomes `reviewer_accepted`,
 `reviewer_rejected` or `reviewer_corrected`. A correction must be a category the catalogue knows (a top-level
 category of an intact product, or "Top > Second" for a second level it knows; case and spacing are forgiven, the
-catalogue's spelling is stored); `other`, the model's catch-all, names no category and is refused, as is accepting a
-suggestion of `other`. A product without an audited item that day is an unknown item: a clear error, and nothing of
-the batch is recorded.
+catalogue's spelling is stored); `other`, the model's fold-in class (classes under the training's minimum size are
+folded into it, `shopflow.model.training.data.OTHER`), names no category and is refused. An item whose suggestion is
+`other` is one the model knows no class for (`Item.fold_in`): it offers nothing to accept (`Item.acceptable` is
+false, an accept is refused, the bulk accept leaves it), a reviewer corrects or rejects it. A product without an
+audited item that day is an unknown item: a clear error, and nothing of the batch is recorded.
 
 Decisions are stored in the metadata store (`review_decisions`: product, field, decision, value, reviewer, via,
 decided_at, the repair's run id; one current decision per day, product and field, a re-decision replaces it and keeps
@@ -145,14 +147,21 @@ class Item:
         return self.decision is None and self.action in PENDING_ACTIONS
 
     @property
+    def fold_in(self) -> bool:
+        """The suggestion is the model's fold-in class `other`: the model knows no class for this product."""
+        return self.suggestion == OTHER
+
+    @property
     def acceptable(self) -> bool:
-        """Accepting names a category (the suggestion is not the catch-all `other`)."""
-        return self.suggestion is not None and self.suggestion != OTHER
+        """Accepting names a category (there is a suggestion and it is not the fold-in class `other`)."""
+        return self.suggestion is not None and not self.fold_in
 
     def as_dict(self) -> dict:
         data = asdict(self)
         data["decided_at"] = self.decided_at.isoformat() if self.decided_at else None
         data["pending"] = self.pending
+        data["acceptable"] = self.acceptable
+        data["fold_in"] = self.fold_in
         return data
 
 
@@ -236,10 +245,12 @@ def items(settings: Settings, store: MetadataStore, ds: date, source: str | None
 
 
 def summary(settings: Settings, store: MetadataStore, ds: date, source: str | None = None) -> dict:
-    """Counts of the day's items: per action, pending per action, and decisions per kind."""
+    """Counts of the day's items: `total`, per action, pending per action, and decisions per kind.
+
+    The count of items is `total`, not `items`: in a Jinja template `counts.items` is the dict's method."""
     everything = items(settings, store, ds, source)
     return {
-        "ds": ds.isoformat(), "source": _spec(source).name, "items": len(everything),
+        "ds": ds.isoformat(), "source": _spec(source).name, "total": len(everything),
         "by_action": {a: sum(1 for i in everything if i.action == a) for a in ACTIONS},
         "pending": sum(1 for i in everything if i.pending),
         "pending_by_action": {a: sum(1 for i in everything if i.pending and i.action == a) for a in PENDING_ACTIONS},
@@ -388,9 +399,13 @@ def _resolve(d: ItemDecision, item, spec: SourceSpec, ds: date) -> tuple[str | N
                               f"{_shown(d.value)})",
                               f"product {d.uniq_id}: only a correction takes a value ({d.decision} was given one)")
     if d.decision == ACCEPT:
-        if item.after is None or item.after == OTHER:
-            raise InvalidDecision(f"product {d.uniq_id} on {spec.name} {ds}: the model's suggestion is "
-                                  f"{item.after or 'none'!r}, which names no category; correct it instead")
+        if item.after is None:
+            raise InvalidDecision(f"product {d.uniq_id} on {spec.name} {ds}: the model made no suggestion to accept; "
+                                  "correct or reject it instead")
+        if item.after == OTHER:
+            raise InvalidDecision(f"product {d.uniq_id} on {spec.name} {ds}: the model knows no class for this (its "
+                                  f"suggestion is the fold-in class {OTHER!r}, which names no category); correct or "
+                                  "reject it instead")
         return item.after, None
     if d.decision == REJECT:
         return item.before, None  # a fill or review item: the value before (none); a flag: the given category
