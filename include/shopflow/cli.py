@@ -148,6 +148,21 @@ def cmd_status(settings: Settings, args) -> int:
     return 0
 
 
+def cmd_quarantine(settings: Settings, args) -> int:
+    """The day's quarantined rows of a source: reason, field, file and line, as a table or CSV (at most --limit)."""
+    from shopflow.observability.status import QuarantineLookupError, more_note, quarantined_rows, render_quarantine
+
+    try:
+        found = quarantined_rows(settings, args.source, args.ds, limit=args.limit)
+    except QuarantineLookupError as exc:
+        print(f"quarantine: {exc}", file=sys.stderr)
+        return 1
+    print(render_quarantine(found, as_csv=args.csv))
+    if args.csv and found.more:
+        print(more_note(found), file=sys.stderr)
+    return 0
+
+
 def cmd_models(settings: Settings, _args) -> int:
     from shopflow.observability.status import render_models
 
@@ -177,12 +192,13 @@ def cmd_review(settings: Settings, args) -> int:
             found = review.items(settings, store, args.ds, args.source, action=args.action, state=args.state)
             counts = review.summary(settings, store, args.ds, args.source)
             print(f"{counts['source']} {args.ds}: {counts['pending']} pending ({counts['pending_by_action']['review']} "
-                  f"to review, {counts['pending_by_action']['flag']} flagged) of {counts['items']} items; decided: "
+                  f"to review, {counts['pending_by_action']['flag']} flagged) of {counts['total']} items; decided: "
                   + ", ".join(f"{n} {d}" for d, n in counts["decided"].items()) + f"; showing {len(found)} {args.state}")
             for i in found:
                 state = f"{i.decision} -> {i.value or '-'} by {i.reviewer}" if i.decision else (
                     "PENDING" if i.pending else "")
-                print(f"{i.uniq_id}  {i.action:6s} {i.confidence:5.3f}  {i.before or '-'} => {i.suggestion or '-'}"
+                suggestion = "(the model knows no class for this)" if i.fold_in else i.suggestion or "-"
+                print(f"{i.uniq_id}  {i.action:6s} {i.confidence:5.3f}  {i.before or '-'} => {suggestion}"
                       f"  {state}  {(i.title or '')[:60]}")
             return 0
         decision = "accept" if args.accept else "reject" if args.reject else "correct"
@@ -298,6 +314,13 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true")
     status.add_argument("--all", action="store_true", help="also list partitions recorded as missing")
     status.set_defaults(func=cmd_status)
+    quarantine = sub.add_parser("quarantine", help="a day's quarantined rows of a source: reason, field, file, line")
+    quarantine.add_argument("ds", type=_day)
+    quarantine.add_argument("--source", required=True, help="the source (dataset) whose partition to show")
+    quarantine.add_argument("--csv", action="store_true", help="CSV with every column of the rows, not a table")
+    quarantine.add_argument("--limit", type=_positive_int, default=50, metavar="N",
+                            help="show at most N rows (default 50); the output says how many more there are")
+    quarantine.set_defaults(func=cmd_quarantine)
     sub.add_parser("models", help="model registry, catalogue repairs and search intents").set_defaults(func=cmd_models)
     revert = sub.add_parser("revert-repair", help="undo a day's model fills from the audit trail")
     revert.add_argument("ds", type=_day)

@@ -11,8 +11,10 @@ landing file's name is a plain name or glob inside its partition folder (no sepa
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 import importlib
+import typing
 import re
 from datetime import date
 from types import ModuleType
@@ -71,7 +73,8 @@ class LandingFileSpec(_Strict):
     For JSON lines, `records` names the list whose items become rows (`events`: one row per event, each keeping
     the line number of its JSON record) and `fields` maps a column to a field path (`session_id`,
     `events[].ts`, `device.os`); a column without a path is the top-level key of its own name (or, with
-    `records`, the key of its name inside each record item)."""
+    `records`, the key of its name inside each record item). A JSON-lines file whose `fields` name all its
+    columns may leave `columns` out: they are the keys of `fields`, in order."""
 
     name: str = Field(description="file name or glob pattern, e.g. orders.csv or orders-*.csv")
     columns: list[str] = Field(min_length=1)
@@ -83,6 +86,20 @@ class LandingFileSpec(_Strict):
     optional: bool = False
     records: str | None = None
     fields: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _columns_from_fields(cls, data):
+        """`columns` left out: the keys of `fields` (a JSON-lines file); the format check below refuses `fields`
+        on any other format."""
+        if isinstance(data, dict) and data.get("columns") is None:
+            fields = data.get("fields")
+            if isinstance(fields, dict) and fields:
+                data = {**data, "columns": list(fields)}
+            else:
+                raise ValueError("columns: required (the raw column names; a JSON-lines file may name them in "
+                                 "fields instead)")
+        return data
 
     @field_validator("name")
     @classmethod
@@ -461,7 +478,13 @@ class SourceSpec(_Strict):
         raw_columns = {c for f in self.files for c in f.columns}
         unknown = sorted(set(self.pseudonymise) - raw_columns)
         if unknown:
-            raise ValueError(f"pseudonymise names columns no file declares: {unknown}")
+            hints = [f"{c!r} (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(c, raw_columns, n=1))
+                     else repr(c) for c in unknown]
+            raise ValueError(f"pseudonymise names columns no file declares: {', '.join(hints)}")
+        clashes = sorted(t for r, t in self.pseudonymise.items() if t != r and t in raw_columns)
+        if clashes:
+            raise ValueError(f"pseudonymise: the token columns {clashes} are already raw columns of a file; "
+                             "name the token column something new (e.g. customer_key for CustomerID)")
         if self.window and self.window.get("start") and self.window.get("end") and self.window["start"] > self.window["end"]:
             raise ValueError("window: start is after end")
         if (self.cleaner is None) == (self.schema_ is None):
@@ -491,6 +514,12 @@ class SourceSpec(_Strict):
         unknown = sorted({c.raw for c in self.schema_ if c.expression is None} - available)
         if unknown:
             raise ValueError(f"schema: raw columns {unknown} are in no file (nor pseudonymised)")
+        # A pseudonymised id no schema column reads would be tokenised and then dropped: a misspelling, most likely.
+        read = {c.raw for c in self.schema_ if c.expression is None} | {k for j in self.joins for k in j.left_keys}
+        for raw, token in self.pseudonymise.items():
+            if raw not in read and token not in read:
+                raise ValueError(f"pseudonymise: {raw} -> {token} is read by no schema column: declare the column "
+                                 f"that keeps the token, e.g. {{name: {token}, from: {raw}}}")
         if not self.key:
             raise ValueError("a declared schema needs key: the clean columns that identify a duplicate")
         rule_columns = [(f"rules[{i}]", r.columns + ([r.after] if r.after else [])) for i, r in enumerate(self.rules)]
@@ -606,12 +635,49 @@ def parse_sources(raw: object, origin: str) -> dict[str, SourceSpec]:
             for error in exc.errors():
                 where = ".".join(str(part) for part in error["loc"])
                 message = error["msg"].removeprefix("Value error, ")
+                if error["type"] == "extra_forbidden":
+                    message = _unknown_key_message(error["loc"])
                 problems.append(f"{name}.{where}: {message}" if where else f"{name}: {message}")
         except TypeError as exc:  # e.g. a duplicate `name` key in the entry
             problems.append(f"{name}: {exc}")
     if problems:
         raise SourcesFileError(f"{origin} is not a valid sources file:\n  " + "\n  ".join(problems))
     return sources
+
+
+def _keys_of(model: type[BaseModel]) -> list[str]:
+    """The keys a model accepts in the file (a field's alias where it has one: `schema`, `from`)."""
+    return [field.alias or name for name, field in model.model_fields.items()]
+
+
+def _model_in(annotation) -> type[BaseModel] | None:
+    """The model a field holds, directly or inside a list, dict or optional (`list[ColumnSpec] | None`)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for argument in typing.get_args(annotation):
+        found = _model_in(argument)
+        if found is not None:
+            return found
+    return None
+
+
+def _unknown_key_message(loc: tuple) -> str:
+    """The message for an unknown key at `loc` (`files.0.colums`): which keys the entry takes, and the closest
+    one ("did you mean 'columns'?") when the key looks like a misspelling."""
+    model: type[BaseModel] | None = SourceSpec
+    for part in loc[:-1]:
+        if isinstance(part, int) or model is None:
+            continue
+        field = next((f for n, f in model.model_fields.items() if part in (n, f.alias)), None)
+        model = _model_in(field.annotation) if field is not None else None
+    key = str(loc[-1])
+    if model is None:
+        return "Extra inputs are not permitted (an unknown key)"
+    keys = [k for k in _keys_of(model) if not (model is SourceSpec and k == "name")]
+    close = difflib.get_close_matches(key, keys, n=2, cutoff=0.6)
+    if close:
+        return f"Extra inputs are not permitted: unknown key {key!r}; did you mean {' or '.join(map(repr, close))}?"
+    return f"Extra inputs are not permitted: unknown key {key!r}; the keys here are: {', '.join(keys)}"
 
 
 _MODULE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
