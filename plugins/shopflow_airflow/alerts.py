@@ -10,7 +10,8 @@ Recipients come from SHOPFLOW_ALERT_EMAILS (comma-separated); without any, nothi
 what would have been. SHOPFLOW_ALERT_FROM sets the sender (else the connection's `from_email` extra); the
 connection id is SHOPFLOW_ALERT_SMTP_CONN_ID (default `smtp_default`). Links: `[api] base_url` (env
 AIRFLOW__API__BASE_URL) + `/shopflow/reports/YYYY-MM-DD` (the report) and + `/dags/<dag>/runs/<run>/tasks/<task>`
-(the task's page in the UI, where its log is).
+(the task's page in the UI, where its log is). Under `airflow dags test` no task log is kept (the output went to
+that console): the message says so instead of offering the page as the task's log.
 
 The alert text is data, never a Jinja template: the notifiers have no template fields, and the SMTP notifier is
 called with subject and body already rendered.
@@ -114,7 +115,7 @@ class ShopflowAlertNotifier(BaseNotifier):
                 log_urls[task] = task_url(dag_id, run_id, task, getattr(ti, "try_number", None) if own else None)
         known_day = ds[:4].isdigit()
         subject, text, html = render(found, ds, report_url=report_url(ds) if known_day else None, log_urls=log_urls,
-                                     run_id=run_id)
+                                     run_id=run_id, console=is_dags_test(context))
         to = self.recipients()
         if not to:
             self.log.info("shopflow alerts for %s: %d alert(s), not sent: no recipients configured "
@@ -155,6 +156,18 @@ class ShopflowRunFailureNotifier(ShopflowAlertNotifier):
             store = None
         return run_failure_alerts(store, date.fromisoformat(ds) if ds else None, failed,
                                   run_id=run_id)
+
+
+def is_dags_test(context) -> bool:
+    """Whether the context's run is an `airflow dags test` run (its task output went to that console, no task log
+    is kept): run type manual with triggering user "dag_test", or triggered by `test` (`Dag.test`)."""
+    from shopflow.observability.alerts import console_run
+
+    dag_run = context.get("dag_run")
+    if dag_run is None:
+        return False
+    return console_run(getattr(dag_run, "run_type", None), getattr(dag_run, "triggering_user_name", None),
+                       getattr(dag_run, "triggered_by", None))
 
 
 def _state(state) -> str:

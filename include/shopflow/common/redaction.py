@@ -5,7 +5,10 @@ password of any URL with credentials (SQLAlchemy, Airflow connection URLs), the 
 the API/JWT secrets (AIRFLOW__API_AUTH__JWT_SECRET, AIRFLOW__API__SECRET_KEY, ...), and every environment variable
 named *PASSWORD*, *SECRET*, *TOKEN* or *KEY* whose value has 8 or more characters. Anything that looks like an
 environment dump (a run of `NAME=value`, NUL-separated as in /proc/self/environ, or several on a line) is replaced
-as a whole. What is left is cut to a short printable excerpt (control characters shown as `?`).
+as a whole. A `NAME=value` whose value is a bare boolean (`true`, `false`, `yes`, `no`, `on`, `off`) is left as it
+is, whatever the name: a one-bit setting is no secret, and hints such as `set SHOPFLOW_ALLOW_REKEY=true for this run`
+stay readable (a value that merely starts with one of those words is still masked). What is left is cut to a short
+printable excerpt (control characters shown as `?`).
 """
 
 from __future__ import annotations
@@ -39,6 +42,9 @@ _LINE_DUMP = re.compile(r"(?:\b[A-Z_][A-Z0-9_]*=\S*\s+){2,}[A-Z_][A-Z0-9_]*=\S*"
 # One SECRET_NAME=value assignment.
 _SECRET_ASSIGNMENT = re.compile(r"(?P<name>\b[A-Za-z0-9_]*(?:PASSWORD|PASSWD|SECRET|TOKEN|KEY)[A-Za-z0-9_]*)"
                                 r"(?P<sep>\s*[=:]\s*)(?P<value>[^\s'\",;]{4,})", re.IGNORECASE)
+# Values a SECRET_NAME=value assignment may show: a setting's boolean, never a secret (closing brackets and a final
+# full stop around it are ignored, as in "(or set X_REKEY=true)").
+_BOOLEAN_VALUE = re.compile(r"(?:true|false|yes|no|on|off)[)\]}>.]*", re.IGNORECASE)
 _UNPRINTABLE = re.compile(r"[^\S \n\t]|[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
 
 
@@ -86,6 +92,12 @@ def known_secrets(env: Mapping[str, str] | None = None, extra: Iterable[str] = (
     return {secret for secret in found if len(secret) >= 4}
 
 
+def _mask_assignment(match: re.Match) -> str:
+    if _BOOLEAN_VALUE.fullmatch(match.group("value")):
+        return match.group(0)
+    return match.group("name") + match.group("sep") + MASK
+
+
 def redact(text: object, *, limit: int = DEFAULT_LIMIT, env: Mapping[str, str] | None = None,
            secrets: Iterable[str] = ()) -> str:
     """`text` with every known secret masked, environment dumps removed, cut to a printable excerpt."""
@@ -95,7 +107,7 @@ def redact(text: object, *, limit: int = DEFAULT_LIMIT, env: Mapping[str, str] |
     text = _URL_PASSWORD.sub(lambda m: m.group("head") + MASK, text)
     text = _NUL_DUMP.sub(ENV_DUMP, text)
     text = _LINE_DUMP.sub(ENV_DUMP, text)
-    text = _SECRET_ASSIGNMENT.sub(lambda m: m.group("name") + m.group("sep") + MASK, text)
+    text = _SECRET_ASSIGNMENT.sub(_mask_assignment, text)
     text = _UNPRINTABLE.sub("?", text)
     if len(text) > limit:
         text = text[: max(limit - 1, 0)] + "…"

@@ -193,30 +193,68 @@ def subject(alerts: list[dict], ds: date | str) -> str:
     return f"[shopflow] {day}: {head}" + (f" ({', '.join(datasets)})" if datasets else "")
 
 
+DAGS_TEST_USER = "dag_test"  # the triggering user `airflow dags test` (Dag.test) gives its run
+CONSOLE = "the task's output went to the `airflow dags test` console"
+
+
+def console_run(run_type: object = None, triggering_user: str | None = None, triggered_by: object = None, *,
+                log_exists: bool | None = None) -> bool:
+    """Whether the run's task output went to a console instead of task logs: an `airflow dags test` run (run type
+    manual, triggered by the user "dag_test", or triggered by `test`), or `log_exists` is False (the caller found
+    no log file). Enum values (Airflow's DagRunType, DagRunTriggeredByType) or their strings."""
+    def plain(value: object) -> str:
+        return str(getattr(value, "value", value) or "").lower()
+
+    if log_exists is False:
+        return True
+    return (plain(run_type) == "manual" and triggering_user == DAGS_TEST_USER) or plain(triggered_by) == "test"
+
+
+def log_line(task: str, log: str | None, *, console: bool = False) -> str | None:
+    """The line that tells where `task`'s log is: its link, or under `airflow dags test` (no task log is kept)
+    that the output went to the console (with the task's page, where there is one)."""
+    if console:
+        return f"{CONSOLE} ({task}; no task log is kept" + (f", its page: {log})" if log else ")")
+    return f"log of {task}: {log}" if log else None
+
+
 def render(alerts: list[dict], ds: date | str, *, report_url: str | None, log_urls: dict[str, str],
-           run_id: str | None = None) -> tuple[str, str, str]:
+           run_id: str | None = None, console: bool = False) -> tuple[str, str, str]:
     """(subject, plain text, HTML) of one message with every alert of the day: each names the day, the dataset,
-    what failed and the log that explains it; the message links the day's report."""
+    what failed and the log that explains it; the message links the day's report. `console`: the run was an
+    `airflow dags test` run (`console_run`), whose task output went to its console: each alert says so instead of
+    pointing at a task log that does not exist."""
     day = ds if isinstance(ds, str) else ds.isoformat()
     lines = [f"shopflow alerts for {day}" + (f" (Airflow run {run_id})" if run_id else ""), ""]
     if report_url:
         lines += [f"Report of {day}: {report_url}", ""]
     items = []
     for number, alert in enumerate(alerts, 1):
-        log = log_urls.get(alert["task"]) if alert.get("task") else None
+        task = alert.get("task")
+        log = log_urls.get(task) if task else None
+        where = log_line(task, log, console=console) if task else None
         lines.append(f"{number}. [{alert['kind']}] day {alert['day']}, dataset {alert['dataset'] or '-'}: "
                      f"{alert['what']}")
-        if log:
-            lines.append(f"   log of {alert['task']}: {log}")
+        if where:
+            lines.append(f"   {where}")
         items.append((alert, log))
     text = "\n".join(lines) + "\n"
 
     esc = html.escape
+
+    def html_log(alert: dict, log: str | None) -> str:
+        task = alert.get("task")
+        if task and console:
+            page = f", its page: <a href=\"{esc(log)}\">{esc(log)}</a>" if log else ""
+            return (f"<br>{esc(CONSOLE).replace('`airflow dags test`', '<code>airflow dags test</code>')} "
+                    f"(<code>{esc(task)}</code>; no task log is kept{page})")
+        if task and log:
+            return f"<br>log of <code>{esc(task)}</code>: <a href=\"{esc(log)}\">{esc(log)}</a>"
+        return ""
+
     rows = "".join(
         f"<li><b>[{esc(a['kind'])}]</b> day <code>{esc(a['day'])}</code>, dataset "
-        f"<code>{esc(a['dataset'] or '-')}</code>: {esc(a['what'])}"
-        + (f"<br>log of <code>{esc(a['task'])}</code>: <a href=\"{esc(log)}\">{esc(log)}</a>" if log else "")
-        + "</li>" for a, log in items)
+        f"<code>{esc(a['dataset'] or '-')}</code>: {esc(a['what'])}" + html_log(a, log) + "</li>" for a, log in items)
     report_line = (f"<p>Report of {esc(day)}: <a href=\"{esc(report_url)}\">{esc(report_url)}</a></p>"
                    if report_url else "")
     body = (f"<html><body><p>shopflow alerts for <b>{esc(day)}</b>"

@@ -87,6 +87,21 @@ def columns_needed(dataset: str, available: list[str]) -> list[str]:
     return chosen or list(available)
 
 
+def quiet_context():
+    """An ephemeral GX context with its progress bars off.
+
+    GX draws a tqdm bar ("Calculating Metrics") on stderr for every validation unless the context's
+    `progress_bars` setting says not to; the Airflow UI shows a task's stderr as `error` lines, so a passing
+    validate task would read as failing. TQDM_DISABLE does not help: GX passes `disable=` to tqdm itself.
+    The validator asks the current project context (the one made last), so this must be the context in use."""
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+    return context
+
+
 def validate_frame(dataset: str, frame: pd.DataFrame, suite: list[ExpectationSpec] | None = None) -> list[dict]:
     """Validate `frame` against `suite`, by default the dataset's (`suite_for`); one dict per expectation, ready for
     the store.
@@ -98,14 +113,13 @@ def validate_frame(dataset: str, frame: pd.DataFrame, suite: list[ExpectationSpe
     expectation other than a row count gets every column.
     The results come back in the order, and with the contents, that one validation of the whole frame would give.
     """
-    os.environ.setdefault("TQDM_DISABLE", "1")  # GX's metric progress bars would flood the task log
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
     import great_expectations as gx
     from great_expectations.validator.v1_validator import Validator as V1Validator
 
     specs: list[ExpectationSpec] = suite_for(dataset) if suite is None else suite
-    context = gx.get_context(mode="ephemeral")
+    context = quiet_context()
     batch_definition = (
         context.data_sources.add_pandas(f"shopflow_{dataset}")
         .add_dataframe_asset(dataset)
