@@ -224,3 +224,103 @@ def test_the_land_command_refuses_in_one_line(tmp_path, source_data, capsys, mon
     with pytest.raises(SystemExit) as usage:
         main([*command, "--max-days", "0"])
     assert usage.value.code == 2 and "'0' is not a whole number of at least 1" in capsys.readouterr().err
+
+
+# ---- landing replaces: a corrected file for a partition removes the files it replaces (issue 19) ----------------
+def test_a_corrected_plain_file_replaces_the_gzip_one_and_the_day_ingests(tmp_path, source_data, monkeypatch, caplog):
+    from orders_days import KEY
+    from shopflow.ingest.folder import LandingFolderError
+    from shopflow.steps import partition as pipeline
+    from shopflow.store import migrate
+
+    monkeypatch.setenv("SHOPFLOW_PSEUDONYM_KEY", KEY)
+    settings = Settings.from_env({"SHOPFLOW_HOME": str(tmp_path / "home"), "SHOPFLOW_SOURCE_DATA": str(source_data),
+                                  "SHOPFLOW_PSEUDONYM_KEY": KEY})
+    settings.home.mkdir(parents=True)
+    migrate.upgrade(settings.store_url)
+    header, *rows = _head(source_data / ORDERS, 40)
+    day = date(2010, 12, 1)
+    assert all(row[4].startswith("2010-12-01 ") for row in rows)
+    bad = tmp_path / "bad.csv.gz"
+    bad.write_bytes(gzip.compress(_csv([header, *rows[:10]]).encode()))
+    assert land_export(settings, get_source("orders"), bad, by=None, day=day) == {day: 1}
+    folder = settings.landing_dir / "orders" / f"ds={day}"
+    (folder / "orders.csv").write_text(_csv([header, *rows[:5]]))  # what a user had put beside it by hand
+    with pytest.raises(LandingFolderError, match="2 files for the one declared file 'orders.csv'"):
+        pipeline.ingest(settings, "orders", day)
+
+    corrected = tmp_path / "corrected.csv"
+    corrected.write_text(_csv([header, *rows]))
+    with caplog.at_level("WARNING", logger="shopflow.landing.export"):
+        assert land_export(settings, get_source("orders"), corrected, by="InvoiceDate") == {day: len(rows)}
+    assert "removed ['orders.csv.gz']" in caplog.text
+    assert sorted(p.name for p in folder.iterdir()) == ["orders.csv"]
+    assert (folder / "orders.csv").read_text() == _csv([header, *rows])
+    ingested = pipeline.ingest(settings, "orders", day)
+    assert ingested["rows_in"] == len(rows) and ingested["files"] == ["orders.csv"]
+
+    # ... and the other way round: a per-day gzip file replaces the plain one
+    exports = tmp_path / "exports"
+    exports.mkdir()
+    (exports / "orders-2010-12-01.csv.gz").write_bytes(gzip.compress(_csv([header, *rows[:20]]).encode()))
+    assert land_export(settings, get_source("orders"), exports, by=None) == {day: 1}
+    assert sorted(p.name for p in folder.iterdir()) == ["orders.csv.gz"]
+    assert pipeline.ingest(settings, "orders", day)["rows_in"] == 20
+
+
+def test_landing_replaces_only_the_same_declared_file(tmp_path):
+    spec = parse_sources({"shop": {
+        "description": "d", "owner": "o", "cleaner": "shopflow.sources.orders", "timezone": "UTC",
+        "sidecar_files": ["GENERATED.txt"],
+        "files": [{"name": "orders.csv", "columns": ["id", "ts"]},
+                  {"name": "items-*.csv", "columns": ["id", "sku"], "optional": True}]}}, "t")["shop"]
+    from shopflow.ingest.folder import partition_files
+
+    settings = _settings(tmp_path)
+    day = date(2024, 3, 1)
+    folder = settings.landing_dir / "shop" / f"ds={day}"
+    first = tmp_path / "first"
+    first.mkdir()
+    for name in ("items-2024-03-01-a.csv", "items-2024-03-01-b.csv"):
+        (first / name).write_text("id,sku\n1,a\n")
+    assert land_export(settings, spec, first, by=None, file_name="items-*.csv") == {day: 2}
+    orders = tmp_path / "orders.csv"
+    orders.write_text("id,ts\n1,2024-03-01\n")
+    land_export(settings, spec, orders, by=None, day=day, file_name="orders.csv")
+    (folder / "GENERATED.txt").write_text("notes\n")
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "GENERATED.txt", "items-2024-03-01-a.csv", "items-2024-03-01-b.csv", "orders.csv"]
+
+    second = tmp_path / "second"  # another match of the glob replaces both earlier matches
+    second.mkdir()
+    (second / "items-2024-03-01-c.csv").write_text("id,sku\n2,b\n")
+    assert land_export(settings, spec, second, by=None, file_name="items-*.csv") == {day: 1}
+    assert sorted(p.name for p in folder.iterdir()) == ["GENERATED.txt", "items-2024-03-01-c.csv", "orders.csv"]
+
+    gz = tmp_path / "orders.csv.gz"  # the gzip twin replaces orders.csv; the items file and the sidecar stay
+    gz.write_bytes(gzip.compress(b"id,ts\n3,2024-03-01\n"))
+    land_export(settings, spec, gz, by=None, day=day, file_name="orders.csv")
+    assert sorted(p.name for p in folder.iterdir()) == ["GENERATED.txt", "items-2024-03-01-c.csv", "orders.csv.gz"]
+    assert (folder / "GENERATED.txt").read_text() == "notes\n"
+    assert [(f.spec.name, f.path.name) for f in partition_files(folder, spec)] == [
+        ("orders.csv", "orders.csv.gz"), ("items-*.csv", "items-2024-03-01-c.csv")]
+
+
+def test_a_pattern_file_landed_with_day_keeps_its_own_matching_name(tmp_path):
+    """`--day` with a glob declaration: the file is named as the export (which the pattern must match), never after
+    the pattern itself (a file called `items-*.csv`)."""
+    spec = parse_sources({"shop": {
+        "description": "d", "owner": "o", "cleaner": "shopflow.sources.orders", "timezone": "UTC",
+        "files": [{"name": "items-*.csv", "columns": ["id", "sku"]}]}}, "t")["shop"]
+    settings = _settings(tmp_path)
+    day = date(2024, 3, 1)
+    export = tmp_path / "items-march.csv"
+    export.write_text("id,sku\n1,a\n")
+    assert land_export(settings, spec, export, by=None, day=day) == {day: 1}
+    folder = settings.landing_dir / "shop" / f"ds={day}"
+    assert [p.name for p in folder.iterdir()] == ["items-march.csv"]
+    stray = tmp_path / "orders.csv"
+    stray.write_text("id,sku\n1,a\n")
+    with pytest.raises(ExportError, match="is a pattern that 'orders.csv' does not match"):
+        land_export(settings, spec, stray, by=None, day=day)
+    assert [p.name for p in folder.iterdir()] == ["items-march.csv"]

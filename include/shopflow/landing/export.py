@@ -14,6 +14,11 @@ Nothing is dropped: a record whose COLUMN is not a date fails the command naming
 `--undated-day DAY` says where such records go (cleaning then quarantines them with their reason). Landing is
 idempotent: an unchanged partition file is not rewritten. The export itself is never modified.
 
+Landing replaces: once a partition's new file is written (atomically), the other files of that partition folder that
+match the same declared landing file (`orders.csv.gz` beside a new `orders.csv`, another match of a glob
+declaration) are removed, and each removal is logged, so that ingest never finds two files for one declared name.
+Files of other declared names, the source's sidecar files and writers' temporary files are never removed.
+
 Every read is bounded (shopflow.ingest.bounded_read): only regular files (a FIFO, a device, a socket is refused,
 and so is anything but a regular file inside a folder of per-day files), content within SHOPFLOW_MAX_EXPANDED_BYTES
 once decompressed, lines of a text format within SHOPFLOW_MAX_LINE_BYTES. `--by` lands at most
@@ -24,8 +29,10 @@ written: a refused export lands nothing.
 from __future__ import annotations
 
 import csv
+import fnmatch
 import io
 import json
+import logging
 import os
 import re
 import stat
@@ -46,6 +53,7 @@ from shopflow.sources.spec import COMPRESSION_SUFFIXES, LandingFileSpec, SourceS
 
 _DATE_IN_NAME = re.compile(r"(\d{4}-\d{2}-\d{2})")
 LAND_MAX_DAYS = "SHOPFLOW_LAND_MAX_DAYS"
+log = logging.getLogger("shopflow.landing.export")
 
 
 class ExportError(ValueError):
@@ -87,8 +95,15 @@ def land_export(settings: Settings, spec: SourceSpec, export: Path, *, by: str |
         if by is not None:
             raise ExportError("--day lands the whole export on one day; --by splits it: give one of them")
         suffix = next((s for s in COMPRESSION_SUFFIXES if export.name.endswith(s)), "")
+        if file_spec.is_pattern and not file_spec.matches(export.name):
+            raise ExportError(f"{spec.name}: the declared file {file_spec.name!r} is a pattern that {export.name!r} "
+                              "does not match; give the export a name the pattern matches")
         landed = read_checked_raw(export, lines=is_line_based(file_spec))
-        _write_if_changed(lake.landing_dir(settings, spec.name, day) / (file_spec.name + suffix), landed)
+        # A pattern's file keeps the export's own (matching) name; a plain declaration's file is named as declared.
+        name = export.name if file_spec.is_pattern else file_spec.name + suffix
+        target = lake.landing_dir(settings, spec.name, day) / name
+        _write_if_changed(target, landed)
+        _remove_replaced(spec, file_spec, [target])
         return {day: 1}
     if by is None:
         raise ExportError(f"{export}: --by COLUMN is needed to split a file into days (or --day DAY for the whole "
@@ -110,6 +125,7 @@ def land_export(settings: Settings, spec: SourceSpec, export: Path, *, by: str |
     for day, rows in frame.groupby(pd.Series(days, index=frame.index), sort=True):
         target = lake.landing_dir(settings, spec.name, day) / file_spec.name
         _write_if_changed(target, _encode(rows, file_spec))
+        _remove_replaced(spec, file_spec, [target])
         counts[day] = len(rows)
     return counts
 
@@ -177,7 +193,9 @@ def _split_json_lines(settings: Settings, spec: SourceSpec, file_spec: LandingFi
         by_day[day].append(line if line.endswith(b"\n") else line + b"\n")
     _check_day_count(export, by, len(by_day), max_days)
     for day, lines in by_day.items():
-        _write_if_changed(lake.landing_dir(settings, spec.name, day) / file_spec.name, b"".join(lines))
+        target = lake.landing_dir(settings, spec.name, day) / file_spec.name
+        _write_if_changed(target, b"".join(lines))
+        _remove_replaced(spec, file_spec, [target])
     return {day: len(lines) for day, lines in sorted(by_day.items())}
 
 
@@ -217,8 +235,12 @@ def _copy_daily_files(settings: Settings, spec: SourceSpec, file_spec: LandingFi
         check_content(path, lines=is_line_based(file_spec))
         copies.append((path, lake.landing_dir(settings, spec.name, day) / name))
         counts[day] += 1
+    landed: dict[str, list] = defaultdict(list)  # per partition folder: the files this command wrote there
     for path, target in copies:
         _write_if_changed(target, read_checked_raw(path, lines=is_line_based(file_spec)))
+        landed[str(target.parent)].append(target)
+    for targets in landed.values():
+        _remove_replaced(spec, file_spec, targets)
     return dict(sorted(counts.items()))
 
 
@@ -226,3 +248,34 @@ def _write_if_changed(path, data: bytes | bytearray) -> None:
     if storage.is_file(path) and path.stat().st_size == len(data) and storage.read_bytes(path) == data:
         return
     storage.write_bytes(path, data)
+
+
+def _remove_replaced(spec: SourceSpec, file_spec: LandingFileSpec, written: list) -> list[str]:
+    """Remove, from the partition folder of the just-written files `written`, every other regular file that is the
+    declared file `file_spec` (its name or glob, with or without a compression suffix): what the new files replace.
+    Never a file of another declared name, a sidecar file, a writer's temporary file or anything not a regular file.
+    Logs and returns the names removed."""
+    folder = written[0].parent
+    keep = {target.name for target in written}
+    removed = []
+    for entry in sorted(folder.iterdir(), key=lambda p: p.name):
+        name = entry.name
+        if (name in keep or storage.writer_pid(name) is not None
+                or any(fnmatch.fnmatchcase(name, pattern) for pattern in spec.sidecar_files)
+                or spec.file_for(name) is not file_spec or not _regular(entry)):
+            continue
+        try:
+            entry.unlink()
+        except FileNotFoundError:  # removed by someone else meanwhile
+            continue
+        removed.append(name)
+    if removed:
+        log.warning("%s %s: replaced by %s, removed %s", spec.name, folder, sorted(keep), removed)
+    return removed
+
+
+def _regular(path) -> bool:
+    """A plain file (not a link, folder, FIFO, device or socket); on object storage, an object."""
+    if storage.is_remote(path):
+        return path.is_file()
+    return stat.S_ISREG(os.lstat(path).st_mode)
