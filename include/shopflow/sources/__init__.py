@@ -1,7 +1,8 @@
 """The source registry: the sources file (`SHOPFLOW_SOURCES`, default the shipped `sources.yaml`) says what each
 source is and how its landing files are read; one cleaner module per source says how to clean it.
 
-The file is validated on load (`shopflow.sources.spec`); `python -m shopflow sources check` prints what it resolves to.
+The file is validated on load (`shopflow.sources.spec`), each problem named with its line in the file; `python -m
+shopflow sources check` prints what it resolves to.
 
 The file is read as untrusted data: from a local path or object storage only (never a web address), at most
 `SHOPFLOW_SOURCES_MAX_BYTES` of it, parsed as plain YAML (`shopflow.sources.yaml_limits`: no Python tags, anchors
@@ -14,7 +15,7 @@ from functools import cache
 from pathlib import Path
 
 from shopflow.sources.spec import LandingFileSpec, SourcesFileError, SourceSpec, parse_sources
-from shopflow.sources.yaml_limits import YamlDocumentError, load_bounded_yaml
+from shopflow.sources.yaml_limits import YamlDocumentError, load_bounded_yaml_with_lines
 
 __all__ = ["DEFAULT_SOURCES_FILE", "LandingFileSpec", "SourceSpec", "SourcesFileError", "get_source",
            "load_sources", "sources_location"]
@@ -52,10 +53,10 @@ def _load(location: str) -> dict[str, SourceSpec]:
     except UnicodeDecodeError as exc:
         raise SourcesFileError(f"sources file {location}: cannot be read ({exc})") from exc
     try:
-        raw = load_bounded_yaml(text)
+        raw, lines = load_bounded_yaml_with_lines(text)
     except YamlDocumentError as exc:
         raise SourcesFileError(f"sources file {location}: {exc}") from None
-    return parse_sources(raw, f"sources file {location}")
+    return parse_sources(raw, f"sources file {location}", lines)
 
 
 def _read_at_most(location: str, limit: int) -> bytes:

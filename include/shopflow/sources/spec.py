@@ -16,6 +16,7 @@ import fnmatch
 import importlib
 import typing
 import re
+from collections.abc import Mapping
 from datetime import date
 from types import ModuleType
 from typing import Literal
@@ -616,18 +617,24 @@ class SourceSpec(_Strict):
         return next((f for f in self.files if f.matches(file_name)), None)
 
 
-def parse_sources(raw: object, origin: str) -> dict[str, SourceSpec]:
-    """Validate the parsed YAML of a sources file; errors name the source and the key (`orders.files[0].format`)."""
+def parse_sources(raw: object, origin: str, lines: Mapping[tuple, int] | None = None) -> dict[str, SourceSpec]:
+    """Validate the parsed YAML of a sources file; errors name the source and the key (`orders.files[0].format`),
+    and, given `lines` (key path -> 1-based line, as `load_bounded_yaml_with_lines` builds it), the line of the
+    file they point at (`line 14: orders.files.0.name: ...`)."""
     if not isinstance(raw, dict) or not raw:
         raise SourcesFileError(f"{origin}: expected a mapping of source names to source entries")
     sources, problems = {}, []
+
+    def problem(path: tuple, text: str) -> None:
+        problems.append(_at_line(lines, path, text))
+
     for name, entry in raw.items():
         if not isinstance(name, str) or not re.fullmatch(r"[a-z][a-z0-9_]*", name):
-            problems.append(f"{name!r}: a source name is lower-case letters, digits and _ (it names folders, "
-                            "tables and Airflow task groups)")
+            problem((name,), f"{name!r}: a source name is lower-case letters, digits and _ (it names folders, "
+                    "tables and Airflow task groups)")
             continue
         if not isinstance(entry, dict):
-            problems.append(f"{name}: expected a mapping of keys, got {type(entry).__name__}")
+            problem((name,), f"{name}: expected a mapping of keys, got {type(entry).__name__}")
             continue
         try:
             sources[name] = SourceSpec(name=name, **entry)
@@ -637,12 +644,23 @@ def parse_sources(raw: object, origin: str) -> dict[str, SourceSpec]:
                 message = error["msg"].removeprefix("Value error, ")
                 if error["type"] == "extra_forbidden":
                     message = _unknown_key_message(error["loc"])
-                problems.append(f"{name}.{where}: {message}" if where else f"{name}: {message}")
+                problem((name, *error["loc"]), f"{name}.{where}: {message}" if where else f"{name}: {message}")
         except TypeError as exc:  # e.g. a duplicate `name` key in the entry
-            problems.append(f"{name}: {exc}")
+            problem((name,), f"{name}: {exc}")
     if problems:
         raise SourcesFileError(f"{origin} is not a valid sources file:\n  " + "\n  ".join(problems))
     return sources
+
+
+def _at_line(lines: Mapping[tuple, int] | None, path: tuple, text: str) -> str:
+    """`text` prefixed with the line of the deepest prefix of `path` whose line is known (`line 14: ...`); as it
+    is when there is none (the data did not come from a file)."""
+    if lines:
+        for end in range(len(path), 0, -1):
+            line = lines.get(tuple(path[:end]))
+            if line is not None:
+                return f"line {line}: {text}"
+    return text
 
 
 def _keys_of(model: type[BaseModel]) -> list[str]:

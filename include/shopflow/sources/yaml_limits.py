@@ -8,9 +8,14 @@ parsed and huge only when something walks it (pydantic's validation passed 2 GB)
 parser's events before anything is built: a bomb is refused after a few hundred values are read, and an alias to a
 node that contains it (a recursive structure) is refused too. The events and the document come from libyaml when
 PyYAML has it (the pure-Python parser takes a minute on some 1 MiB files).
+
+`load_bounded_yaml_with_lines` also says where each value is written: a map from key paths (`("orders", "files", 0,
+"name")`) to the 1-based line of the node (a mapping entry's key, a list item), so that an error can name the line.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import yaml
 
@@ -31,6 +36,47 @@ def load_bounded_yaml(text: str):
         return yaml.load(text, Loader=_LOADER)  # noqa: S506 - a safe loader (no Python tags)
     except yaml.YAMLError as exc:
         raise YamlDocumentError(f"not valid YAML ({exc})") from None
+
+
+def load_bounded_yaml_with_lines(text: str) -> tuple[Any, dict[tuple, int]]:
+    """The YAML document in `text` as plain Python values, and a map from each value's key path (a tuple of mapping
+    keys and list indexes, `()` the document) to the 1-based line where it is written; YamlDocumentError as
+    `load_bounded_yaml`."""
+    try:
+        check_bounds(text)
+        loader = _LOADER(text)
+        try:
+            node = loader.get_single_node()
+            if node is None:
+                return None, {}
+            data = loader.construct_document(node)  # merges `<<` keys into the node tree as it goes
+            lines: dict[tuple, int] = {(): node.start_mark.line + 1}
+            _record_lines(loader, node, (), lines, set())
+            return data, lines
+        finally:
+            loader.dispose()
+    except yaml.YAMLError as exc:
+        raise YamlDocumentError(f"not valid YAML ({exc})") from None
+
+
+def _record_lines(loader, node: yaml.Node, path: tuple, lines: dict[tuple, int], open_nodes: set[int]) -> None:
+    """Add the line of every value under `node` (at `path`) to `lines`: a mapping entry at its key's line, a list
+    item at its own. An alias is walked as what it repeats (check_bounds has bounded that)."""
+    if id(node) in open_nodes:  # a recursive alias (check_bounds refuses it first)
+        return
+    open_nodes.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                continue  # a collection as a key: the loader refuses it (unhashable)
+            key = loader.construct_object(key_node)
+            lines[(*path, key)] = key_node.start_mark.line + 1
+            _record_lines(loader, value_node, (*path, key), lines, open_nodes)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            lines[(*path, index)] = item.start_mark.line + 1
+            _record_lines(loader, item, (*path, index), lines, open_nodes)
+    open_nodes.discard(id(node))
 
 
 def check_bounds(text: str) -> None:
