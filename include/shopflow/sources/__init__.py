@@ -63,13 +63,14 @@ def _read_at_most(location: str, limit: int) -> bytes:
     """The file's first `limit` + 1 bytes (one more than allowed says it is too large), never the whole of a huge
     file; only a regular file is read (a FIFO would block, a device never end)."""
     from shopflow.common import storage
+    from shopflow.common.errors import LandingFileError
+    from shopflow.common.landing_file import open_regular
 
-    path = storage.as_path(location)
     try:
-        if not storage.is_remote(path) and path.exists() and not path.is_file():
-            raise SourcesFileError(f"sources file {location}: not a regular file")
-        with path.open("rb") as handle:
+        with open_regular(storage.as_path(location)) as (handle, _size):
             return handle.read(limit + 1)
+    except LandingFileError as exc:  # names the file and what it is instead
+        raise SourcesFileError(f"sources file {exc}") from None
     except OSError as exc:
         raise SourcesFileError(f"sources file {location}: cannot be read ({exc})") from exc
 

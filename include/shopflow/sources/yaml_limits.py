@@ -28,20 +28,10 @@ class YamlDocumentError(ValueError):
     """The text is not one YAML document within the bounds; the message says where and why."""
 
 
-def load_bounded_yaml(text: str):
-    """The YAML document in `text` as plain Python values; YamlDocumentError when it is not valid YAML or passes
-    the bounds."""
-    try:
-        check_bounds(text)
-        return yaml.load(text, Loader=_LOADER)  # noqa: S506 - a safe loader (no Python tags)
-    except yaml.YAMLError as exc:
-        raise YamlDocumentError(f"not valid YAML ({exc})") from None
-
-
 def load_bounded_yaml_with_lines(text: str) -> tuple[Any, dict[tuple, int]]:
     """The YAML document in `text` as plain Python values, and a map from each value's key path (a tuple of mapping
-    keys and list indexes, `()` the document) to the 1-based line where it is written; YamlDocumentError as
-    `load_bounded_yaml`."""
+    keys and list indexes, `()` the document) to the 1-based line where it is written; YamlDocumentError when it is
+    not valid YAML or passes the bounds."""
     try:
         check_bounds(text)
         loader = _LOADER(text)
