@@ -5,28 +5,22 @@ and the line.
 Landing files are read, never modified. Every parsed record keeps the physical line where it starts
 (`_source_line`), so a quarantined row or a parse error can be traced back to the file.
 
-Only a regular file is ever opened (`open_regular`): a FIFO, a character or block device (`/dev/zero`), a socket or
-a directory is refused by its `os.stat` before it is opened, and the open itself cannot block (`O_NONBLOCK`, then
-`fstat` again), so a path swapped for a FIFO between the two looks never hangs a reader either.
+Only a regular file is ever opened (`open_regular`, defined in `common.storage` and re-exported here): a FIFO, a
+device, a socket or a directory is refused before it is read.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import os
-import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterator
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from shopflow.common import storage
 from shopflow.common.errors import LandingFileError
-from shopflow.common.storage import StoragePath
+from shopflow.common.storage import StoragePath, open_regular
 
 __all__ = ["SOURCE_FILE", "SOURCE_LINE", "FileFacts", "LandingFileError", "constant_strings", "decode_utf8",
            "empty_landing_frame", "facts_of_bytes", "file_facts", "open_regular"]
@@ -58,45 +52,6 @@ def file_facts(path: StoragePath) -> FileFacts:
 
 def facts_of_bytes(path: StoragePath, raw: bytes) -> FileFacts:
     return FileFacts(name=path.name, size_bytes=len(raw), sha256=hashlib.sha256(raw).hexdigest())
-
-
-_NOT_REGULAR = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
-                (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
-
-
-def _not_regular(path: StoragePath, mode: int) -> LandingFileError:
-    kind = next((what for is_kind, what in _NOT_REGULAR if is_kind(mode)), "something else")
-    link = f" (a symbolic link to {os.path.realpath(path)})" if os.path.islink(path) else ""
-    return LandingFileError(path, None, f"not a regular file but {kind}{link}: only regular files are read")
-
-
-@contextlib.contextmanager
-def open_regular(path: StoragePath) -> Iterator[tuple[BinaryIO, int]]:
-    """(an unbuffered binary handle, the size in bytes) of the regular file `path`; LandingFileError naming the file
-    and what it is when it is not one (FileNotFoundError when it does not exist). On object storage: an object, not
-    a "directory" prefix."""
-    if storage.is_remote(path):
-        info = path.fs.info(path.path)
-        if info.get("type") != "file":
-            raise LandingFileError(path, None, f"not a regular file but a {info.get('type') or 'non-file'} object: "
-                                               "only regular files are read")
-        with path.open("rb") as handle:
-            yield handle, int(info.get("size") or 0)
-        return
-    mode = os.stat(path).st_mode  # before opening: opening a device can have effects of its own
-    if not stat.S_ISREG(mode):
-        raise _not_regular(path, mode)
-    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    try:
-        opened = os.fstat(descriptor)
-        if not stat.S_ISREG(opened.st_mode):  # replaced between the stat and the open
-            raise _not_regular(path, opened.st_mode)
-        handle = os.fdopen(descriptor, "rb", buffering=0)
-    except BaseException:
-        os.close(descriptor)
-        raise
-    with handle:
-        yield handle, opened.st_size
 
 
 def decode_utf8(path: Path, data: bytes) -> str:

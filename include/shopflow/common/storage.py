@@ -15,6 +15,11 @@ or the new one, never a part). Credentials and endpoints come from the environme
 
 A model directory is written locally (transformers' `save_pretrained` needs a folder: `staged_dir`) and uploaded
 file by file; a reader downloads it once into a local cache folder (`local_copy`) and loads it from there.
+
+Only a regular file is ever opened for reading an input (`open_regular`): a FIFO, a character or block device
+(`/dev/zero`), a socket or a directory is refused by its `os.stat` before it is opened, and the open itself cannot
+block (`O_NONBLOCK`, then `fstat` again), so a path swapped for a FIFO between the two looks never hangs a reader.
+This module imports only the standard library: the sources file is read through it at DAG parse time.
 """
 
 from __future__ import annotations
@@ -24,9 +29,12 @@ import os
 import posixpath
 import secrets
 import shutil
+import stat
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator, Union
+from typing import TYPE_CHECKING, BinaryIO, Callable, Iterator, Union
+
+from shopflow.common.errors import LandingFileError
 
 if TYPE_CHECKING:
     from upath import UPath
@@ -241,3 +249,42 @@ def _replace_atomically(path: Path, write: Callable[[Path], object]) -> None:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+_NOT_REGULAR = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+                (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def _not_regular(path: StoragePath, mode: int) -> LandingFileError:
+    kind = next((what for is_kind, what in _NOT_REGULAR if is_kind(mode)), "something else")
+    link = f" (a symbolic link to {os.path.realpath(path)})" if os.path.islink(path) else ""
+    return LandingFileError(path, None, f"not a regular file but {kind}{link}: only regular files are read")
+
+
+@contextlib.contextmanager
+def open_regular(path: StoragePath) -> Iterator[tuple[BinaryIO, int]]:
+    """(an unbuffered binary handle, the size in bytes) of the regular file `path`; LandingFileError naming the file
+    and what it is when it is not one (FileNotFoundError when it does not exist). On object storage: an object, not
+    a "directory" prefix."""
+    if is_remote(path):
+        info = path.fs.info(path.path)
+        if info.get("type") != "file":
+            raise LandingFileError(path, None, f"not a regular file but a {info.get('type') or 'non-file'} object: "
+                                               "only regular files are read")
+        with path.open("rb") as handle:
+            yield handle, int(info.get("size") or 0)
+        return
+    mode = os.stat(path).st_mode  # before opening: opening a device can have effects of its own
+    if not stat.S_ISREG(mode):
+        raise _not_regular(path, mode)
+    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        opened = os.fstat(descriptor)
+        if not stat.S_ISREG(opened.st_mode):  # replaced between the stat and the open
+            raise _not_regular(path, opened.st_mode)
+        handle = os.fdopen(descriptor, "rb", buffering=0)
+    except BaseException:
+        os.close(descriptor)
+        raise
+    with handle:
+        yield handle, opened.st_size

@@ -64,10 +64,9 @@ def _read_at_most(location: str, limit: int) -> bytes:
     file; only a regular file is read (a FIFO would block, a device never end)."""
     from shopflow.common import storage
     from shopflow.common.errors import LandingFileError
-    from shopflow.common.landing_file import open_regular
 
     try:
-        with open_regular(storage.as_path(location)) as (handle, _size):
+        with storage.open_regular(storage.as_path(location)) as (handle, _size):
             return handle.read(limit + 1)
     except LandingFileError as exc:  # names the file and what it is instead
         raise SourcesFileError(f"sources file {exc}") from None
