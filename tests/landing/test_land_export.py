@@ -112,12 +112,14 @@ def test_nested_json_lines_split_by_a_field_path(tmp_path):
              {"session_id": "c", "events": []}]
     export = tmp_path / "sessions.jsonl"
     export.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
-    with pytest.raises(ExportError, match=r"line 3: ts=''"):
+    with pytest.raises(ExportError, match=r"line 3: ts='' is not a date or timestamp \(no records in 'events'"):
         land_export(_settings(tmp_path), spec, export, by="ts")
     settings = _settings(tmp_path)
     counts = land_export(settings, spec, export, by="ts", undated_day=date(2024, 3, 1))
-    assert counts == {date(2024, 3, 1): 2, date(2024, 3, 2): 1}
+    assert counts == {date(2024, 3, 1): 1, date(2024, 3, 2): 1}  # records per day; session c holds none
+    day1 = settings.landing_dir / "sessions" / "ds=2024-03-01" / "sessions.jsonl"
     day2 = settings.landing_dir / "sessions" / "ds=2024-03-02" / "sessions.jsonl"
+    assert [json.loads(line) for line in day1.read_text().splitlines()] == lines[1:]
     assert json.loads(day2.read_text()) == lines[0]
 
 

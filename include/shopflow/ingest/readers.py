@@ -240,7 +240,8 @@ class _JsonNumber(_JsonLiteral):
     """A JSON number kept as its literal text (17850, 2.55, 1.0, 1e5), so nested values re-serialise unchanged."""
 
 
-_JSON_DECODER = json.JSONDecoder(parse_int=_JsonNumber, parse_float=_JsonNumber, parse_constant=_JsonNumber)
+# Numbers kept as their literal text: a line re-serialised (landing.export splits lines by day) keeps 1.10 as 1.10.
+JSON_DECODER = json.JSONDecoder(parse_int=_JsonNumber, parse_float=_JsonNumber, parse_constant=_JsonNumber)
 _JSON_WHITESPACE = " \t\r"
 _quote: Callable[[str], str] = json.encoder.encode_basestring  # json.dumps(text, ensure_ascii=False)
 
@@ -289,7 +290,7 @@ def _compact_json(value) -> str:
 _OPEN_OBJECT, _CLOSE_OBJECT, _OPEN_ARRAY, _CLOSE_ARRAY, _COMMA = map(_JsonLiteral, "{}[],")
 
 
-def _json_kind(value) -> str:
+def json_kind(value) -> str:
     if isinstance(value, _JsonNumber):
         return "a number"
     if isinstance(value, str):
@@ -408,7 +409,7 @@ def _not_a_character(path: Path, columns: dict[str, list[str]], lines: list[int]
 
 
 def _json_objects(path: Path, text: str):
-    decode = _JSON_DECODER.decode
+    decode = JSON_DECODER.decode
     for line_number, line in enumerate(text.split("\n"), start=1):
         if not line.strip(_JSON_WHITESPACE):
             continue
@@ -419,7 +420,7 @@ def _json_objects(path: Path, text: str):
         except RecursionError as exc:
             raise LandingFileError(path, line_number, "invalid JSON (nested too deeply)") from exc
         if type(record) is not dict:
-            raise LandingFileError(path, line_number, f"expected a JSON object, found {_json_kind(record)}")
+            raise LandingFileError(path, line_number, f"expected a JSON object, found {json_kind(record)}")
         yield line_number, record
 
 
@@ -444,7 +445,7 @@ def _records_list(path: Path, line_number: int, record: dict, plan: _JsonColumns
         raise _crossing_error(path, line_number, what, plan.records[: exc.depth], exc.value) from None
     if items is None or type(items) is list:
         return items
-    raise LandingFileError(path, line_number, f"records path {plan.records_path!r} is {_json_kind(items)}, "
+    raise LandingFileError(path, line_number, f"records path {plan.records_path!r} is {json_kind(items)}, "
                                               "not an array")
 
 
@@ -462,7 +463,7 @@ def _item_values(path: Path, line_number: int, items: list, column: _JsonColumn,
 
 
 def _crossing_error(path: Path, line_number: int, what: str, crossed: tuple[str, ...], value) -> LandingFileError:
-    return LandingFileError(path, line_number, f"{what} crosses {'.'.join(crossed)!r}, which is {_json_kind(value)}, "
+    return LandingFileError(path, line_number, f"{what} crosses {'.'.join(crossed)!r}, which is {json_kind(value)}, "
                                                "not an object")
 
 

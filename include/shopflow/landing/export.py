@@ -4,8 +4,19 @@
   allows) and split by the day of COLUMN in the source's time zone: ISO dates and timestamps (a naive one is local
   time in the source's zone; one with an offset is converted), `YYYY-MM-DD HH:MM:SS`, or epoch seconds/milliseconds
   (UTC instants). Each day's records are written to `landing/<source>/ds=DAY/<declared name>`: CSV/TSV rows are
-  re-written with the declared delimiter (and header, if declared), JSON lines are copied unchanged (COLUMN is a
-  field path; a nested line goes by its first record), Parquet rows are written as Parquet.
+  re-written with the declared delimiter (and header, if declared), JSON lines as described below, Parquet rows are
+  written as Parquet.
+- JSON lines (COLUMN is a column or a field path): where COLUMN is outside the declared `records` list (a field of
+  the line, `session_id`, `device.os`), each line goes whole, bytes unchanged, to its day. Where it is inside
+  (`events[].ts`, or a column read from each record), every record goes to its own day: a line whose records all
+  fall on one day is copied unchanged; a line whose records span days is split into one line per day, each holding
+  the line's other fields unchanged and only that day's records, in their order (compact JSON, numbers as written).
+  A path into any other list (`tags[].ts`, or a list inside each record, `events[].items[].ts`) cannot be split and
+  is refused before the export is read (a path that meets such a list unmarked, on some line, when that line is
+  read). A line with no records has no day (an error unless --undated-day).
+  Lines are written in export order, so every partition file keeps the export's line order; an error names the
+  export's line (and the record's position in it), and the log names, per day, the export lines that were split.
+  The records per day add up to the export's records: none lost, none repeated.
 - `--from FILE --day DAY`: the whole export is DAY's partition file, copied unchanged (a snapshot, a lookup file).
 - `--from FOLDER`: per-day files as they are: every file whose name holds a date (`orders-2010-12-01.csv.gz`) is
   copied, bytes unchanged, to that day's partition under the declared name (compression suffix kept).
@@ -37,6 +48,7 @@ import os
 import re
 import stat
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -47,7 +59,8 @@ from shopflow.common import storage
 from shopflow.config.options import value
 from shopflow.config.settings import Settings
 from shopflow.ingest.bounded_read import check_content, read_checked_raw, read_content
-from shopflow.ingest.readers import is_line_based, read_landing
+# The reader's own JSON decoding (numbers keep their literal text), so that a split line writes its values as read.
+from shopflow.ingest.readers import JSON_DECODER, json_kind, is_line_based, json_text, read_landing
 from shopflow.lake import zones as lake
 from shopflow.sources.spec import COMPRESSION_SUFFIXES, LandingFileSpec, SourceSpec
 
@@ -151,13 +164,17 @@ def _declared_file(spec: SourceSpec, file_name: str | None) -> LandingFileSpec:
     raise ExportError(f"{spec.name} declares no landing file {file_name!r} ({[f.name for f in spec.files]})")
 
 
-def _day_or_fail(value: str, line: int, export: Path, column: str, zone: ZoneInfo, undated: date | None) -> date:
+def _day_or_fail(value: str, line: int, export: Path, column: str, zone: ZoneInfo, undated: date | None, *,
+                 record: int | None = None, why: str | None = None) -> date:
+    """The day of `value`, else `undated`, else an error naming the export's line (and the record's position in
+    that line's records list, counted from 0), the column and the value."""
     day = day_of(value, zone)
     if day is not None:
         return day
     if undated is not None:
         return undated
-    raise ExportError(f"{export}, line {line}: {column}={value!r} is not a date or timestamp "
+    where = f"line {line}" if record is None else f"line {line}, record {record}"
+    raise ExportError(f"{export}, {where}: {column}={value!r} is not a date or timestamp{f' ({why})' if why else ''} "
                       "(pass --undated-day DAY to land such records on one day, where cleaning quarantines them)")
 
 
@@ -178,35 +195,184 @@ def _encode(rows: pd.DataFrame, file_spec: LandingFileSpec) -> bytes:
 
 def _split_json_lines(settings: Settings, spec: SourceSpec, file_spec: LandingFileSpec, export: Path, by: str,
                       zone: ZoneInfo, undated: date | None, max_days: int) -> dict[date, int]:
-    path = file_spec.field_path(by) if by in file_spec.columns else by
-    keys = [part.removesuffix("[]") for part in path.split(".")]
-    by_day: dict[date, list[bytes]] = defaultdict(list)
+    """JSON lines by the day of `by`: a line goes whole to its day, or, where `by` is inside the declared records
+    and the line's records fall on several days, is split into one line per day (see the module docstring).
+    Returns the records per day (the lines per day where no records list is declared)."""
+    where = _by_path(spec, file_spec, export, by)
+    declared_records = _records_keys(file_spec)
+    lines_by_day: dict[date, list[bytes]] = defaultdict(list)
+    records_by_day: dict[date, int] = defaultdict(int)
+    split_lines_by_day: dict[date, list[int]] = defaultdict(list)  # export line numbers of the lines split
     _, content = read_content(export, lines=True)
-    for number, line in enumerate(content.splitlines(keepends=True), 1):
-        if not line.strip():
+    for number, raw in enumerate(content.split(b"\n"), 1):
+        if not raw.strip(_JSON_WHITESPACE):
             continue
-        try:
-            value = _first_value(json.loads(line), keys)
-        except ValueError as exc:
-            raise ExportError(f"{export}, line {number}: not valid JSON ({exc})") from exc
-        day = _day_or_fail("" if value is None else str(value), number, export, by, zone, undated)
-        by_day[day].append(line if line.endswith(b"\n") else line + b"\n")
-    _check_day_count(export, by, len(by_day), max_days)
-    for day, lines in by_day.items():
+        line = raw + b"\n"
+        record = _json_object(export, number, raw, file_spec.encoding)
+        if where.records is None:
+            value = _value_at(export, number, by, record, where.keys, ())
+            day = _day_or_fail(json_text(value), number, export, by, zone, undated)
+            lines_by_day[day].append(line)
+            records_by_day[day] += _record_count(record, declared_records) if declared_records else 1
+            continue
+        items = _records_at(export, number, by, record, where.records)
+        if not items:
+            day = _day_or_fail("", number, export, by, zone, undated,
+                               why=f"no records in {file_spec.records!r}, so nothing gives the line a day")
+            lines_by_day[day].append(line)
+            records_by_day[day] += 0  # the day is landed: it holds this line, with no record
+            continue
+        label = ".".join(where.records)
+        days = [_day_or_fail(json_text(_value_at(export, number, by, item, where.keys, (f"{label}[{position}]",))),
+                             number, export, by, zone, undated, record=position)
+                for position, item in enumerate(items)]
+        distinct_days = list(dict.fromkeys(days))
+        if len(distinct_days) == 1:
+            lines_by_day[days[0]].append(line)  # bytes unchanged
+            records_by_day[days[0]] += len(items)
+            continue
+        for day in distinct_days:
+            own = [item for item, item_day in zip(items, days) if item_day == day]
+            lines_by_day[day].append(_json_line(_with_records(record, where.records, own), file_spec.encoding))
+            records_by_day[day] += len(own)
+            split_lines_by_day[day].append(number)
+    _check_day_count(export, by, len(lines_by_day), max_days)
+    for day, lines in sorted(lines_by_day.items()):
         target = lake.landing_dir(settings, spec.name, day) / file_spec.name
         _write_if_changed(target, b"".join(lines))
         _remove_replaced(spec, file_spec, [target])
-    return {day: len(lines) for day, lines in sorted(by_day.items())}
+        split = split_lines_by_day.get(day, [])
+        if split:
+            shown = ", ".join(map(str, split[:10])) + (", ..." if len(split) > 10 else "")
+            log.info("%s %s: %d lines, %d records; %d lines hold this day's part of an export line split by day "
+                     "(export lines %s)", spec.name, day, len(lines), records_by_day[day], len(split), shown)
+        else:
+            log.info("%s %s: %d lines, %d records, none split", spec.name, day, len(lines), records_by_day[day])
+    return dict(sorted(records_by_day.items()))
 
 
-def _first_value(node, keys: list[str]):
-    for key in keys:
-        if isinstance(node, list):
-            node = node[0] if node else None
-        if not isinstance(node, dict):
+_JSON_WHITESPACE = b" \t\r"  # what the JSON-lines reader skips as a blank line
+
+
+@dataclass(frozen=True)
+class _ByPath:
+    """Where the value of `--by` is in a JSON line: `keys` from the line's object or, when `records` names the
+    declared records list, `keys` from each of its records (no keys: the record itself)."""
+
+    records: tuple[str, ...] | None
+    keys: tuple[str, ...]
+
+
+def _records_keys(file_spec: LandingFileSpec) -> tuple[str, ...] | None:
+    return tuple(file_spec.records.removesuffix("[]").split(".")) if file_spec.records else None
+
+
+def _by_path(spec: SourceSpec, file_spec: LandingFileSpec, export: Path, by: str) -> _ByPath:
+    """The path of `by` (a column, or a field path), checked before anything is read: a path into a list other than
+    the declared records list, or into a list inside a record, cannot be split by day and is refused."""
+    path = file_spec.field_path(by) if by in file_spec.columns else by
+    parts = path.split(".")
+    keys = tuple(part.removesuffix("[]") for part in parts)
+    lists = [position for position, part in enumerate(parts) if part.endswith("[]")]
+    records = _records_keys(file_spec)
+    named = by if path == by else f"{by} ({path})"
+    if records and keys[: len(records)] == records:
+        inside = [position for position in lists if position >= len(records)]
+        before = [position for position in lists if position < len(records) - 1]
+        if inside:
+            listed = ".".join(parts[: inside[0] + 1])
+            raise ExportError(
+                f"{export}: --by {named} goes into the list {listed!r} inside each record of the records list "
+                f"{file_spec.records!r}: one record would have a day for each item of that list, and a record is "
+                "never split; nothing was landed. Split by a field with one value per record")
+        if not before:
+            return _ByPath(records, keys[len(records):])
+        lists = before
+    if lists:
+        listed = ".".join(parts[: lists[0] + 1])
+        declared = f"its records list is {file_spec.records!r}" if file_spec.records else "it declares no records list"
+        raise ExportError(
+            f"{export}: --by {named} goes into the list {listed!r}, which is not the records list of "
+            f"{spec.name}'s {file_spec.name} ({declared}): the items of that list may fall on different days and a "
+            "line is split only by the days of its records; nothing was landed. Declare that list as `records`, or "
+            "split by a field outside it")
+    return _ByPath(None, keys)
+
+
+def _json_object(export: Path, number: int, raw: bytes, encoding: str) -> dict:
+    try:
+        text = raw.decode(encoding)
+    except UnicodeDecodeError as exc:
+        raise ExportError(f"{export}, line {number}: not valid {encoding} (byte {raw[exc.start]:#04x})") from exc
+    try:
+        record = JSON_DECODER.decode(text.removeprefix("\ufeff") if number == 1 else text)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
+        raise ExportError(f"{export}, line {number}: not valid JSON ({exc})") from exc
+    if type(record) is not dict:
+        raise ExportError(f"{export}, line {number}: expected a JSON object, found {json_kind(record)}")
+    return record
+
+
+def _value_at(export: Path, number: int, by: str, node, keys: tuple[str, ...], crossed: tuple[str, ...]):
+    """The value at `keys` below `node` (None through a missing key or null). A value on the way that is not an
+    object fails, naming the line: an array there is a list whose items would give the line several days."""
+    for depth, key in enumerate(keys):
+        if node is None:
             return None
+        if type(node) is not dict:
+            what = ".".join((*crossed, *keys[:depth]))
+            hint = (": only the declared records list is split by the days of its items; nothing was landed"
+                    if type(node) is list else "")
+            raise ExportError(f"{export}, line {number}: --by {by} crosses {what!r}, which is {json_kind(node)}, "
+                              f"not an object{hint}")
         node = node.get(key)
-    return node[0] if isinstance(node, list) and node else node
+    return node
+
+
+def _records_at(export: Path, number: int, by: str, record: dict, keys: tuple[str, ...]) -> list:
+    items = _value_at(export, number, by, record, keys, ())
+    if items is None or type(items) is list:
+        return items or []
+    raise ExportError(f"{export}, line {number}: the records list {'.'.join(keys)!r} is {json_kind(items)}, "
+                      "not an array")
+
+
+def _record_count(record: dict, keys: tuple[str, ...]) -> int:
+    """The records of a line that goes whole to one day (what ingest reads of it; a line it cannot read counts 0)."""
+    node = record
+    for key in keys:
+        node = node.get(key) if type(node) is dict else None
+    return len(node) if type(node) is list else 0
+
+
+def _with_records(record: dict, keys: tuple[str, ...], items: list) -> dict:
+    """The line's object with `items` as its records list: every other field, at every level, is the same value in
+    the same place."""
+    copy = dict(record)
+    node = copy
+    for key in keys[:-1]:
+        node[key] = dict(node[key])
+        node = node[key]
+    node[keys[-1]] = items
+    return copy
+
+
+def _json_line(value: dict, encoding: str) -> bytes:
+    """Compact JSON (numbers as written in the export) and a newline, in the declared encoding; a character the
+    encoding cannot hold (or a lone surrogate from a `\\u` escape) is written as a JSON escape, as it was read."""
+    text = json_text(value) + "\n"
+    try:
+        return text.encode(encoding)
+    except UnicodeEncodeError:
+        return "".join(char if _encodable(char, encoding) else json.dumps(char)[1:-1] for char in text).encode(encoding)
+
+
+def _encodable(char: str, encoding: str) -> bool:
+    try:
+        char.encode(encoding)
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _copy_daily_files(settings: Settings, spec: SourceSpec, file_spec: LandingFileSpec, folder: Path) -> dict[date, int]:
