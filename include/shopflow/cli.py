@@ -198,8 +198,9 @@ def cmd_review(settings: Settings, args) -> int:
                 state = f"{i.decision} -> {i.value or '-'} by {i.reviewer}" if i.decision else (
                     "PENDING" if i.pending else "")
                 suggestion = "(the model knows no class for this)" if i.fold_in else i.suggestion or "-"
+                cluster = f"  [near-duplicate cluster {i.cluster_id}]" if i.cluster_id is not None else ""
                 print(f"{i.uniq_id}  {i.action:6s} {i.confidence:5.3f}  {i.before or '-'} => {suggestion}"
-                      f"  {state}  {(i.title or '')[:60]}")
+                      f"  {state}  {(i.title or '')[:60]}{cluster}")
             return 0
         decision = "accept" if args.accept else "reject" if args.reject else "correct"
         result = review.decide(settings, store, args.ds, [review.ItemDecision(args.id, decision, args.correct)],
@@ -282,6 +283,18 @@ def cmd_sources(settings: Settings, args) -> int:
     return 1 if problems else 0
 
 
+def cmd_sources_infer(_settings: Settings, args) -> int:
+    """`sources infer --from EXPORT`: print a draft sources-file entry inferred from a sample of the export."""
+    from shopflow.sources.infer import InferError, draft_text
+
+    try:
+        print(draft_text(args.export, args.name), end="")
+    except InferError as exc:
+        print(f"sources infer: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m shopflow", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -336,7 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
     review_list.add_argument("--state", choices=["pending", "decided", "all"], default="pending")
     review_decide = review_sub.add_parser("decide", help="accept, reject or correct one item (re-deciding replaces)")
     review_decide.add_argument("ds", type=_day)
-    review_decide.add_argument("--id", required=True, help="the product's uniq_id")
+    review_decide.add_argument("--id", required=True, help="the product's key as `review list` prints it (any key type)")
     choice = review_decide.add_mutually_exclusive_group(required=True)
     choice.add_argument("--accept", action="store_true", help="take the model's suggestion")
     choice.add_argument("--reject", action="store_true", help="a fill reverts, a flag keeps the given category")
@@ -365,6 +378,12 @@ def build_parser() -> argparse.ArgumentParser:
         command = sources_sub.add_parser(name, help=text)
         command.add_argument("--file", help="a sources file to use instead of SHOPFLOW_SOURCES")
         command.set_defaults(func=cmd_sources)
+    infer = sources_sub.add_parser("infer", help="profile an export (a bounded sample) and print a draft, commented "
+                                                 "sources-file entry (docs/sources-infer.md)")
+    infer.add_argument("--from", dest="export", required=True, help="the export: CSV, TSV, JSON lines or Parquet, "
+                                                                    "gzip/zstd or not")
+    infer.add_argument("--name", help="the source's name (default: from the file name)")
+    infer.set_defaults(func=cmd_sources_infer)
     return parser
 
 

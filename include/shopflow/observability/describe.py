@@ -29,7 +29,7 @@ def _file_line(file: LandingFileSpec) -> str:
 
 def describe(spec: SourceSpec) -> str:
     """A source resolved: raises what importing its cleaner or looking up its suite raises."""
-    from shopflow.validation.suites import suite_for
+    from shopflow.validation.suites import suite_of
 
     lines = [f"{spec.name}: {spec.description}",
              f"  owner {spec.owner}; tags {', '.join(spec.tags) or '-'}; time zone {spec.timezone}"
@@ -71,7 +71,7 @@ def describe(spec: SourceSpec) -> str:
         if problems:
             raise ValueError("; ".join(problems))
     lines.append("  expectations:")
-    for expectation in suite_for(spec.name):
+    for expectation in suite_of(spec):
         arguments = ", ".join(f"{k}={v!r}" for k, v in expectation.kwargs.items())
         lines.append(f"    {expectation.severity:8s} {expectation.expectation}({arguments})")
     return "\n".join(lines)

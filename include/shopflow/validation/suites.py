@@ -26,11 +26,15 @@ def _c(expectation: str, **kwargs) -> ExpectationSpec:
 
 
 def suite_for(dataset: str) -> list[ExpectationSpec]:
-    """The dataset's suite: the `expectations` of its sources-file entry, else defaults derived from its
-    declaration, so a new source is validated without code (see `derived_suite`)."""
+    """The suite of the configured sources file's entry `dataset` (see `suite_of`)."""
     from shopflow.sources import get_source
 
-    spec = get_source(dataset)
+    return suite_of(get_source(dataset))
+
+
+def suite_of(spec) -> list[ExpectationSpec]:
+    """A source's suite: the `expectations` of its sources-file entry, else defaults derived from its declaration,
+    so a new source is validated without code (see `derived_suite`)."""
     if spec.expectations is not None:
         return [ExpectationSpec(e.severity, e.expect, e.kwargs) for e in spec.expectations]
     return derived_suite(spec)
