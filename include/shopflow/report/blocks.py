@@ -35,8 +35,11 @@ def column(key: str, label: str, fmt: str = "text") -> dict:
 
 
 def table(title: str, columns: list[dict], rows: Iterable[dict], *, note: str | None = None,
-          empty: str = "nothing to show") -> dict:
-    return {"kind": "table", "title": title, "columns": columns, "rows": list(rows), "note": note, "empty": empty}
+          empty: str = "nothing to show", shown_rows: int | None = None, folded: str | None = None) -> dict:
+    """`shown_rows`: the page shows only the first rows open and folds the rest into a closed <details> titled
+    `folded` (the JSON keeps every row in `rows`)."""
+    return {"kind": "table", "title": title, "columns": columns, "rows": list(rows), "note": note, "empty": empty,
+            "shown_rows": shown_rows, "folded": folded}
 
 
 def plot(title: str, image: str, *, alt: str | None = None) -> dict:

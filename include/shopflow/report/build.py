@@ -1,5 +1,6 @@
-"""Build the report of one day: run every section, render HTML and JSON, write them atomically beside each other
-under `$SHOPFLOW_REPORTS_DIR/ds=YYYY-MM-DD/` (or `$SHOPFLOW_STORAGE_URL/reports/...`), and record both (paths,
+"""Build the report of one day: run every section, judge what needs attention (`shopflow.report.attention`: the
+status and the reasons in the header), render HTML and JSON, write them atomically beside each other under
+`$SHOPFLOW_REPORTS_DIR/ds=YYYY-MM-DD/` (or `$SHOPFLOW_STORAGE_URL/reports/...`), and record both (paths,
 checksums, headline) in the store."""
 
 from __future__ import annotations
@@ -10,11 +11,12 @@ import logging
 import time
 import traceback
 from datetime import date, datetime, timedelta, timezone
+from typing import Iterable
 
 from shopflow.common import storage
 from shopflow.common.storage import StoragePath
 from shopflow.config.settings import Settings
-from shopflow.report import blocks, drift, inventory, model_and_repairs, products, quality, search, users
+from shopflow.report import attention, blocks, drift, inventory, model_and_repairs, products, quality, search, users
 from shopflow.report.context import ReportContext
 from shopflow.report.render import render_html
 from shopflow.store.repository import MetadataStore
@@ -46,15 +48,6 @@ def dataset_states(ctx: ReportContext) -> dict[str, str]:
     return {name: (p.status if (p := ctx.partition(name)) else "not run") for name in ctx.specs}
 
 
-def overall_status(datasets: dict[str, str], sections: list[dict]) -> str:
-    if any(state.startswith("failed") for state in datasets.values()) or any(s["status"] == "failed" for s in sections):
-        return "failed"
-    warned = any(s["status"] == "warning" for s in sections)  # e.g. a source due by its cadence is stale
-    if all(state in ("missing", "not run") for state in datasets.values()):
-        return "warning" if warned else "no_data"
-    return "warning" if warned else "ok"
-
-
 def _build_sections(ctx: ReportContext) -> tuple[list[dict], list[str]]:
     sections, errors = [], []
     for section_id, title, build in SECTIONS:
@@ -74,11 +67,17 @@ def _build_sections(ctx: ReportContext) -> tuple[list[dict], list[str]]:
     return sections, errors
 
 
-def _headline(datasets: dict[str, str], sections: list[dict]) -> str:
-    present = [name for name, state in datasets.items() if state not in ("missing", "not run")]
-    flagged = [s["title"] for s in sections if s["status"] in ("warning", "failed")]
-    text = f"{len(present)} of {len(datasets)} datasets have a partition today"
-    return text + (f"; needs attention: {', '.join(flagged)}" if flagged else "; nothing needs attention")
+def _previous_failed_tasks(settings: Settings, ds: date, run_id: str | None) -> list[str]:
+    """The failed tasks the day's current report was written with, when it was written for the same run: a report
+    regenerated from the store (the CLI) keeps what only Airflow knew."""
+    path = report_paths(settings, ds)[1]
+    if run_id is None or not storage.is_file(path):
+        return []
+    try:
+        previous = json.loads(storage.read_bytes(path))
+    except ValueError:
+        return []
+    return list(previous.get("failed_tasks") or []) if previous.get("airflow_run_id") == run_id else []
 
 
 def _write(path: StoragePath, text: str) -> tuple[str, int]:
@@ -89,19 +88,27 @@ def _write(path: StoragePath, text: str) -> tuple[str, int]:
 
 
 def build_report(settings: Settings, ds: date, *, run_id: str | None = None, store: MetadataStore | None = None,
-                 generated_at: datetime | None = None) -> dict:
-    """Write and record the report of `ds`; returns a small summary (paths, status, sections' statuses)."""
+                 generated_at: datetime | None = None, failed_tasks: Iterable[str] | None = None) -> dict:
+    """Write and record the report of `ds`; returns a small summary (paths, status, sections' statuses).
+    `failed_tasks`: the task ids of the day's run that failed (Airflow's; None: those of the report it replaces
+    for the same run, if any)."""
     store = store or MetadataStore(settings.store_url)
     store.check_schema()
     ctx = ReportContext.from_env(settings, store, ds)
     sections, errors = _build_sections(ctx)
     datasets = dataset_states(ctx)
-    status = overall_status(datasets, sections)
+    failed_tasks = sorted(set(failed_tasks if failed_tasks is not None else _previous_failed_tasks(settings, ds, run_id)))
+    judged = attention.assess(ctx, datasets, sections, failed_tasks)
+    status = judged.status
     generated_at = (generated_at or datetime.now(timezone.utc)).replace(microsecond=0)
     report = {
         "ds": ds.isoformat(),
         "status": status,
-        "headline": _headline(datasets, sections),
+        "headline": judged.headline(datasets),
+        "coverage": attention.coverage(datasets),
+        "attention": [r.as_dict() for r in judged.reasons],
+        "notices": [n.as_dict() for n in judged.notices],
+        "failed_tasks": failed_tasks,
         "datasets": datasets,
         "window_days": ctx.window_days,
         "window_start": (ds - timedelta(days=ctx.window_days - 1)).isoformat(),
@@ -113,6 +120,7 @@ def build_report(settings: Settings, ds: date, *, run_id: str | None = None, sto
     summary = {**blocks.without_images(report), "generated_at": generated_at.isoformat()}
     json_sha, _ = _write(json_path, json.dumps(summary, indent=1, sort_keys=False, default=str) + "\n")
     headline = {s["id"]: {"status": s["status"], **s["summary"]} for s in sections}
+    headline["attention"] = {"status": status, "reasons": report["attention"], "notices": report["notices"]}
     store.record_report(ds, status=status, datasets=datasets, summary=headline, html_path=str(html_path),
                         json_path=str(json_path), html_sha256=html_sha, json_sha256=json_sha, run_id=run_id,
                         generated_at=generated_at)
@@ -120,4 +128,4 @@ def build_report(settings: Settings, ds: date, *, run_id: str | None = None, sto
     if errors:
         raise ReportIncomplete(f"report {ds} written to {html_path} without {len(errors)} section(s): {'; '.join(errors)}")
     return {"ds": ds.isoformat(), "status": status, "html": str(html_path), "json": str(json_path),
-            "sections": {s["id"]: s["status"] for s in sections}}
+            "sections": {s["id"]: s["status"] for s in sections}, "attention": [r.what for r in judged.reasons]}

@@ -30,6 +30,11 @@ Two checks; each mark says what moved, by how much and against which baseline:
   needs the minimum shift and a separation of more than SHIFT_Z standard errors of the two medians, estimated from
   the days' deviations from their weekday's median (the weekly rhythm is not noise).
 
+A new source's first HISTORY_DAYS days have no history to compare a weekday with (a Sunday without guest orders,
+a quiet Saturday): a day check against the pooled earlier days keeps its DRIFT mark only where today also departs
+from the source's earlier partitions of the same weekday by the minimum effect; otherwise it is listed as n/a with
+"no history yet: N days of M needed", and the section says so for the source.
+
 On the real orders sample (2010-12 .. 2011-09, 244 comparable days; tests/report/test_drift.py) about 13% of the days carry a
 DRIFT mark (the earlier design, pooled earlier days of a 14-day window with fixed thresholds: 86%); the sample's own
 slow moves (volume -39% after December, +45% in September, the share of guest orders, basket value) give SHIFT marks.
@@ -56,6 +61,9 @@ SHIFT_RECENT_DAYS = 21  # slow shift: the level of the last 3 weeks (the report 
 SHIFT_GAP_DAYS = 7  # ... against, a week before them, ...
 SHIFT_PRIOR_DAYS = 28  # ... the 4 weeks before that (weeks 5 to 8 back)
 SHIFT_MIN_DAYS = 7  # partitions each side of the slow-shift check needs
+# A source younger than this (days since its first partition) has no same-weekday baseline for every weekday yet:
+# a DRIFT against its pooled earlier days stands only where today also departs from its earlier same weekdays.
+HISTORY_DAYS = MIN_SEASON_DAYS * 7
 LOOKBACK_DAYS = max(SEASON_WEEKS * 7, RECENT_DAYS, SHIFT_RECENT_DAYS + SHIFT_GAP_DAYS + SHIFT_PRIOR_DAYS - 1)
 SEEN_DAYS = 365  # a value is "new" when no partition of the previous 365 days had it ...
 NEW_VALUE_MIN_DAYS = 7  # ... of which at least 7 partitions were seen ...
@@ -185,9 +193,12 @@ def value_sets(frame: pd.DataFrame, schema: dict[str, str]) -> dict[str, set[str
 
 
 def compare_profiles(ds: date, today: Profile, history: dict[date, Profile],
-                     seen: dict[date, dict[str, set[str]]] | None = None) -> list[dict]:
+                     seen: dict[date, dict[str, set[str]]] | None = None, first_day: date | None = None) -> list[dict]:
     """Every check of `today` against the profiles of earlier days (those within LOOKBACK_DAYS count). `seen`: the
-    value sets of earlier partitions (value_sets) over SEEN_DAYS, for the new-value check; by default the history's."""
+    value sets of earlier partitions (value_sets) over SEEN_DAYS, for the new-value check; by default the history's.
+    `first_day`: the source's first partition (default: the earliest day of `history` and `seen`), for its age."""
+    first_day = min([ds, *history, *(seen or {})]) if first_day is None else first_day
+    young = _Young(ds, (ds - first_day).days) if (ds - first_day).days < HISTORY_DAYS else None
     seen = {d: v for d, v in (seen if seen is not None else {d: {c: set(k) for c, k in p.categories.items() if k is not None}
                                                              for d, p in history.items()}).items()
             if ds - timedelta(days=SEEN_DAYS) <= d < ds}
@@ -200,14 +211,14 @@ def compare_profiles(ds: date, today: Profile, history: dict[date, Profile],
             continue
         series = {d: v for d, p in history.items() if (v := p.values.get(metric)) is not None and not math.isnan(v)}
         bands = [p.bands[metric] for p in history.values() if metric in p.bands]
-        row = _day_check(metric, ds, value, series, bands)
+        row = _day_check(metric, ds, value, series, bands, young)
         if row is not None:
             rows.append(row)
         row = _shift_check(metric, ds, value, series, bands) if metric.shift else None
         if row is not None:
             rows.append(row)
     for column in sorted(categorical):
-        rows += _category_checks(column, ds, today, history, seen)
+        rows += _category_checks(column, ds, today, history, seen, young)
     for order, row in enumerate(rows):
         row["order"] = order
     return rows
@@ -223,6 +234,19 @@ def _categorical(today: Profile, history: dict[date, Profile]) -> set[str]:
         if len(set().union(*[c.keys() for c in days])) <= MAX_CATEGORIES:
             found.add(column)
     return found
+
+
+@dataclass(frozen=True)
+class _Young:
+    """A source in its first HISTORY_DAYS days: `age` days since its first partition."""
+
+    ds: date
+    age: int
+
+    def reason(self, same_weekdays: int) -> str:
+        found = (f"in line with its {same_weekdays} earlier {self.ds:%A}(s)" if same_weekdays
+                 else f"no earlier {self.ds:%A} to tell a weekday pattern from a drift")
+        return f"no history yet: {self.age} days of {HISTORY_DAYS} needed, {found}; not judged"
 
 
 @dataclass
@@ -299,7 +323,7 @@ def _robust(values: list[float]) -> tuple[float, float]:
 
 
 def _day_check(metric: Metric, ds: date, value: float | None, series: dict[date, float],
-               bands: list[tuple[float, float]]) -> dict | None:
+               bands: list[tuple[float, float]], young: _Young | None = None) -> dict | None:
     if value is None or math.isnan(value):
         return None
     baseline = _day_baseline(ds, series, metric.segment)
@@ -315,7 +339,12 @@ def _day_check(metric: Metric, ds: date, value: float | None, series: dict[date,
     z = delta / max(spread, scale.floor)
     marked = abs(z) > Z_LIMIT and scale.large(value, before, shift=False)
     judged = len(baseline.days) >= MIN_BASELINE_DAYS
-    return _row(("DRIFT" if marked else "ok") if judged else UNJUDGED, "day", metric, value, before, z, baseline.label,
+    label = baseline.label
+    if marked and judged and young is not None and not baseline.seasonal:
+        same = [v for d, v in series.items() if d < ds and d.weekday() == ds.weekday()]
+        if not same or not scale.large(value, float(np.median(same)), shift=False):
+            judged, label = False, f"{label}; {young.reason(len(same))}"
+    return _row(("DRIFT" if marked else "ok") if judged else UNJUDGED, "day", metric, value, before, z, label,
                 f"|z| > {Z_LIMIT:g} and {scale.effect_text(shift=False)}", baseline.days)
 
 
@@ -373,7 +402,7 @@ def _shift_check(metric: Metric, ds: date, value: float | None, series: dict[dat
 
 
 def _category_checks(column: str, ds: date, today: Profile, history: dict[date, Profile],
-                     seen: dict[date, dict[str, set[str]]]) -> list[dict]:
+                     seen: dict[date, dict[str, set[str]]], young: _Young | None = None) -> list[dict]:
     """The distribution of a categorical column's values, new values, and slow shifts of its common values."""
     counts_today = today.categories[column] or {}
     total_today = sum(counts_today.values())
@@ -395,8 +424,13 @@ def _category_checks(column: str, ds: date, today: Profile, history: dict[date, 
                            for v in moved[:3])
         metric = Metric("distribution of values", column, "rate")
         marker = "DRIFT" if z > Z_LIMIT and distance - center >= DISTRIBUTION_MIN else "ok"
+        label = baseline.label
+        if marker == "DRIFT" and young is not None and not baseline.seasonal:
+            same = [shares[d] for d in shares if d.weekday() == ds.weekday()]
+            if not same or _distance(share_today, _reference(same)) < DISTRIBUTION_MIN:
+                marker, label = UNJUDGED, f"{label}; {young.reason(len(same))}"
         row = _row(marker if len(baseline.days) >= MIN_BASELINE_DAYS else UNJUDGED, "day", metric,
-                   distance, center, z, baseline.label,
+                   distance, center, z, label,
                    f"z > {Z_LIMIT:g} and ≥ {DISTRIBUTION_MIN * 100:.0f} pp more than usual", baseline.days)
         row.update(measure="distribution of values (share of rows on other values than the baseline)",
                    change=f"{(distance - center) * 100:+.1f} pp; most moved: {detail}")
@@ -483,6 +517,10 @@ def describe(row: dict) -> str:
 
 
 # --- the section -------------------------------------------------------------------------------------------------
+def history_text(age: int) -> str:
+    return f"no history yet: {age} days of {HISTORY_DAYS} needed"
+
+
 def build(ctx: ReportContext) -> dict:
     content, summary = [], {}
     since = ctx.ds - timedelta(days=LOOKBACK_DAYS)
@@ -491,30 +529,43 @@ def build(ctx: ReportContext) -> dict:
         if today is None:
             continue
         partition = ctx.partition(name)
-        earlier_days = [p.ds for p in ctx.partitions(name, since=since)
-                        if p.ds < ctx.ds and p.load_kind == partition.load_kind and ctx.has_data(name, p.ds)]
+        readable = [p.ds for p in ctx.partitions(name)
+                    if p.ds < ctx.ds and p.load_kind == partition.load_kind and ctx.has_data(name, p.ds)]
+        age = (ctx.ds - readable[0]).days if readable else 0
+        history = {"days": age, "needed": HISTORY_DAYS, "young": age < HISTORY_DAYS}
+        earlier_days = [day for day in readable if day >= since]
         if not earlier_days:
+            summary[name] = {"compared_with": [], "drifted": 0, "shifted": 0, "checks": 0, "marks": [],
+                             "history": history, "marked": []}
             content.append(blocks.subsection(name, [blocks.note(
-                f"No earlier {partition.load_kind} partition in the {LOOKBACK_DAYS} days before {ctx.ds} to compare "
-                f"with.")], status="no_data"))
+                f"{history_text(age)}: no earlier {partition.load_kind} partition in the {LOOKBACK_DAYS} days "
+                f"before {ctx.ds} to compare with.")], status="no_data"))
             continue
         schema = ctx.specs[name].clean_schema
-        history = {day: profile(ctx.clean(name, day), schema) for day in earlier_days}
-        remembered = [p.ds for p in ctx.partitions(name, since=ctx.ds - timedelta(days=SEEN_DAYS))
-                      if p.ds < ctx.ds and p.load_kind == partition.load_kind and ctx.has_data(name, p.ds)]
-        seen = {day: {c: set(k) for c, k in history[day].categories.items() if k is not None} if day in history
+        profiles = {day: profile(ctx.clean(name, day), schema) for day in earlier_days}
+        remembered = [day for day in readable if day >= ctx.ds - timedelta(days=SEEN_DAYS)]
+        seen = {day: {c: set(k) for c, k in profiles[day].categories.items() if k is not None} if day in profiles
                 else value_sets(ctx.clean(name, day), schema) for day in remembered}
-        rows = compare_profiles(ctx.ds, profile(today, schema), history, seen)
+        rows = compare_profiles(ctx.ds, profile(today, schema), profiles, seen, first_day=readable[0])
         marked = [r for r in rows if r["marker"] in MARKS]
         summary[name] = {"compared_with": [d.isoformat() for d in earlier_days],
                          "drifted": sum(r["marker"] == "DRIFT" for r in rows),
                          "shifted": sum(r["marker"] == "SHIFT" for r in rows), "checks": len(rows),
-                         "marks": [describe(r) for r in marked]}
-        shown = [r for r in rows if r["marker"] in MARKS or r["headline"]]
+                         "marks": [describe(r) for r in marked], "history": history,
+                         "marked": [{k: r[k] for k in ("marker", "measure", "column", "change")} for r in marked]}
+        shown = sorted((r for r in rows if r["marker"] in MARKS or r["headline"]),
+                       key=lambda r: (r["marker"] not in MARKS, r["order"]))
         # A slow SHIFT is a standing fact for weeks (the level of the last weeks against the weeks before): shown
         # and summarised, but it does not turn the day to warning on every one of those days; a DRIFT does.
         drifted = any(r["marker"] == "DRIFT" for r in marked)
         parts = [blocks.note("\n".join(describe(r) for r in marked), "warning" if drifted else "info")] if marked else []
+        if history["young"]:
+            parts.append(blocks.note(
+                f"{history_text(age)} (first partition {readable[0]}): a same-weekday baseline needs the weekday in "
+                f"{MIN_SEASON_DAYS} of the previous {SEASON_WEEKS} weeks. Until then a DRIFT against the earlier days "
+                f"stands only where today also departs from the earlier partitions of the same weekday; the others "
+                f"are listed as n/a."))
+        unmarked = len(shown) - len(marked)
         parts.append(blocks.table(
             f"{name} on {ctx.ds} against {len(earlier_days)} earlier {partition.load_kind} partition(s) "
             f"({earlier_days[0]} .. {earlier_days[-1]})", [
@@ -523,15 +574,17 @@ def build(ctx: ReportContext) -> dict:
                 blocks.column("today_shown", "today"), blocks.column("before_shown", "baseline"),
                 blocks.column("change", "change"), blocks.column("z", "robust z", "float"),
                 blocks.column("threshold", "marked when"), blocks.column("baseline", "baseline")],
-            sorted(shown, key=lambda r: (r["marker"] not in MARKS, r["order"])),
+            shown, shown_rows=len(marked),
+            folded=f"{unmarked} check(s) without a mark" + (", none marked" if not marked else ""),
             note=f"{len(rows) - len(shown)} segment medians (a numeric column within one value of a categorical "
                  f"column) are not marked and not listed." if len(rows) > len(shown) else None))
         content.append(blocks.subsection(name, parts, status="warning" if drifted else "ok"))
     if not content:
         content.append(blocks.note(f"No dataset has a partition on {ctx.ds}."))
     flagged = sum(s["drifted"] for s in summary.values())
+    compared = any(s["compared_with"] for s in summary.values())
     return blocks.section(
-        "drift", "Drift", content, status="warning" if flagged else ("ok" if summary else "no_data"),
+        "drift", "Drift", content, status="warning" if flagged else ("ok" if compared else "no_data"),
         summary=summary, intro=INTRO)
 
 
@@ -546,7 +599,9 @@ INTRO = (f"DRIFT (day check): today against the same weekday of the previous {SE
          f"weeks {(SHIFT_RECENT_DAYS + SHIFT_GAP_DAYS) // 7 + 1} to "
          f"{(SHIFT_RECENT_DAYS + SHIFT_GAP_DAYS + SHIFT_PRIOR_DAYS) // 7} back, more than {SHIFT_Z:g} standard errors "
          f"apart and by ×{COUNT_SHIFT_RATIO:g} (row count), ×{LEVEL_SHIFT_RATIO:g} (quantiles) or "
-         f"{RATE_SHIFT_PP * 100:.0f} pp (rates, shares).")
+         f"{RATE_SHIFT_PP * 100:.0f} pp (rates, shares). A source's first {HISTORY_DAYS} days have no history yet: "
+         f"a DRIFT against its earlier days stands only where today also departs from its earlier same weekdays. "
+         f"Each table lists the marked checks first; the others are folded.")
 
 
 # --- column statistics -------------------------------------------------------------------------------------------

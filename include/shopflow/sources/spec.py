@@ -438,6 +438,8 @@ class SourceSpec(_Strict):
     generated: bool = False
     load_kind: Literal["append", "snapshot", "snapshot_or_delta"] = "append"
     cadence: Cadence | None = None  # None: DEFAULT_CADENCE of the load kind (resolved on load)
+    # The share of a day's rows that may be quarantined before the report says the day needs attention.
+    max_quarantine_share: float = Field(default=0.05, ge=0.0, le=1.0)
     currency: str | None = None
     pseudonymise: dict[str, str] = Field(default_factory=dict)
     window: dict[Literal["start", "end"], date] | None = None
