@@ -63,7 +63,8 @@ class PartitionStepOperator(OpenLineageMixin, BaseOperator):
 
 class ModelStepOperator(OpenLineageMixin, BaseOperator):
     """Base: run one model step of the day (`run_step`, a function of `shopflow.steps.model_branch`). A step with
-    nothing to do today is skipped; anything else that fails is recorded and raised."""
+    nothing to do today is skipped; a deterministic error (the catalogue cannot be used as declared, a bad setting or
+    sources file) fails at once without retries; anything else is raised and retried."""
 
     step: str = ""  # the step's name in the metadata store, the task log and OpenLineage
 
@@ -81,6 +82,9 @@ class ModelStepOperator(OpenLineageMixin, BaseOperator):
         self.asset = asset
 
     def execute(self, context) -> dict:
+        from shopflow.common.errors import ConfigurationError, ModelInputError
+        from shopflow.common.redaction import redact
+        from shopflow.sources import SourcesFileError
         from shopflow.steps.model_branch import NothingToDo
 
         settings = task_settings()
@@ -90,6 +94,8 @@ class ModelStepOperator(OpenLineageMixin, BaseOperator):
             result = self.run_step(settings, ds, context["run_id"])
         except NothingToDo as exc:
             raise AirflowSkipException(str(exc)) from exc
+        except (ModelInputError, ConfigurationError, SourcesFileError) as exc:  # re-running cannot fix these
+            raise AirflowFailException(redact(str(exc))) from exc
         if self.asset is not None:  # a skipped or failed step updates no Asset
             context["outlet_events"][self.asset].extra = {k: result[k] for k in self.ASSET_EXTRA if k in result}
         return result
@@ -222,12 +228,16 @@ class DailyReportOperator(ReportOpenLineageMixin, BaseOperator):
 
     def execute(self, context) -> dict:
         from shopflow.report.build import ReportIncomplete, build_report
+        from shopflow_airflow.alerts import failed_tasks
 
         ds = date.fromisoformat(self.partition_ds)
         self.log.info("report for ds=%s (run %s)", ds, context["run_id"])
         settings = task_settings()
+        # The run's failed tasks so far (the report runs last, all_done): a failed model step is no partition's
+        # failure, so only Airflow knows it; the report's status and header name it.
+        failed = failed_tasks(context["dag"].dag_id, context["run_id"], self.log)
         try:
-            result = build_report(settings, ds, run_id=context["run_id"])
+            result = build_report(settings, ds, run_id=context["run_id"], failed_tasks=failed)
         except ReportIncomplete as exc:  # written, but a section is broken: a code bug, not a transient error
             try:
                 self.send_alerts(context, settings, ds)

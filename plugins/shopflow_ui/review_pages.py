@@ -4,10 +4,15 @@
 |-------------------------------------|-------------------------------------------------------------------------|
 | GET  /review/                       | the repaired days, newest first, with their pending items               |
 | GET  /review/{ds}                   | the day's items: `?state=pending|decided|all&action=fill|review|flag&page=N` |
-| POST /review/{ds}                   | the page's form: many decisions at once (`d.<id>`, `v.<id>` fields)     |
+| POST /review/{ds}                   | the form: many decisions at once (`d.<id>`, `v.<id>`; clusters: `g.`, `gv.`, `gm.`) |
 | POST /review/{ds}/accept-pending    | the page's bulk form: accept every pending suggestion at >= min_confidence |
-| GET  /review/{ds}.json              | the day's items and counts as JSON (same filters; `counts.total`)      |
-| POST /review/{ds}/decisions         | JSON `{"decisions": [{"uniq_id", "decision", "value"}]}`                |
+| GET  /review/{ds}.json              | the day's items, counts and `clusters` as JSON (same filters; `counts.total`) |
+| POST /review/{ds}/decisions         | JSON `{"decisions": [{"uniq_id", "decision", "value"}]}` (uniq_id: text or integer) |
+
+A near-duplicate cluster's listed items are one card on the page (`shopflow.governance.review.cards`): one decision for
+the card (`g.<cluster>`, with `gv.<cluster>` for a correction) is recorded for each of its items (`gm.<cluster>`, one
+field per item shown), except an item decided on its own in the same form (`d.<id>`), whose own decision wins. Pages
+hold PER_PAGE cards, so a cluster is never split across two pages.
 
 Why a page and not only Airflow's human-in-the-loop form: see `shopflow.governance.review`. Reading needs what every route of
 the app needs (may read shopflow_daily's runs); deciding needs the right to answer shopflow_daily's human-in-the-loop
@@ -26,7 +31,7 @@ without pydantic's copy of the input (app.py).
 from __future__ import annotations
 
 from datetime import date
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import urlencode, urlsplit
 
 from airflow.api_fastapi.app import get_auth_manager
@@ -36,7 +41,7 @@ from airflow.api_fastapi.core_api.security import GetUserDep
 from airflow.configuration import conf
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field
 from shopflow.config import options
 from shopflow.governance import review
 from shopflow.sources import roles
@@ -94,8 +99,14 @@ ReviewerDep = Annotated[BaseUser, Depends(require_reviewer)]
 router = APIRouter(prefix="/review")
 
 
+def _key_as_text(value: Any) -> Any:
+    """A product key sent as a JSON integer is its text (the store compares keys as text); anything else is left
+    for the str check."""
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
 class DecisionIn(BaseModel):
-    uniq_id: str = Field(min_length=1, max_length=MAX_ID_CHARACTERS)
+    uniq_id: Annotated[str, BeforeValidator(_key_as_text)] = Field(min_length=1, max_length=MAX_ID_CHARACTERS)
     decision: str = Field(max_length=16)
     value: str | None = Field(default=None, max_length=MAX_VALUE_CHARACTERS)
 
@@ -123,8 +134,9 @@ def review_json(ds: str, store: StoreDep, settings: SettingsDep, state: str = "a
                 action: str | None = None) -> JSONResponse:
     day = _day(ds)
     found = _reviewing(review.items, settings, store, day, action=action or None, state=state)
+    clusters = [card.as_dict() for card in review.cards(found) if card.cluster_id is not None]
     return JSONResponse({"ds": day.isoformat(), "counts": _reviewing(review.summary, settings, store, day),
-                         "items": [item.as_dict() for item in found]})
+                         "items": [item.as_dict() for item in found], "clusters": clusters})
 
 
 @router.get("/{ds}", response_class=HTMLResponse, name="review_day")
@@ -133,11 +145,13 @@ def review_day(ds: str, request: Request, store: StoreDep, settings: SettingsDep
     day = _day(ds)
     found = _reviewing(review.items, settings, store, day, action=action or None, state=state)
     counts = _reviewing(review.summary, settings, store, day)
-    pages = max((len(found) + PER_PAGE - 1) // PER_PAGE, 1)
+    shown = review.cards(found)
+    pages = max((len(shown) + PER_PAGE - 1) // PER_PAGE, 1)
     page = min(max(page, 1), pages)
     known = _reviewing(review.known_categories, store, day, counts["source"])
     filters = {"state": state, "action": action or ""}
-    return render_page("review.html", 200, ds=day.isoformat(), counts=counts, items=found[(page - 1) * PER_PAGE:page * PER_PAGE],
+    return render_page("review.html", 200, ds=day.isoformat(), counts=counts,
+                 cards=shown[(page - 1) * PER_PAGE:page * PER_PAGE], items=found,
                  total=len(found), page=page, pages=pages, filters=filters, query=urlencode(filters),
                  categories=known.choices(), saved=saved, states=review.STATES, actions=review.ACTIONS)
 
@@ -150,12 +164,17 @@ async def review_decide_form(ds: str, request: Request, store: StoreDep, setting
     decisions = []
     for key, choice in form.multi_items():
         if key.startswith("d.") and choice:
-            uniq_id = key[2:]
-            if len(uniq_id) > MAX_ID_CHARACTERS:
-                raise HTTPException(422, f"a product id has at most {MAX_ID_CHARACTERS} characters; nothing was "
-                                         "recorded")
+            uniq_id = _id_of(key[2:])
             value = form.get(f"v.{uniq_id}") if choice == review.CORRECT else None
             decisions.append(review.ItemDecision(uniq_id, str(choice), str(value) if value is not None else None))
+    decided_alone = {d.uniq_id for d in decisions}
+    for key, choice in form.multi_items():
+        if key.startswith("g.") and choice:
+            cluster = _id_of(key[2:])
+            value = form.get(f"gv.{cluster}") if choice == review.CORRECT else None
+            members = [_id_of(str(m)) for m in form.getlist(f"gm.{cluster}")]
+            decisions += review.cluster_decisions([m for m in members if m not in decided_alone], str(choice),
+                                                  str(value) if value is not None else None)
     result = _reviewing(review.decide, settings, store, day, decisions, user.get_name(), via="page")
     return _back(request, day, form, result)
 
@@ -182,6 +201,13 @@ def review_decisions(ds: str, body: DecisionsIn, store: StoreDep, settings: Sett
 
 
 # ---- helpers --------------------------------------------------------------------------------------------------
+def _id_of(text: str) -> str:
+    """A product or cluster id named by a form field, refused when longer than any key."""
+    if len(text) > MAX_ID_CHARACTERS:
+        raise HTTPException(422, f"a product id has at most {MAX_ID_CHARACTERS} characters; nothing was recorded")
+    return text
+
+
 def _day(ds: str) -> date:
     try:
         return date.fromisoformat(ds)

@@ -16,7 +16,7 @@ from shopflow.governance import brand_fill, price_check, repair
 from shopflow.ingest.readers import read_delimited
 from shopflow.lake import zones as lake
 from shopflow.model.registry import TrainingPolicy
-from shopflow.model.training.data import OTHER, grouped_split, product_text
+from shopflow.model.training.data import grouped_split, product_text
 from shopflow.sources import get_source
 from shopflow.sources.catalog import combine
 from shopflow.sources.cleaning import clean_partition
@@ -146,7 +146,7 @@ def test_price_check_small_groups_fall_back_to_the_whole_catalogue():
 def test_decide_l2_needs_agreeing_prefix_a_category_and_the_threshold():
     given = pd.Series([None, None, None, None, None, "Shirts"], dtype="string")
     top = pd.Series(["Clothing", "Clothing", "Clothing", None, "Clothing", "Clothing"], dtype="string")
-    predicted = pd.Series(["Clothing > Shirts", "Footwear > Sandals", OTHER, "Clothing > Shirts", "Clothing > Shirts",
+    predicted = pd.Series(["Clothing > Shirts", "Footwear > Sandals", None, "Clothing > Shirts", "Clothing > Shirts",
                            "Clothing > Jeans"], dtype="string")
     confidence = pd.Series([0.9, 0.99, 0.99, 0.99, 0.89, 0.99])
     assert repair.repair_l2_mask(given, top, predicted, confidence, 0.9).tolist() == [True, False, False, False, False,
@@ -255,7 +255,7 @@ def test_field_repairs_columns_audit_and_ledger(fresh, model_predictor):
     threshold = repair.l2_threshold(model_predictor, EVERYTHING)
     expected = {uid for uid, top, label, conf in zip(candidates["uniq_id"], candidates["category_top_repaired"],
                                                      predicted["label"], predicted["confidence"])
-                if label != OTHER and label.split(" > ")[0] == top and conf >= threshold}
+                if not pd.isna(label) and label.split(" > ")[0] == top and conf >= threshold}
     assert set(l2_fills["uniq_id"]) == expected
     for row in l2_fills.itertuples():  # the fill agrees with the product's top level
         assert l2_audit[row.uniq_id].after == row.category_l2_repaired

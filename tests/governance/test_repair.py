@@ -13,7 +13,7 @@ from shopflow.governance import repair
 from shopflow.lake import zones as lake
 from shopflow.lake.catalog_view import catalog_as_of
 from shopflow.model.registry import TrainingPolicy
-from shopflow.model.training.data import OTHER, grouped_split, product_text
+from shopflow.model.training.data import grouped_split, product_text
 from shopflow.sources import get_source
 
 pytestmark = pytest.mark.slow
@@ -54,10 +54,11 @@ def _audit_rows(tm) -> list[tuple]:
              a.reverted_at) for a in tm.store.repair_audit(tm.ds)]
 
 
-def test_decide_never_fills_or_flags_with_other_and_thresholds_are_inclusive():
+def test_decide_never_fills_or_flags_with_the_fold_in_class_and_thresholds_are_inclusive():
     status = pd.Series(["name_only", "missing", "name_only", "name_only", "ok", "ok", "truncated_leaf", "ok"])
     given = pd.Series([None, None, None, None, "Clothing", "Clothing", "Watches", "Footwear"], dtype="string")
-    predicted = pd.Series(["Footwear", "Watches", OTHER, "Footwear", "Footwear", OTHER, "Clothing", "Footwear"],
+    # The predictor answers no label (missing) where its most likely class is the fold-in class.
+    predicted = pd.Series(["Footwear", "Watches", None, "Footwear", "Footwear", None, "Clothing", "Footwear"],
                           dtype="string")
     confidence = pd.Series([0.9, 0.95, 0.99, 0.89, 0.97, 0.99, 0.96, 0.99])
     actions = repair.repair_actions(status, given, predicted, confidence, repair_threshold=0.9, flag_threshold=0.97)
@@ -75,23 +76,23 @@ def test_fill_review_flag_and_ledger(trained_model, model_predictor):
     assert repair.repair_columns(get_source("catalog"))[:len(repair.REPAIR_COLUMNS)] == repair.REPAIR_COLUMNS
     pd.testing.assert_frame_equal(repaired[clean.columns], clean)
     broken = clean["category_status"].isin(repair.BROKEN)
-    fills = broken & (predicted["label"] != OTHER)
-    assert fills.sum() > 0, "the fixture's model predicts only 'other': nothing exercises a fill"
+    fills = broken & predicted["label"].notna().to_numpy()
+    assert fills.sum() > 0, "the fixture's model predicts only its fold-in class: nothing exercises a fill"
     assert summary["rows_filled"] == fills.sum() and summary["rows_review"] == (broken & ~fills).sum()
 
     source = repaired["category_source"]
     filled = repaired[source == repair.MODEL_FILL]
     assert set(filled["uniq_id"]) == set(clean.loc[fills, "uniq_id"])
     assert (filled["category_top_repaired"] == filled["suggested_category"]).all()
-    assert filled["category_top"].isna().all() and (filled["category_top_repaired"] != OTHER).all()
+    assert filled["category_top"].isna().all() and filled["category_top_repaired"].notna().all()
     review = repaired[source == repair.NEEDS_REVIEW]
-    assert review["category_top_repaired"].isna().all() and (review["suggested_category"] == OTHER).all()
+    assert review["category_top_repaired"].isna().all() and review["suggested_category"].isna().all()
     flagged = repaired[repaired["suspected_miscategorised"]]
     assert len(flagged) == summary["rows_flagged"] > 0
     assert (flagged["category_source"] == repair.GIVEN).all()
     assert (flagged["category_top_repaired"] == flagged["category_top"]).all()
     assert (flagged["suggested_category"] != flagged["category_top"]).all()
-    assert (flagged["suggested_category"] != OTHER).all()
+    assert flagged["suggested_category"].notna().all()
     assert flagged["category_status"].isin(repair.INTACT).all()
     unchanged = repaired[(source == repair.GIVEN) & ~repaired["suspected_miscategorised"]]
     assert unchanged["suggested_category"].isna().all()
@@ -136,7 +137,12 @@ def test_below_the_threshold_everything_broken_goes_to_review(trained_model, mod
     assert repaired["category_top_repaired"].astype(object).equals(clean["category_top"].astype(object))
     review = repaired[repaired["category_source"] == repair.NEEDS_REVIEW]
     assert set(review["uniq_id"]) == set(clean.loc[broken, "uniq_id"])
-    assert review["suggested_category"].notna().all() and review["suggestion_confidence"].between(0, 1).all()
+    # A suggestion for every item but those the model puts in its fold-in class (no category to suggest).
+    predicted = model_predictor.predict(product_text(clean[broken]).tolist())
+    suggested = dict(zip(clean.loc[broken, "uniq_id"], predicted["label"]))
+    assert review.set_index("uniq_id")["suggested_category"].astype(object).fillna("-").to_dict() == \
+        {uid: "-" if pd.isna(label) else label for uid, label in suggested.items()}
+    assert review["suggestion_confidence"].between(0, 1).all()
     assert {a.action for a in _category_audit(tm)} == {"review"}, "a re-run replaces the day's audit"
     assert summary["masked_filled"] == 0 and summary["masked_precision"] is None
     assert tm.store.repair_run(tm.ds).masked_precision is None
@@ -148,8 +154,8 @@ def test_masked_precision_is_measured_on_held_out_products(trained_model, model_
     as_of = catalog_as_of(tm.store, tm.ds)
     masked = as_of[(as_of["category_status"] == "ok") & (grouped_split(as_of) == "test")]
     predicted = model_predictor.predict(product_text(masked).tolist())
-    fills = (predicted["label"] != OTHER).to_numpy()
-    correct = fills & (predicted["label"].to_numpy(dtype=object) == masked["category_top"].to_numpy(dtype=object))
+    fills = predicted["label"].notna().to_numpy()
+    correct = fills & (predicted["label"].fillna("").to_numpy(dtype=object) == masked["category_top"].to_numpy(dtype=object))
     assert summary["masked_n"] == len(masked) > 0
     assert summary["masked_filled"] == fills.sum() > 0
     assert summary["masked_precision"] == pytest.approx(correct.sum() / fills.sum())

@@ -34,7 +34,7 @@ def policy(trained_model, model_predictor) -> TrainingPolicy:
     clean = trained_model.catalog
     broken = clean[clean["category_status"].isin(repair.BROKEN)]
     predicted = model_predictor.predict(product_text(broken).tolist())
-    confidences = predicted.loc[predicted["label"] != OTHER, "confidence"]
+    confidences = predicted.loc[predicted["label"].notna(), "confidence"]  # missing: the fold-in class
     assert len(confidences) >= 4, "the fixture's model predicts only 'other' on broken products"
     return TrainingPolicy(repair_threshold=float(confidences.median()), flag_threshold=0.0)
 
@@ -214,8 +214,8 @@ def test_invalid_decisions_are_refused_clearly_and_record_nothing(day):
     assert tm.store.review_decisions("catalog") == [], "all or nothing: the valid accept is not recorded either"
     with pytest.raises(review.UnknownItem, match=f"product {'f' * 32}: no repair item to review on catalog 2015-12-03"):
         decide(tm, ("f" * 32, "accept"))
-    with pytest.raises(review.InvalidDecision, match="names no category"):
-        decide(tm, (item.uniq_id, "correct", "other"))
+    with pytest.raises(review.InvalidDecision, match="'other' is not a category of the catalog catalogue"):
+        decide(tm, (item.uniq_id, "correct", "other"))  # the model's fold-in class is no category of the catalogue
     with pytest.raises(review.InvalidDecision, match="not a second-level category of"):
         decide(tm, (item.uniq_id, "correct", f"{flag.before} > No Such Shelf"))
     with pytest.raises(review.InvalidDecision, match="is not a decision"):
@@ -318,8 +318,9 @@ def test_review_page_lists_and_decides(day, client, mint, monkeypatch):  # noqa:
 
 
 def test_review_page_counts_and_items_the_model_knows_no_class_for(day, client, mint, monkeypatch):
-    """The header counts the day's items (not `counts.items`, dict.items in Jinja); an item whose suggestion is the
-    fold-in class `other` reads "the model knows no class for this", offers no accept, and is corrected instead."""
+    """The header counts the day's items (not `counts.items`, dict.items in Jinja); an item the model put in its
+    fold-in class (no suggestion audited) reads "the model knows no class for this", offers no accept, and is
+    corrected instead."""
     tm = day
     _use_home(monkeypatch, tm)
     ds = tm.ds.isoformat()
@@ -335,7 +336,7 @@ def test_review_page_counts_and_items_the_model_knows_no_class_for(day, client, 
     item = folded[0]
     shown = client.get(f"/review/{ds}", params={"state": "pending", "action": item.action}, headers=viewer).text
     row = re.search(rf'<tr data-id="{item.uniq_id}".*?</tr>', shown, re.S).group(0)
-    assert "the model knows no class for this" in row and f">{OTHER}<" not in row
+    assert "the model knows no class for this" in row and f">{OTHER}<" not in row and item.suggestion is None
     assert 'value="accept"' not in row and 'value="correct"' in row and 'value="reject"' in row
     listed = client.get(f"/review/{ds}.json", params={"state": "pending"}, headers=viewer).json()["items"]
     assert {i["uniq_id"]: (i["fold_in"], i["acceptable"]) for i in listed}[item.uniq_id] == (True, False)

@@ -33,6 +33,7 @@ def test_saved_model_directory_and_label_map_round_trip(trained_model):
     assert labels.top == trained_model.result["labels"]["top"] == card["labels"]["top"]
     assert labels.l2 == trained_model.result["labels"]["l2"] == card["labels"]["l2"]
     assert labels.top == sorted(labels.top) and "other" in labels.top + labels.l2
+    assert card["labels"]["fold_in"] == {"top": "other" if "other" in labels.top else None, "l2": "other"}
     assert labels.temperature_top > 0 and labels.temperature_l2 > 0
     assert card["selected"] == trained_model.result["selected"]
     for member in card["members"]:  # what serves is saved: linear members as joblib files

@@ -34,7 +34,7 @@ def _render(found: list[review.Item]) -> str:
     }
     filters = {"state": "pending", "action": ""}
     return templates.get_template("review.html").render(
-        ds=DS, counts=counts, items=found, total=len(found), page=1, pages=1, filters=filters,
+        ds=DS, counts=counts, items=found, cards=review.cards(found), total=len(found), page=1, pages=1, filters=filters,
         query="state=pending&action=", categories=["Clothing", "Jewellery"], saved=None, states=review.STATES,
         actions=review.ACTIONS)
 
@@ -54,7 +54,7 @@ def test_the_header_shows_the_real_count_of_items():
 
 
 def test_a_fold_in_suggestion_is_shown_as_no_class_and_cannot_be_accepted():
-    folded, plain = _item("r1", "review", OTHER, 0.7), _item("r2", "review", "Jewellery", 0.6)
+    folded, plain = _item("r1", "review", None, 0.7), _item("r2", "review", "Jewellery", 0.6)
     assert folded.fold_in and not folded.acceptable and plain.acceptable and not plain.fold_in
     html = _render([folded, plain])
     row = _row(html, "r1")
@@ -68,6 +68,41 @@ def test_a_fold_in_suggestion_is_shown_as_no_class_and_cannot_be_accepted():
     assert folded.as_dict()["fold_in"] is True and folded.as_dict()["acceptable"] is False
 
 
-def test_no_suggestion_offers_no_accept_either():
-    row = _row(_render([_item("r1", "review", None, 0.0)]), "r1")
-    assert "<td>—</td>" in row and 'value="accept"' not in row and "knows no class" not in row
+def _cluster(item: review.Item, cluster_id: str) -> review.Item:
+    item.cluster_id = cluster_id
+    return item
+
+
+def test_a_near_duplicate_cluster_is_one_card_with_one_decision_for_all():
+    bedsheets = [_cluster(_item(uid, "review", "Home Furnishing", 0.6), "b1") for uid in ("b1", "b2", "b3")]
+    alone = _item("r9", "review", "Jewellery", 0.5)
+    found = [bedsheets[0], alone, bedsheets[1], bedsheets[2]]
+    assert [card.ids for card in review.cards(found)] == [["b1", "b2", "b3"], ["r9"]], \
+        "the cluster stands where its first item does, the others join it"
+    html = _render(found)
+    card = re.search(r'<tr class="cluster" data-cluster="b1".*?</tr>', html, re.S).group(0)
+    assert 'data-size="3"' in card and "3 near-duplicate listings of one product" in card
+    for uid in ("b1", "b2", "b3"):
+        assert f'<input type="hidden" name="gm.b1" value="{uid}">' in card
+        assert f'name="d.{uid}"' in card, "each listing can still be decided on its own"
+        assert f'<tr data-id="{uid}"' not in html, "no row of its own"
+    assert card.count('name="g.b1" value="accept"') == 1 and 'name="gv.b1"' in card
+    assert "<td>Home Furnishing</td>" in card
+    _row(html, "r9")
+
+
+def test_a_cluster_whose_items_suggest_different_categories_offers_no_accept():
+    found = [_cluster(_item("b1", "review", "Home Furnishing", 0.6), "b1"),
+             _cluster(_item("b2", "flag", "Clothing", 0.9), "b1")]
+    card = review.cards(found)[0]
+    assert card.cluster_id == "b1" and card.suggestion is None and not card.acceptable
+    html = _render(found)
+    group = re.search(r'<tr class="cluster" data-cluster="b1".*?</tr>', html, re.S).group(0)
+    assert 'name="g.b1" value="accept"' not in group and 'name="g.b1" value="correct"' in group
+    assert "Home Furnishing" in group and "Clothing" in group
+
+
+def test_a_cluster_with_one_item_listed_is_an_ordinary_row():
+    html = _render([_cluster(_item("b1", "review", "Home Furnishing", 0.6), "b1")])
+    assert 'class="cluster"' not in html
+    _row(html, "b1")

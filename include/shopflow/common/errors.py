@@ -25,3 +25,9 @@ class LandingFileError(ValueError):
 
 class PartitionNotValidatedError(RuntimeError):
     """The day's partition is not validated: it must not be repaired or attributed (nor flow anywhere)."""
+
+
+class ModelInputError(ValueError):
+    """A model step cannot use the model catalogue as it is declared or as it holds (a role field's column absent
+    from the clean partition, no labelled product, a class the model cannot learn): names the source and the field.
+    Deterministic: re-running the step cannot fix it, so it is never retried."""

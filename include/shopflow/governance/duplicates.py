@@ -31,7 +31,10 @@ Every candidate then passes agreement checks, each `agree`, `missing` (a value a
 Accepted pairs are edges; connected components of size >= 2 are clusters, each named by its smallest product id.
 Output, one row per member product (`MEMBER_COLUMNS`): its cluster, the cluster's size, its nearest accepted
 neighbour, their similarity (cosine of the products' own title vectors, 0..1) and the rule and reason of that
-edge. Every product is accounted for: it is a member of a cluster or a singleton (`DuplicateResult.counts`).
+edge. The files name the product key after the source's declared id column (`key_column`: `sku`, `nearest_sku`,
+`sku_a`, `sku_b` for a source keyed by sku; `uniq_id` for the shipped catalogue); the library's frames use
+`uniq_id`, and `read_members` reads a file of either naming (files written before the rename say `uniq_id`).
+Every product is accounted for: it is a member of a cluster or a singleton (`DuplicateResult.counts`).
 Connected components are transitive: a cluster may hold two products that do not agree directly (a chain of
 prices each within the band); the pairs table says which pairs were checked and accepted.
 
@@ -67,21 +70,66 @@ ZONE = "duplicates"
 SAME_TITLE, EMBEDDING = "same_title", "embedding"
 AGREE, MISSING, DISAGREE = "agree", "missing", "disagree"
 CHECKS = ("brand", "price", "category", "leaf", "identifiers", "words")
-MEMBER_COLUMNS = ["cluster_id", "uniq_id", "cluster_size", "nearest_uniq_id", "similarity", "rule", "reason"]
-PAIR_COLUMNS = ["cluster_id", "uniq_id_a", "uniq_id_b", "similarity", "rule", "reason"]
+KEY = "uniq_id"  # the product key's name in the library's frames (and in files written before keys were named)
+OUTPUT_COLUMNS = ("cluster_id", "cluster_size", "similarity", "rule", "reason")
 
-# The GX suite of `catalog_duplicates` (shopflow.validation.suites.expectation_specs): expectation dicts as in the
-# sources file, every one critical.
-SUITE = [
-    {"expect": "ExpectColumnValuesToNotBeNull", "column": "cluster_id"},
-    {"expect": "ExpectColumnValuesToNotBeNull", "column": "uniq_id"},
-    {"expect": "ExpectColumnValuesToBeUnique", "column": "uniq_id"},
-    {"expect": "ExpectColumnValuesToNotBeNull", "column": "nearest_uniq_id"},
-    {"expect": "ExpectColumnValuesToBeBetween", "column": "cluster_size", "min_value": 2},
-    {"expect": "ExpectColumnValuesToBeBetween", "column": "similarity", "min_value": 0, "max_value": 1},
-    {"expect": "ExpectColumnValuesToBeInSet", "column": "rule", "value_set": [SAME_TITLE, EMBEDDING]},
-    {"expect": "ExpectColumnValuesToNotBeNull", "column": "reason"},
-]
+
+def member_columns(key: str = KEY) -> list[str]:
+    return ["cluster_id", key, "cluster_size", f"nearest_{key}", "similarity", "rule", "reason"]
+
+
+def pair_columns(key: str = KEY) -> list[str]:
+    return ["cluster_id", f"{key}_a", f"{key}_b", "similarity", "rule", "reason"]
+
+
+MEMBER_COLUMNS = member_columns()
+PAIR_COLUMNS = pair_columns()
+
+
+def key_column(spec: SourceSpec) -> str:
+    """The product key's name in the duplicates files of `spec`: its declared id column (`uniq_id` where it declares
+    none, or where that name is one of the files' other columns)."""
+    name = spec.role_column("id")
+    return name if name and name not in OUTPUT_COLUMNS else KEY
+
+
+def keyed(frame: pd.DataFrame, key: str) -> pd.DataFrame:
+    """A members or pairs frame of the library with its key columns named after `key` (the files' naming)."""
+    names = {KEY: key, f"nearest_{KEY}": f"nearest_{key}", f"{KEY}_a": f"{key}_a", f"{KEY}_b": f"{key}_b"}
+    return frame.rename(columns={old: new for old, new in names.items() if old in frame})
+
+
+def read_members(path, spec: SourceSpec) -> pd.DataFrame:
+    """A members file as the library's frame (key columns `uniq_id`, `nearest_uniq_id`, as text), whether it names
+    the key after `spec`'s id column or, written before keys were named, `uniq_id`."""
+    from shopflow.common.parquet import parquet_columns, read_parquet
+
+    key = key_column(spec)
+    if key not in set(parquet_columns(path)):
+        key = KEY
+    members = read_parquet(path).rename(columns={key: KEY, f"nearest_{key}": f"nearest_{KEY}"})
+    for column in (KEY, f"nearest_{KEY}", "cluster_id"):
+        if column in members:
+            members[column] = members[column].astype("string")
+    return members
+
+
+def suite(key: str = KEY) -> list[dict]:
+    """The GX suite of `catalog_duplicates` (shopflow.validation.suites.expectation_specs) on a members file whose key
+    is `key`: expectation dicts as in the sources file, every one critical."""
+    return [
+        {"expect": "ExpectColumnValuesToNotBeNull", "column": "cluster_id"},
+        {"expect": "ExpectColumnValuesToNotBeNull", "column": key},
+        {"expect": "ExpectColumnValuesToBeUnique", "column": key},
+        {"expect": "ExpectColumnValuesToNotBeNull", "column": f"nearest_{key}"},
+        {"expect": "ExpectColumnValuesToBeBetween", "column": "cluster_size", "min_value": 2},
+        {"expect": "ExpectColumnValuesToBeBetween", "column": "similarity", "min_value": 0, "max_value": 1},
+        {"expect": "ExpectColumnValuesToBeInSet", "column": "rule", "value_set": [SAME_TITLE, EMBEDDING]},
+        {"expect": "ExpectColumnValuesToNotBeNull", "column": "reason"},
+    ]
+
+
+SUITE = suite()
 
 
 class DuplicateLedgerMismatch(LedgerMismatch):
@@ -567,8 +615,10 @@ def publish_duplicates(settings, store, ds, spec: SourceSpec, *, run_id: str | N
 
     output = lake.lake_file(settings, ZONE, spec.name, ds)
     pairs_path = pairs_file(output)
+    key = key_column(spec)
+    members, pairs = keyed(result.members, key), keyed(result.pairs, key)
     validation_started = time.perf_counter()
-    results = validate_frame(DATASET, result.members, expectation_specs(SUITE))
+    results = validate_frame(DATASET, members, expectation_specs(suite(key)))
     critical = sum(1 for r in results if r["severity"] == "critical" and not r["success"])
     log.info("%s suite: %d expectations, %d critical failures (%.1fs)", DATASET, len(results), critical,
              time.perf_counter() - validation_started)
@@ -582,9 +632,9 @@ def publish_duplicates(settings, store, ds, spec: SourceSpec, *, run_id: str | N
                                 run_id=run_id)
         failed = [f"{r['expectation']}({r['column_name']})" for r in results if not r["success"]]
         raise DuplicatesValidationFailed(f"{DATASET} {spec.name} {ds}: critical expectations failed: {failed}")
-    write_parquet_atomic(result.members, output)
-    write_parquet_atomic(result.pairs, pairs_path)
-    written = len(read_parquet(output, columns=["uniq_id"]))
+    write_parquet_atomic(members, output)
+    write_parquet_atomic(pairs, pairs_path)
+    written = len(read_parquet(output, columns=[key]))
     if written != counts["products_in_clusters"]:
         raise DuplicateLedgerMismatch(f"{DATASET} {spec.name} {ds}: {written} rows written for "
                                       f"{counts['products_in_clusters']} clustered products")
@@ -598,4 +648,5 @@ def publish_duplicates(settings, store, ds, spec: SourceSpec, *, run_id: str | N
 
 __all__ = ["DATASET", "DuplicateLedgerMismatch", "DuplicatePolicy", "DuplicateResult", "DuplicatesValidationFailed",
            "SUITE", "as_of_partitions", "catalogue_products", "category_leaf", "check_ledger", "embedding_texts",
-           "exact_knn", "cluster_duplicates", "identifiers", "ledger", "publish_duplicates", "words_agree"]
+           "exact_knn", "cluster_duplicates", "identifiers", "key_column", "keyed", "ledger", "member_columns",
+           "pair_columns", "publish_duplicates", "read_members", "suite", "words_agree"]

@@ -32,8 +32,8 @@ and, for the fields the source's catalog role maps (a column set is left out for
 
 The rule for the top-level category, per product of the day's clean partition:
 - no usable category (status name_only or missing): a prediction with confidence >= repair_threshold FILLS it;
-  below the threshold (or a prediction of the catch-all class `other`, which names no category) it goes to
-  REVIEW, unchanged, with the suggestion kept;
+  below the threshold (or a prediction of the fold-in class, which names no category: the predictor answers no
+  label, and the audit no suggestion) it goes to REVIEW, unchanged, with the suggestion kept;
 - an intact category (ok or truncated_leaf) that disagrees with a prediction of confidence >= flag_threshold is
   FLAGGED: listed, never changed;
 - everything else is unchanged.
@@ -41,7 +41,7 @@ The rule for the top-level category, per product of the day's clean partition:
 The other fields:
 - second level: a product without one whose top level is known (given, or filled above) gets the model's
   second-level prediction ("Top > Second") when its confidence reaches the threshold (the predictor's calibrated
-  `repair_threshold`, else the policy's) AND its "Top" is the product's top level; `other` fills nothing. Needs a
+  `repair_threshold`, else the policy's) AND its "Top" is the product's top level; the fold-in class fills nothing. Needs a
   predictor that answers `predict(texts, level="l2")`; with an older one the second level is left as it is;
 - brand: a product without one gets the brand its title names, matched against the brands the catalogue as of the
   day itself knows (`shopflow.governance.brand_fill`; confidence: the brand's calibrated precision);
@@ -82,7 +82,7 @@ from shopflow.governance.actions import FILL, FLAG, REVIEW, UNCHANGED
 from shopflow.governance.review import repaired_partition_lock, with_decisions
 from shopflow.lake import zones as lake
 from shopflow.lake.catalog_view import catalog_as_of
-from shopflow.model.training.data import OTHER, grouped_split, product_text
+from shopflow.model.training.data import grouped_split, product_text
 from shopflow.sources import SourceSpec, roles
 from shopflow.sources.role_frames import (
     INTACT_STATUS,
@@ -94,6 +94,7 @@ from shopflow.sources.role_frames import (
     l2_field,
     price_field,
 )
+from shopflow.store.models import product_key_text
 from shopflow.store.repository import MetadataStore
 
 log = logging.getLogger("shopflow.governance.repair")
@@ -122,7 +123,7 @@ def repair_actions(status: pd.Series, given: pd.Series, predicted: pd.Series, co
     """The action per product: fill, review, flag or unchanged (see the module docstring)."""
     broken = status.isin(BROKEN).to_numpy()
     intact = status.isin(INTACT).to_numpy() & given.notna().to_numpy()
-    predicted_category = (predicted.astype("string") != OTHER).fillna(False).to_numpy(dtype=bool)
+    predicted_category = predicted.astype("string").notna().to_numpy(dtype=bool)  # missing: the fold-in class
     confidence = confidence.to_numpy(dtype="float64")
     disagrees = (predicted.astype("string") != given.astype("string")).fillna(True).to_numpy(dtype=bool)
     action = np.full(len(status), UNCHANGED, dtype=object)
@@ -172,17 +173,18 @@ l2_threshold = fill_threshold  # the second level is filled at the same calibrat
 
 
 def split_l2(labels: pd.Series) -> tuple[pd.Series, pd.Series]:
-    """The top and second level of second-level labels ("Top > Second"); NA for `other` (no category)."""
+    """The top and second level of second-level labels ("Top > Second"); NA for a missing label (the fold-in
+    class: no category)."""
     labels = labels.astype("string")
     parts = labels.str.split(LEVEL_SEPARATOR, n=1, regex=False)
-    both = ((parts.str.len() == 2) & (labels != OTHER)).fillna(False).astype(bool)
+    both = (parts.str.len() == 2).fillna(False).astype(bool)
     return parts.str[0].astype("string").where(both), parts.str[1].astype("string").where(both)
 
 
 def repair_l2_mask(given_l2: pd.Series, top: pd.Series, predicted: pd.Series, confidence: pd.Series,
               threshold: float) -> pd.Series:
     """Whether to fill each product's second level: none given, a known top level (given or filled), and a
-    prediction of a category (not `other`) with confidence >= threshold whose top level is the product's."""
+    prediction of a category (not the fold-in class) with confidence >= threshold whose top level is the product's."""
     predicted_top, predicted_second = split_l2(predicted)
     top = top.astype("string")
     fill = (given_l2.isna().to_numpy(dtype=bool) & top.notna().to_numpy(dtype=bool)
@@ -199,7 +201,9 @@ def masked_l2_evaluation(top: pd.Series, second: pd.Series, predictions: pd.Data
     truth = (top + LEVEL_SEPARATOR + second.astype("string").reset_index(drop=True)).to_numpy(dtype=object)
     fill = repair_l2_mask(pd.Series(pd.NA, index=top.index, dtype="string"), top, predictions["label"],
                      predictions["confidence"], threshold).to_numpy()
-    right = fill & (predictions["label"].astype("string").to_numpy(dtype=object) == truth)
+    # A fold-in answer (no class, a missing label) is never right.
+    same = predictions["label"].astype("string").reset_index(drop=True) == pd.Series(truth, dtype="string")
+    right = fill & same.fillna(False).to_numpy(dtype=bool)
     n, n_filled, n_right = len(truth), int(fill.sum()), int(right.sum())
     return {"l2_masked_n": n, "l2_masked_filled": n_filled, "l2_masked_correct": n_right,
             "l2_masked_precision": n_right / n_filled if n_filled else None,
@@ -218,6 +222,12 @@ class FieldRepair:
 
 def _text(value) -> str | None:
     return None if value is None or pd.isna(value) else str(value)
+
+
+def product_keys(ids: pd.Series) -> pd.Series:
+    """A key column as the text the store records its keys in (`shopflow.store.models.product_key_text`): what the
+    audit trail's and the reviewers' keys are compared with, whatever the source's key type."""
+    return ids.map(product_key_text).astype("object")
 
 
 def _l2_repair(catalog: pd.DataFrame, as_of: pd.DataFrame, spec: SourceSpec, top: pd.Series, texts: list[str],
@@ -245,7 +255,7 @@ def _l2_repair(catalog: pd.DataFrame, as_of: pd.DataFrame, spec: SourceSpec, top
     label[candidates] = answers["label"].iloc[:len(candidate_texts)].to_numpy()
     confidence[candidates] = answers["confidence"].iloc[:len(candidate_texts)].to_numpy()
     fill = repair_l2_mask(given, top, label, confidence, threshold)
-    kept_reverted = fill & catalog[product_id].isin(reverted)
+    kept_reverted = fill & product_keys(catalog[product_id]).isin(reverted)
     fill &= ~kept_reverted
     second = split_l2(label)[1]
     result.columns = {"category_l2_repaired": given.where(~fill, second),
@@ -270,7 +280,7 @@ def _brand_repair(catalog: pd.DataFrame, as_of: pd.DataFrame, spec: SourceSpec, 
     vocabulary = brand_fill.build_vocabulary(as_of.loc[known, title], as_of.loc[known, column])
     filled = brand_fill.fill_brands(catalog[title], catalog[column], vocabulary)
     fill = (filled["brand_source"] == TITLE_MATCH).to_numpy(dtype=bool)
-    kept_reverted = fill & catalog[product_id].isin(reverted).to_numpy(dtype=bool)
+    kept_reverted = fill & product_keys(catalog[product_id]).isin(reverted).to_numpy(dtype=bool)
     fill &= ~kept_reverted
     value = filled["brand_repaired"].where(~kept_reverted, pd.NA)
     source = filled["brand_source"].mask(kept_reverted, REVERTED)
@@ -325,8 +335,8 @@ def masked_category_evaluation(truth: pd.Series, predictions: pd.DataFrame, repa
     """
     truth = truth.astype("string").to_numpy(dtype=object)
     predicted = predictions["label"].astype("string")
-    filled = ((predicted != OTHER).fillna(False) & (predictions["confidence"] >= repair_threshold)).to_numpy(dtype=bool)
-    correct = filled & (predicted.to_numpy(dtype=object) == truth)
+    filled = (predicted.notna() & (predictions["confidence"] >= repair_threshold)).to_numpy(dtype=bool)
+    correct = filled & (predicted.reset_index(drop=True) == pd.Series(truth, dtype="string")).fillna(False).to_numpy(bool)
     n, n_filled, n_correct = len(truth), int(filled.sum()), int(correct.sum())
     return {"masked_n": n, "masked_filled": n_filled, "masked_correct": n_correct,
             "masked_precision": n_correct / n_filled if n_filled else None,
@@ -375,7 +385,7 @@ def repair_partition(settings: Settings, store: MetadataStore, ds: date, predict
     action = repair_actions(status, given, predictions["label"], predictions["confidence"], threshold_top,
                     policy.flag_threshold)
     reverted = _reverted_fills(store, ds)
-    kept_reverted = (action == FILL) & catalog[product_id].isin(reverted.get(field, set()))
+    kept_reverted = (action == FILL) & product_keys(catalog[product_id]).isin(reverted.get(field, set()))
     action = action.mask(kept_reverted, UNCHANGED)
 
     repaired = _repaired_frame(catalog, given, predictions, action, kept_reverted)
@@ -406,7 +416,7 @@ def repair_partition(settings: Settings, store: MetadataStore, ds: date, predict
     audited = action != UNCHANGED
     audit = [
         {"uniq_id": uid, "action": act, "field": field, "before": None if pd.isna(before) else str(before),
-         "after": str(after), "confidence": float(conf), "model_version": model_version}
+         "after": None if pd.isna(after) else str(after), "confidence": float(conf), "model_version": model_version}
         for uid, act, before, after, conf in zip(
             catalog[product_id][audited], action[audited], given[audited],
             predictions["label"][audited], predictions["confidence"][audited])
@@ -554,7 +564,7 @@ def revert(settings: Settings, store: MetadataStore, ds: date, uniq_ids: Iterabl
         raise ValueError(f"{spec.name}: {field!r} is not a field the repair fills; those are: {', '.join(fields)}")
     fills = [a for a in store.repair_audit(ds, FILL) if a.reverted_at is None and a.field == field]
     if uniq_ids is not None:
-        wanted = set(uniq_ids)
+        wanted = {product_key_text(uid) for uid in uniq_ids}
         unknown = wanted - {a.uniq_id for a in fills}
         if unknown:
             log.warning("%s %s: %d products have no %s fill to revert (e.g. %s)", spec.name, ds, len(unknown), field,
@@ -592,8 +602,9 @@ def revert(settings: Settings, store: MetadataStore, ds: date, uniq_ids: Iterabl
 
 def _restore(repaired: pd.DataFrame, product_id: str, fills: list, value_column: str, source_column: str) -> None:
     before = {a.uniq_id: a.before for a in fills}
-    rows = repaired[product_id].isin(before).to_numpy()
-    restored = repaired.loc[rows, product_id].map(before)
+    keys = product_keys(repaired[product_id])
+    rows = keys.isin(before).to_numpy()
+    restored = keys[rows].map(before)
     repaired[value_column] = repaired[value_column].astype("object")
     repaired.loc[rows, value_column] = restored.where(restored.notna(), None)
     repaired[value_column] = repaired[value_column].astype("string")

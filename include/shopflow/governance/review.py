@@ -16,11 +16,24 @@ Decisions
 `category_top_repaired` gets the decision's value and `category_source` becomes `reviewer_accepted`,
 `reviewer_rejected` or `reviewer_corrected`. A correction must be a category the catalogue knows (a top-level
 category of an intact product, or "Top > Second" for a second level it knows; case and spacing are forgiven, the
-catalogue's spelling is stored); `other`, the model's fold-in class (classes under the training's minimum size are
-folded into it, `shopflow.model.training.data.OTHER`), names no category and is refused. An item whose suggestion is
-`other` is one the model knows no class for (`Item.fold_in`): it offers nothing to accept (`Item.acceptable` is
-false, an accept is refused, the bulk accept leaves it), a reviewer corrects or rejects it. A product without an
-audited item that day is an unknown item: a clear error, and nothing of the batch is recorded.
+catalogue's spelling is stored). A real class of the catalogue is a category whatever its name (`other` too). The
+model's fold-in class (classes under the training's minimum size folded together,
+`shopflow.model.training.data.fold_in_label`) names no category: the repair audits no suggestion for a product the
+model puts there, and such an item is one the model knows no class for (`Item.fold_in`): it offers nothing to accept
+(`Item.acceptable` is false, an accept is refused, the bulk accept leaves it), a reviewer corrects or rejects it. A
+product without an audited item that day is an unknown item: a clear error, and nothing of the batch is recorded.
+
+Product keys are compared as text whatever the source's key type (`shopflow.store.models.product_key_text`: the
+store records an integer key 72 as "72", and `--id 72`, a page's form field and a JSON `"uniq_id": 72` or `"72"`
+all name it).
+
+Near-duplicate clusters
+-----------------------
+Listings of one product (`shopflow.governance.duplicates`: the day's members file in the lake's `duplicates` zone)
+are decided once: `Item.cluster_id` names the item's cluster, and `cards(items)` groups the listed items of one
+cluster into one `Card`, which the review page shows with one decision for all of them (accept only where every
+item suggests the same category). The decision is recorded per item (one `review_decisions` row each, each
+re-decidable on its own); a day without a duplicates output has no clusters and every card is one item.
 
 Decisions are stored in the metadata store (`review_decisions`: product, field, decision, value, reviewer, via,
 decided_at, the repair's run id; one current decision per day, product and field, a re-decision replaces it and keeps
@@ -78,11 +91,12 @@ import pandas as pd
 from shopflow.common import storage
 from shopflow.common.parquet import parquet_columns, read_parquet, write_parquet_atomic
 from shopflow.config.settings import Settings
+from shopflow.governance import duplicates
 from shopflow.governance.actions import ACTIONS, FILL, FLAG, PENDING_ACTIONS, REVIEW  # noqa: F401 - ACTIONS for callers
 from shopflow.lake import zones as lake
-from shopflow.model.training.data import OTHER
 from shopflow.sources import SourceSpec, roles
 from shopflow.sources.role_frames import CATEGORY_PATH_SEPARATOR, LEVEL_SEPARATOR, categories, category_field, category_status
+from shopflow.store.models import product_key_text
 from shopflow.store.repository import MetadataStore
 
 log = logging.getLogger("shopflow.governance.review")
@@ -115,9 +129,13 @@ class InvalidDecision(ReviewError):
 
 @dataclass(frozen=True)
 class ItemDecision:
-    uniq_id: str
+    uniq_id: str  # the product's key; any other type (an int from a JSON body) is taken as its text
     decision: str  # accept | reject | correct
     value: str | None = None  # the correction (correct only)
+
+    def __post_init__(self):
+        if not isinstance(self.uniq_id, str):
+            object.__setattr__(self, "uniq_id", product_key_text(self.uniq_id))
 
 
 @dataclass
@@ -141,6 +159,7 @@ class Item:
     via: str | None = None
     decided_at: datetime | None = None
     revision: int | None = None
+    cluster_id: str | None = None  # its near-duplicate cluster that day (shopflow.governance.duplicates), if any
 
     @property
     def pending(self) -> bool:
@@ -148,13 +167,13 @@ class Item:
 
     @property
     def fold_in(self) -> bool:
-        """The suggestion is the model's fold-in class `other`: the model knows no class for this product."""
-        return self.suggestion == OTHER
+        """No suggestion: the model's answer was its fold-in class, it knows no class for this product."""
+        return self.suggestion is None
 
     @property
     def acceptable(self) -> bool:
-        """Accepting names a category (there is a suggestion and it is not the fold-in class `other`)."""
-        return self.suggestion is not None and not self.fold_in
+        """Accepting names a category: there is a suggestion (the fold-in class is none)."""
+        return not self.fold_in
 
     def as_dict(self) -> dict:
         data = asdict(self)
@@ -163,6 +182,77 @@ class Item:
         data["acceptable"] = self.acceptable
         data["fold_in"] = self.fold_in
         return data
+
+
+@dataclass
+class Card:
+    """What the review page decides at once: one item, or the listed items of one near-duplicate cluster."""
+
+    items: list[Item]
+    cluster_id: str | None = None  # set when the card holds a cluster's items (two or more)
+
+    @property
+    def ids(self) -> list[str]:
+        return [i.uniq_id for i in self.items]
+
+    @property
+    def suggestion(self) -> str | None:
+        """The items' one suggestion (None when they differ)."""
+        suggestions = {i.suggestion for i in self.items}
+        return suggestions.pop() if len(suggestions) == 1 else None
+
+    @property
+    def acceptable(self) -> bool:
+        """Accepting names one category for every item: each is acceptable and they suggest the same."""
+        return all(i.acceptable for i in self.items) and self.suggestion is not None
+
+    @property
+    def decision(self) -> str | None:
+        """The items' one current decision (None when any is undecided or they differ)."""
+        decisions = {i.decision for i in self.items}
+        return decisions.pop() if len(decisions) == 1 else None
+
+    @property
+    def pending(self) -> bool:
+        return any(i.pending for i in self.items)
+
+    def as_dict(self) -> dict:
+        return {"cluster_id": self.cluster_id, "ids": self.ids, "acceptable": self.acceptable,
+                "suggestion": self.suggestion, "decision": self.decision, "pending": self.pending}
+
+
+def cards(listed: list[Item]) -> list[Card]:
+    """The listed items as cards, in the list's order: the items of one cluster (two or more of them listed) in one
+    card where the first of them stands, every other item in a card of its own."""
+    by_cluster: dict[str, list[Item]] = {}
+    for item in listed:
+        if item.cluster_id is not None:
+            by_cluster.setdefault(item.cluster_id, []).append(item)
+    found, placed = [], set()
+    for item in listed:
+        members = by_cluster.get(item.cluster_id) if item.cluster_id is not None else None
+        if members is None or len(members) < 2:
+            found.append(Card([item]))
+        elif item.cluster_id not in placed:
+            placed.add(item.cluster_id)
+            found.append(Card(members, cluster_id=item.cluster_id))
+    return found
+
+
+def cluster_decisions(ids: Iterable, decision: str, value: str | None = None) -> list[ItemDecision]:
+    """One decision for every item of a cluster's card: one ItemDecision per product (each recorded, and
+    re-decidable, on its own)."""
+    return [ItemDecision(uid, decision, value) for uid in dict.fromkeys(product_key_text(u) for u in ids)]
+
+
+def duplicate_clusters(settings: Settings, spec: SourceSpec, ds: date) -> dict[str, str]:
+    """product key -> cluster id of the day's near-duplicate clusters of the catalogue (empty when the duplicates
+    step wrote nothing that day)."""
+    path = lake.lake_file(settings, duplicates.ZONE, spec.name, ds)
+    if not storage.is_file(path):
+        return {}
+    members = duplicates.read_members(path, spec)
+    return dict(zip(members["uniq_id"], members["cluster_id"]))
 
 
 @dataclass(frozen=True)
@@ -225,6 +315,7 @@ def items(settings: Settings, store: MetadataStore, ds: date, source: str | None
     field = _field(spec)
     decided = {(d.uniq_id, d.field): d for d in store.review_decisions(spec.name, ds)}
     titles = _product_frame(settings, spec, ds)
+    clusters = duplicate_clusters(settings, spec, ds)
     found = []
     for audit in store.repair_audit(ds, action):
         if audit.field != field:
@@ -232,7 +323,7 @@ def items(settings: Settings, store: MetadataStore, ds: date, source: str | None
         item = Item(uniq_id=audit.uniq_id, action=audit.action, field=audit.field, before=audit.before,
                     suggestion=audit.after, confidence=float(audit.confidence), model_version=audit.model_version,
                     airflow_run_id=audit.airflow_run_id, reverted=audit.reverted_at is not None,
-                    title=titles.get(audit.uniq_id, {}).get("title"))
+                    title=titles.get(audit.uniq_id, {}).get("title"), cluster_id=clusters.get(audit.uniq_id))
         decision = decided.get((audit.uniq_id, audit.field))
         if decision is not None:
             item.decision, item.value, item.value_l2 = decision.decision, decision.value, decision.value_l2
@@ -270,7 +361,7 @@ def _product_frame(settings: Settings, spec: SourceSpec, ds: date) -> dict[str, 
     top = frame[levels[0]] if levels else pd.Series(pd.NA, index=frame.index)
     second = frame[levels[1]] if len(levels) > 1 else pd.Series(pd.NA, index=frame.index)
     titles = frame[title] if title in frame else pd.Series(pd.NA, index=frame.index)
-    return {str(uid): {"title": _text(t), "top": _text(a), "l2": _text(b)}
+    return {product_key_text(uid): {"title": _text(t), "top": _text(a), "l2": _text(b)}
             for uid, t, a, b in zip(frame[product_id], titles, top, second)}
 
 
@@ -291,8 +382,7 @@ def _known_categories(url: str, source: str, ds: date, _partitions: tuple) -> Ca
     intact = category_status(catalog, spec).isin(("ok", "truncated_leaf")).to_numpy() & top.notna().to_numpy()
     tops = {}
     for name in top[intact].astype(str).unique():
-        if name != OTHER:
-            tops.setdefault(_fold(name), name)
+        tops.setdefault(_fold(name), name)
     pairs = {}
     if second is not None:
         status = category_status(catalog, spec)
@@ -311,9 +401,6 @@ def normalise_category(value: str, known: Categories, source: str = "catalogue")
     if len(parts) > 2:
         deeper = "a correction names a top-level category or 'Top > Second', no deeper"
         raise InvalidDecision(f"{_shown(value)}: {deeper}", deeper)
-    if _fold(parts[0]) == OTHER:
-        catch_all = "'other' is the model's catch-all class and names no category"
-        raise InvalidDecision(f"{_shown(value)}: {catch_all}", f"the correction is {catch_all}")
     top = known.top.get(_fold(parts[0]))
     if top is None:
         examples = ", ".join(sorted(known.top.values())[:8])
@@ -400,12 +487,9 @@ def _resolve(d: ItemDecision, item, spec: SourceSpec, ds: date) -> tuple[str | N
                               f"product {d.uniq_id}: only a correction takes a value ({d.decision} was given one)")
     if d.decision == ACCEPT:
         if item.after is None:
-            raise InvalidDecision(f"product {d.uniq_id} on {spec.name} {ds}: the model made no suggestion to accept; "
-                                  "correct or reject it instead")
-        if item.after == OTHER:
             raise InvalidDecision(f"product {d.uniq_id} on {spec.name} {ds}: the model knows no class for this (its "
-                                  f"suggestion is the fold-in class {OTHER!r}, which names no category); correct or "
-                                  "reject it instead")
+                                  "answer is its fold-in class, which names no category), so there is no suggestion "
+                                  "to accept; correct or reject it instead")
         return item.after, None
     if d.decision == REJECT:
         return item.before, None  # a fill or review item: the value before (none); a flag: the given category
@@ -438,7 +522,7 @@ def _apply(repaired: pd.DataFrame, spec: SourceSpec, decisions) -> pd.DataFrame:
     if not decisions:
         return repaired
     product_id = spec.role_column("id")
-    ids = repaired[product_id].astype(str)
+    ids = repaired[product_id].map(product_key_text).astype("object")
     values = {d.uniq_id: d.value for d in decisions}
     sources = {d.uniq_id: CATEGORY_SOURCE[d.decision] for d in decisions}
     rows = ids.isin(values).to_numpy()

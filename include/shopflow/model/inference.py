@@ -8,6 +8,10 @@ calibrated ensemble of them; `repair_threshold` is the fill threshold set at tra
 before the model sees them and answers (both levels) are kept in a bounded cache, so the many identical titles of a
 catalogue (size and colour variants) and a repeated call on the same day cost one pass each.
 
+The fold-in class (rare classes folded together at training, shopflow.model.training.data.fold_in_label) names no
+category: where it is the most likely class, `label` is missing and `fold_in` is true ("the model knows no class for
+this"); in `top3` it is None. A model saved before the card recorded its name folded into `other`.
+
 A model directory on an object store (an `s3://...` artifact path) is downloaded once into a local cache folder
 (`Settings.model_cache_dir`, see shopflow.common.storage.local_copy) and loaded from there.
 
@@ -67,6 +71,8 @@ class Predictor:
         self.card = json.loads(card_path.read_text())
         self.labels: list[str] = list(self.card["labels"]["top"])
         self.labels_l2: list[str] = list(self.card["labels"]["l2"])
+        legacy = {level: "other" for level in LEVELS}  # a card written before the fold-in class had its own name
+        self.fold_in: dict[str, str | None] = self.card["labels"].get("fold_in", legacy)
         self.selected: str = self.card["selected"]
         self.repair_threshold: float | None = self.card.get("repair_threshold")
         self.temperature: float = float(self.card["temperature_top"])
@@ -162,22 +168,27 @@ class Predictor:
         return np.stack([answers[t][column] for t in texts])
 
     def predict(self, texts: Sequence[str], level: str = "top") -> pd.DataFrame:
-        """label, confidence and top3 ((label, probability) x 3, most likely first) for each text, in input order;
-        `level` "l2" answers the second level ("Top > Second")."""
+        """label, confidence, fold_in and top3 ((label, probability) x 3, most likely first) for each text, in input
+        order; `level` "l2" answers the second level ("Top > Second"). Where the fold-in class is the most likely,
+        label is missing and fold_in true."""
         probabilities = self.probabilities(texts, level)
         if len(probabilities) == 0:
             return pd.DataFrame({"label": pd.Series([], dtype="string"), "confidence": pd.Series([], dtype="float64"),
-                                 "top3": pd.Series([], dtype="object")})
+                                 "fold_in": pd.Series([], dtype=bool), "top3": pd.Series([], dtype="object")})
         k = min(3, probabilities.shape[1])
         # A stable sort on the negated probabilities: ties go to the earlier label, the same on every run.
         order = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
         best = np.take_along_axis(probabilities, order, axis=1).round(DECIMALS)
         names = np.array(self.labels if level == "top" else self.labels_l2, dtype=object)
-        top3 = [tuple((str(names[c]), float(p)) for c, p in zip(row_classes, row_probs))
+        fold_in = self.fold_in.get(level)
+        names = np.where(names == fold_in, None, names) if fold_in is not None else names
+        top3 = [tuple((names[c], float(p)) for c, p in zip(row_classes, row_probs))
                 for row_classes, row_probs in zip(order, best)]
+        label = pd.array(names[order[:, 0]], dtype="string")
         return pd.DataFrame({
-            "label": pd.array(names[order[:, 0]], dtype="string"),
+            "label": label,
             "confidence": best[:, 0].astype("float64"),
+            "fold_in": label.isna(),
             "top3": top3,
         })
 

@@ -23,7 +23,7 @@ from shopflow.common.parquet import read_parquet
 from shopflow.common.storage import StoragePath
 from shopflow.config.options import default, values_of
 from shopflow.sources import SourceSpec, roles
-from shopflow.sources.role_frames import INTACT_STATUS, category_status
+from shopflow.sources.role_frames import INTACT_STATUS, category_columns, category_status
 from shopflow.store.models import ModelVersion, Partition
 from shopflow.store.repository import MetadataStore
 
@@ -111,9 +111,7 @@ def models(store: MetadataStore) -> list[ModelVersion]:
 
 def _labelled(partition: Partition, spec: SourceSpec) -> int:
     """Products of a partition with an intact category (see shopflow.model.training.data), reading only what that needs."""
-    status_column = spec.role_column("category_status")
-    category_column = (spec.role.columns("category_levels") or [spec.role_column("category_path")])[0]
-    frame = read_parquet(partition.clean_path, columns=[status_column or category_column])
+    frame = read_parquet(partition.clean_path, columns=category_columns(spec))
     return int((category_status(frame, spec) == INTACT_STATUS).sum())
 
 

@@ -44,9 +44,11 @@ def classify_texts(predictor, queries: Sequence[str]) -> pd.DataFrame:
     seconds = time.perf_counter() - started
     log.info("classified %d queries in %.2fs (%.0f queries/s)", len(queries), seconds,
              len(queries) / seconds if seconds else 0.0)
+    # A query the model knows no class for is counted under the model's fold-in class, whose name no real class has.
+    fold_in = getattr(predictor, "fold_in", {}).get("top") or "other"
     return pd.DataFrame({
         "query": pd.array(queries, dtype="string"),
-        "category": predicted["label"].astype("string"),
+        "category": predicted["label"].astype("string").fillna(fold_in),
         "confidence": predicted["confidence"].astype("float64"),
         "top3": predicted["top3"],
     })

@@ -87,6 +87,7 @@ def run(job: dict) -> dict:
     split_column = job.get("split_column", "split")
     examples = pd.read_parquet(job["examples"])
     labels_top, labels_l2 = sorted(examples["label_top"].unique()), sorted(examples["label_l2"].unique())
+    fold_in = {level: _fold_in_name(examples, level) for level in ("top", "l2")}
     top_id = {name: i for i, name in enumerate(labels_top)}
     l2_id = {name: i for i, name in enumerate(labels_l2)}
     examples["y_top"] = examples["label_top"].map(top_id)
@@ -250,7 +251,7 @@ def run(job: dict) -> dict:
 
     # 7. the repair threshold on unseen titles (validation), checked on test
     proposal_probs = evaluation.probs[proposal]
-    other = top_id.get("other", -1)
+    other = top_id.get(fold_in["top"], -1)
     threshold_fit = _threshold(proposal_probs["validation"], y_val, other, config.repair_precision_bound)
     at_threshold = _at(proposal_probs["test"], y_test, other, threshold_fit["threshold"])
     log(f"repair threshold {threshold_fit['threshold']}: validation precision {threshold_fit['precision']} "
@@ -261,8 +262,8 @@ def run(job: dict) -> dict:
     # 8. versus the current champion, on today's test split
     versus_champion = None
     if job.get("champion"):
-        versus_champion = _versus_champion(job, texts["test"], y_test, labels_top, predicted[proposal], groups_test,
-                                           config)
+        versus_champion = _versus_champion(job, texts["test"], y_test, labels_top, fold_in["top"], predicted[proposal],
+                                           groups_test, config)
 
     # 9. save what serves, plus the fine-tune for tomorrow's warm start
     model_io.save(classifier.cpu(), tokenizer, label_map, output / "finetune")
@@ -276,7 +277,7 @@ def run(job: dict) -> dict:
                      "temperature_l2": l2_temperatures[m]} for m, w in members],
         "temperature_top": 1.0 if len(members) == 1 else evaluation.table[proposal]["temperature"],
         "temperature_l2": l2_temperature,
-        "labels": {"top": labels_top, "l2": labels_l2}, "max_length": config.max_length,
+        "labels": {"top": labels_top, "l2": labels_l2, "fold_in": fold_in}, "max_length": config.max_length,
         # No threshold reaching the bound: a threshold above any confidence, so nothing is filled.
         "repair_threshold": NO_FILL if threshold_fit["threshold"] is None else threshold_fit["threshold"],
         "embedding": embedder.describe() if embedder else None,
@@ -300,7 +301,7 @@ def run(job: dict) -> dict:
                      "total_seconds": round(time.perf_counter() - started_all, 2),
                      "peak_rss_mib": round(_peak_rss_mib(), 1),
                      "test_inference_samples_per_second": evaluation.table[proposal]["inference_per_second"]},
-        "labels": {"top": labels_top, "l2": labels_l2},
+        "labels": {"top": labels_top, "l2": labels_l2, "fold_in": fold_in},
         "split_sizes": {k: len(v) for k, v in parts.items()}, "split": split_column,
         "gold_labels": int(examples["gold"].sum()) if "gold" in examples else 0,
         "config": config.as_dict(),
@@ -372,6 +373,16 @@ def _fillable(probabilities, y, other: int):
     return probabilities.max(1), predicted == y, predicted != other
 
 
+def _fold_in_name(examples, level: str) -> str | None:
+    """The fold-in class of `level` in the examples (shopflow.model.training.data.fold_in_label), None where no row
+    was folded; examples written before the rows were marked fold into `other`."""
+    folded = f"{level}_folded"
+    if folded not in examples:
+        return "other" if (examples[f"label_{level}"] == "other").any() else None
+    names = examples.loc[examples[folded], f"label_{level}"].unique()
+    return str(names[0]) if len(names) else None
+
+
 def _threshold(probabilities, y, other: int, target: float) -> dict:
     from shopflow.model.training import selection
 
@@ -386,7 +397,8 @@ def _at(probabilities, y, other: int, threshold: float | None) -> dict:
     return selection.precision_at(confidence, correct, fillable, 1.01 if threshold is None else threshold)
 
 
-def _versus_champion(job: dict, test_texts, y_test, labels_top, proposal_predicted, groups, config) -> dict:
+def _versus_champion(job: dict, test_texts, y_test, labels_top, fold_in_top: str | None, proposal_predicted, groups,
+                     config) -> dict:
     """The proposal's macro-F1 gain over the champion's predictions on today's test split (paired bootstrap)."""
     import numpy as np
 
@@ -400,9 +412,12 @@ def _versus_champion(job: dict, test_texts, y_test, labels_top, proposal_predict
     except Exception as exc:  # an unreadable champion must not stop a training; the blessing sees why
         log(f"champion v{champion['version']} could not be loaded ({exc}); no paired comparison")
         return {"version": champion["version"], "error": str(exc)[:300]}
-    names = predictor.predict(test_texts)["label"].astype(str).tolist()
+    predicted = predictor.predict(test_texts)
     index = {name: i for i, name in enumerate(labels_top)}
-    champion_predicted = np.array([index.get(n, -1) for n in names])
+    # The champion's "no class" answer is right where today's label is today's fold-in class.
+    fold_in = index.get(fold_in_top, -1)
+    champion_predicted = np.array([fold_in if unknown else index.get(name, -1)
+                                   for name, unknown in zip(predicted["label"].tolist(), predicted["fold_in"])])
     boot = selection.paired_bootstrap(y_test, proposal_predicted, champion_predicted, groups, len(labels_top),
                                       rounds=config.bootstrap_rounds, seed=config.seed)
     champion_f1 = selection.macro_f1(np.asarray(y_test), champion_predicted, len(labels_top))

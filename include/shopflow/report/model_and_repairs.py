@@ -15,7 +15,7 @@ from shopflow.report import blocks, plots
 from shopflow.report.context import ReportContext
 from shopflow.sources import roles
 from shopflow.sources.role_frames import category_field
-from shopflow.store.models import ModelVersion
+from shopflow.store.models import ModelVersion, product_key_text
 
 SHOWN_ACTIONS = 15
 METRICS = [("accuracy", "accuracy", "pct"), ("macro_f1", "macro-F1", "float"), ("ece", "ECE (calibrated)", "float")]
@@ -163,8 +163,9 @@ def _repair_blocks(ctx: ReportContext, repair, spec) -> dict:
     if spec is not None:  # the other fields' fills and flags are counted in one line below
         audit = [a for a in audit if a.field == category_field(spec)]
     catalog = ctx.clean(spec.name) if spec is not None else None
-    titles = dict(zip(catalog[spec.role_column("id")], catalog[spec.role_column("title")])) \
-        if catalog is not None else {}
+    # Keyed as the store keys the audit (text, whatever the source's key type).
+    titles = dict(zip(catalog[spec.role_column("id")].map(product_key_text), catalog[spec.role_column("title")])) \
+        if catalog is not None and spec.role_column("title") else {}
     content = [
         blocks.figures([("products in", repair.rows_in, "int"), ("filled", repair.rows_filled, "int"),
                         ("to review", repair.rows_review, "int"), ("flagged", repair.rows_flagged, "int"),

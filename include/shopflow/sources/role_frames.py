@@ -73,6 +73,15 @@ def categories(frame: pd.DataFrame, spec: SourceSpec) -> tuple[pd.Series | None,
     return _text_or_na(parts.str[0]), _text_or_na(parts.str[1])
 
 
+def category_columns(spec: SourceSpec) -> list[str]:
+    """The clean columns `categories` and `category_status` read: the status field where the source maps one, else
+    the first two category_levels (or the category_path). A reader that loads only some columns loads these."""
+    status = spec.role_column("category_status")
+    levels = spec.role.columns("category_levels")
+    path = spec.role_column("category_path")
+    return [*([status] if status else []), *(levels[:2] if levels else [path] if path else [])]
+
+
 def category_status(frame: pd.DataFrame, spec: SourceSpec) -> pd.Series:
     """Each product's category state: the source's category_status field; a source without one: `ok` where the
     product has a top-level category, else `missing` (every product with a category counts as usable)."""

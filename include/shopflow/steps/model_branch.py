@@ -11,11 +11,14 @@ not trained on.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
 from datetime import date
+from typing import Iterator
 
+from shopflow.common.errors import ModelInputError
 from shopflow.config.settings import Settings
 from shopflow.governance import review
 from shopflow.lake import zones as lake
@@ -40,6 +43,21 @@ class NothingToDo(Exception):
     """The step has nothing to do for this day; the reason is the message."""
 
 
+@contextlib.contextmanager
+def catalogue_as_declared(source) -> Iterator[None]:
+    """Turns a missing column of the catalogue's clean partition (a KeyError from reading its role fields) into a
+    ModelInputError naming the source and the field that maps it: deterministic, so the operator does not retry."""
+    try:
+        yield
+    except KeyError as exc:
+        column = exc.args[0] if exc.args else "?"
+        fields = [name for name, mapped in source.role.fields.items()
+                  if mapped == column or (isinstance(mapped, list) and column in mapped)]
+        played = f" (role field {', '.join(fields)})" if fields else ""
+        raise ModelInputError(f"{source.name}: column {column!r}{played} is not in its clean partition; check the "
+                              f"role mapping in the sources file (`python -m shopflow sources check`)") from exc
+
+
 def _store(settings: Settings) -> MetadataStore:
     store = MetadataStore(settings.store_url)
     store.check_schema()
@@ -54,7 +72,8 @@ def training_gate(settings: Settings, ds: date, run_id: str | None = None) -> di
     catalogue = roles.model_catalog()
     for reason in catalogue.passed_over.values():
         log.info("training gate for %s: %s", ds, reason)
-    decision = training_due(_store(settings), ds, policy(), catalogue.source)
+    with catalogue_as_declared(catalogue.source):
+        decision = training_due(_store(settings), ds, policy(), catalogue.source)
     log.info("training gate for %s: %s (%s)", ds, "train" if decision.promote else "skip", decision.reason)
     not_trained = [reason for reason in catalogue.passed_over.values() if reason not in decision.reason]
     if not decision.promote:
@@ -78,7 +97,12 @@ def train(settings: Settings, ds: date, run_id: str | None = None, config=None) 
     config = config or TrainingConfig.from_env()
     catalog = catalog_as_of(store, ds, source=source.name)
     gold = review.gold_labels(store, source.name)
-    examples = labelled_examples(catalog, config.rare_class_min, source, gold=gold)
+    with catalogue_as_declared(source):
+        examples = labelled_examples(catalog, config.rare_class_min, source, gold=gold)
+    if examples.empty:
+        fields = source.role.columns("category_levels") or [source.role_column("category_path") or "?"]
+        raise ModelInputError(f"{source.name}: no product of its catalogue as of {ds} has a usable category "
+                              f"({', '.join(fields)}): nothing to learn from")
     tag = hashlib.sha1(f"{ds}|{run_id}".encode()).hexdigest()[:8]
     output = settings.models_dir / MODEL_NAME / f"trained_{ds.isoformat()}_{tag}"
     current = champion(store)
@@ -157,7 +181,8 @@ def repair(settings: Settings, ds: date, run_id: str | None = None) -> dict:
     if not partitions:
         raise NothingToDo(f"no validated {source} partition for {ds}")
     predictor, version = _predictor(settings, store)
-    summary = repair_partition(settings, store, ds, predictor, version, policy(), run_id=run_id, source=source)
+    with catalogue_as_declared(catalogue.source):
+        summary = repair_partition(settings, store, ds, predictor, version, policy(), run_id=run_id, source=source)
     store.record_lineage(source, ds, task="repair", inputs=[partitions[0].clean_path],
                          outputs=[str(lake.lake_file(settings, "repaired", source, ds))], run_id=run_id)
     return summary
@@ -191,7 +216,8 @@ def find_duplicates(settings: Settings, ds: date, run_id: str | None = None) -> 
     source = catalogue.name
     if not any(p.status == "validated" for p in store.partitions(source, ds)):
         raise NothingToDo(f"no validated {source} partition for {ds}: its duplicates are unchanged")
-    summary = publish_duplicates(settings, store, ds, catalogue.source, run_id=run_id)
+    with catalogue_as_declared(catalogue.source):
+        summary = publish_duplicates(settings, store, ds, catalogue.source, run_id=run_id)
     output = lake.lake_file(settings, "duplicates", source, ds)
     store.record_lineage(source, ds, task="duplicates",
                          inputs=[p.clean_path for p in as_of_partitions(store, source, ds)],

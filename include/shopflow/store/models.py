@@ -1,4 +1,9 @@
-"""SQLAlchemy 2.x models of the metadata store. The schema is owned by the Alembic migrations beside this file."""
+"""SQLAlchemy 2.x models of the metadata store. The schema is owned by the Alembic migrations beside this file.
+
+Product keys (`repair_audit.uniq_id`, `review_decisions.uniq_id`) are stored as their text form whatever the
+source's key type: `ProductKey` converts every value bound to such a column (in rows written and in the values a
+query compares it with), so an integer key 72 is the text "72" on SQLite and PostgreSQL alike, and `--id 72`
+finds it."""
 
 from __future__ import annotations
 
@@ -7,6 +12,34 @@ from enum import StrEnum
 
 from sqlalchemy import JSON, BigInteger, Boolean, Date, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+PRODUCT_KEY_CHARACTERS = 64
+
+
+def product_key_text(value) -> str:
+    """The text form of a product key as the store records it: str() of the value, a numpy scalar taken as the
+    Python value it holds (a numpy int64 written as is would be an 8-byte blob on SQLite and refused by psycopg2),
+    bytes decoded as UTF-8."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).decode("utf-8")
+    item = getattr(value, "item", None)  # numpy and pandas scalars
+    if callable(item) and not isinstance(value, str):
+        value = item()
+    return str(value)
+
+
+class ProductKey(TypeDecorator):
+    """A product key column: VARCHAR(64) holding `product_key_text` of whatever value is bound."""
+
+    impl = String(PRODUCT_KEY_CHARACTERS)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        return None if value is None else product_key_text(value)
+
+    def process_result_value(self, value, dialect):
+        return value
 
 
 class Base(DeclarativeBase):
@@ -185,7 +218,7 @@ class RepairAudit(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     ds: Mapped[date] = mapped_column(Date)
-    uniq_id: Mapped[str] = mapped_column(String(64))
+    uniq_id: Mapped[str] = mapped_column(ProductKey)
     action: Mapped[str] = mapped_column(String(16))  # fill | flag | review
     field: Mapped[str] = mapped_column(String(64))
     before: Mapped[str | None] = mapped_column(Text)
@@ -207,7 +240,7 @@ class ReviewDecision(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     source: Mapped[str] = mapped_column(String(100))  # the catalogue dataset
     ds: Mapped[date] = mapped_column(Date)
-    uniq_id: Mapped[str] = mapped_column(String(64))
+    uniq_id: Mapped[str] = mapped_column(ProductKey)
     field: Mapped[str] = mapped_column(String(64))
     audit_action: Mapped[str] = mapped_column(String(16))  # fill | review | flag: what the repair did
     decision: Mapped[str] = mapped_column(String(16))  # accept | reject | correct

@@ -32,6 +32,7 @@ from shopflow.store.models import (
     ReviewDecision,
     SearchIntent,
     Validation,
+    product_key_text,
 )
 
 # How long past its statement_timeout the client still waits for a frozen server's answer (shopflow.store.deadline).
@@ -398,7 +399,7 @@ class MetadataStore:
         """Mark the day's not yet reverted fills of these products (of `field` only, when given) reverted; the
         run's `counter` loses them and `moves_to` (when given) gains them: a reverted category fill moves from
         filled to unchanged. Returns how many fills were marked."""
-        ids = sorted(set(uniq_ids))
+        ids = sorted({product_key_text(uid) for uid in uniq_ids})
         if not ids:
             return 0
         with self.session() as session, session.begin():

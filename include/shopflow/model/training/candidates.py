@@ -36,6 +36,9 @@ class LinearCandidate:
     words: TfidfVectorizer | None = None
     chars: TfidfVectorizer | None = None
     classifier: LogisticRegression | None = field(default=None, repr=False)
+    # The one class of a head that has only one (a catalogue with one category level: every second-level label is
+    # the fold-in class): answered with certainty, nothing to fit.
+    only_class: int | None = None
 
     @property
     def uses_text(self) -> bool:
@@ -63,6 +66,10 @@ class LinearCandidate:
         return hstack(parts).tocsr()
 
     def fit(self, texts: list[str] | None, embeddings: np.ndarray | None, labels: np.ndarray) -> "LinearCandidate":
+        present = np.unique(labels)
+        if len(present) == 1:
+            self.only_class = int(present[0])
+            return self
         self.classifier = LogisticRegression(C=self.C, max_iter=2000, random_state=self.seed)
         self.classifier.fit(self._matrix(texts, embeddings, fit=True), labels)
         return self
@@ -71,7 +78,9 @@ class LinearCandidate:
         """Log-probabilities over all n_classes (absent classes: a very low value), for temperature scaling."""
         n = len(texts) if texts is not None else len(embeddings)
         out = np.full((n, self.n_classes), -30.0)
-        if n:
+        if n and self.only_class is not None:
+            out[:, self.only_class] = 0.0
+        elif n:
             out[:, self.classifier.classes_] = self.classifier.predict_log_proba(self._matrix(texts, embeddings, False))
         return out
 

@@ -6,7 +6,10 @@ Products whose top level is known are labelled: category_status `ok`, and `trunc
 at its leaf, its first levels are intact; a second level that is the cut-off leaf is `other`). A source without a
 status field labels every product with a category. Depth-1 "trees" that are the product name and missing trees are
 what the repair step fixes, not what the model learns from. Rare classes (fewer than `rare_class_min` products)
-become `other`; so does the second level of a source that has only one.
+are folded into one class, the fold-in class; so is the second level of a source that has only one. The fold-in class
+is named `other` unless a real class already has that name (any case), then `other (rare classes)` (`fold_in_label`):
+it never merges with a real class. Rows labelled with it are marked (`top_folded`, `l2_folded`), so the trained
+model records its name, and a prediction of it means "the model knows no class for this" (shopflow.model.inference).
 
 Two splits, both stable across days and runs:
 - `split` (the GROUPED split, used for training, model selection and every figure that decides something):
@@ -125,9 +128,20 @@ def product_text(frame: pd.DataFrame, spec: SourceSpec | None = None) -> pd.Seri
     return text.str.strip()
 
 
-def _collapse_rare(labels: pd.Series, minimum: int) -> pd.Series:
-    counts = labels.value_counts()
-    return labels.where(labels.map(counts) >= minimum, OTHER)
+def fold_in_label(real_classes) -> str:
+    """The name of the fold-in class: `other`, unless a real class already has a name equal to it in any case."""
+    taken = {str(name).casefold() for name in real_classes}
+    candidates = [OTHER, f"{OTHER} (rare classes)", *(f"{OTHER} (rare classes {n})" for n in range(2, len(taken) + 3))]
+    return next(name for name in candidates if name.casefold() not in taken)
+
+
+def _collapse_rare(labels: pd.Series, known: pd.Series, minimum: int) -> tuple[pd.Series, pd.Series]:
+    """(labels with the rare and the unknown folded into the fold-in class, which rows were folded)."""
+    known = known.to_numpy(dtype=bool)
+    counts = labels[known].value_counts()
+    kept = known & (labels.map(counts).fillna(0).to_numpy() >= minimum)
+    fold_in = fold_in_label(labels[known].unique())
+    return labels.where(kept, fold_in), pd.Series(~kept, index=labels.index)
 
 
 def labelled_examples(catalog: pd.DataFrame, rare_class_min: int, spec: SourceSpec | None = None,
@@ -166,20 +180,23 @@ def labelled_examples(catalog: pd.DataFrame, rare_class_min: int, spec: SourceSp
     second = None if second is None else second[usable].reset_index(drop=True)
     is_gold = (gold_top.notna().to_numpy()[usable] if gold_top is not None
                else pd.Series(False, index=labelled.index).to_numpy())
-    top_label = _collapse_rare(top.astype(str), rare_class_min)
+    everything = pd.Series(True, index=labelled.index)
+    top_label, top_folded = _collapse_rare(top.astype(str), everything, rare_class_min)
     if second is None:
-        second_label = pd.Series(OTHER, index=labelled.index)
+        second_label, l2_folded = pd.Series(fold_in_label([]), index=labelled.index), ~everything
     else:
         # A truncated tree's second level may be the cut-off leaf itself: not a label to learn.
-        known = second.notna().to_numpy() & ~truncated
-        second_label = (top.astype(str) + LEVEL_SEPARATOR + second.astype(str)).where(known, OTHER)
-    second_label = _collapse_rare(pd.Series(second_label, index=labelled.index), rare_class_min)
+        known = pd.Series(second.notna().to_numpy() & ~truncated, index=labelled.index)
+        second_label, l2_folded = _collapse_rare(top.astype(str) + LEVEL_SEPARATOR + second.astype(str), known,
+                                                 rare_class_min)
     group = pd.Series(groups.to_numpy()[usable], index=labelled.index)
     return pd.DataFrame({
         "uniq_id": labelled[product_id].astype(str),
         "text": product_text(labelled, spec),
         "label_top": top_label,
         "label_l2": second_label,
+        "top_folded": top_folded.to_numpy(dtype=bool),
+        "l2_folded": l2_folded.to_numpy(dtype=bool),
         "group": group,
         "split": group.map(split_of),
         "row_split": labelled[product_id].astype(str).map(split_of),

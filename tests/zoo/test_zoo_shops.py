@@ -1,0 +1,175 @@
+"""The zoo (tests/support/zoo_shops.py) through every step the daily DAG runs, one member at a time: the data steps
+of each landed source, the training gate, training on a tiny CPU budget, the blessing, the repair, the
+near-duplicates and the report; then a reviewer's decision and its reversal through the CLI. Each member proves a
+role shape; the assertions are the same for all of them: every row accounted for, a registered champion trained on
+the member's catalogue, audits keyed by the catalogue's own keys, a review round trip, a report without errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import TEST_KEY
+from zoo_shops import DAY, ZOO, ZOO_ENV, ZooShop
+
+from shopflow.cli import cmd_db_upgrade
+from shopflow.common.parquet import read_parquet
+from shopflow.config.settings import Settings
+from shopflow.lake import zones as lake
+from shopflow.model.registry import latest_model
+from shopflow.report.build import build_report
+from shopflow.sources import get_source
+from shopflow.steps import model_branch
+from shopflow.steps import partition as pipeline
+from shopflow.store.repository import MetadataStore
+
+pytestmark = [pytest.mark.slow]
+
+
+@dataclass
+class ZooRun:
+    shop: ZooShop
+    settings: Settings
+    store: MetadataStore
+    env: dict[str, str]
+    steps: dict[str, dict]
+
+    def shopflow(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "shopflow", *args], env=self.env, capture_output=True,
+                              text=True, check=check)
+
+    def clean(self, source: str):
+        return read_parquet(lake.lake_file(self.settings, "clean", source, DAY))
+
+    @property
+    def key(self) -> str:
+        return get_source(self.shop.catalog).role_column("id")
+
+
+def landed_partitions(landing: Path) -> list[tuple[str, date]]:
+    return sorted((folder.parent.name, date.fromisoformat(folder.name.removeprefix("ds=")))
+                  for folder in landing.glob("*/ds=*"))
+
+
+def land_exports(shop: ZooShop, root: Path, env: dict[str, str]) -> None:
+    """Each export landed by its own field, as a user would (`land --by`)."""
+    for source, (name, _content, by) in shop.exports.items():
+        subprocess.run([sys.executable, "-m", "shopflow", "land", "--source", source, "--from", str(root / name),
+                        "--by", by], env=env, capture_output=True, text=True, check=True)
+
+
+def run_member(settings: Settings, shop: ZooShop) -> dict[str, dict]:
+    """Every step, in the DAG's order: each landed partition's data steps, then the model steps and the report of
+    DAY; each step's summary by name."""
+    steps = {}
+    for source, day in landed_partitions(settings.landing_dir):
+        for step in (pipeline.ingest, pipeline.clean, pipeline.validate):
+            steps[f"{source}.{day}.{step.__name__}"] = step(settings, source, day)
+    steps["training_gate"] = model_branch.training_gate(settings, DAY)
+    steps["train"] = model_branch.train(settings, DAY)
+    steps["bless"] = model_branch.bless_candidate(settings, DAY)
+    steps["repair"] = model_branch.repair(settings, DAY)
+    steps["duplicates"] = model_branch.find_duplicates(settings, DAY)
+    steps["report"] = build_report(settings, DAY)
+    return steps
+
+
+@pytest.fixture(scope="module", params=[member.__name__ for member in ZOO])
+def zoo(request, tmp_path_factory, source_data):
+    shop = {member.__name__: member for member in ZOO}[request.param]()
+    root = tmp_path_factory.mktemp(shop.name)
+    sources_file = shop.write(root / "home", root)
+    variables = {"SHOPFLOW_HOME": str(root / "home"), "SHOPFLOW_SOURCES": str(sources_file),
+                 "SHOPFLOW_SOURCE_DATA": str(source_data), "SHOPFLOW_PSEUDONYM_KEY": TEST_KEY,
+                 **ZOO_ENV}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHOPFLOW_")} | variables
+    land_exports(shop, root, env)
+    with pytest.MonkeyPatch.context() as patch:
+        for name in [k for k in os.environ if k.startswith("SHOPFLOW_")]:
+            patch.delenv(name)
+        for name, value in variables.items():
+            patch.setenv(name, value)
+        settings = Settings.from_env()
+        cmd_db_upgrade(settings, None)
+        steps = run_member(settings, shop)
+        yield ZooRun(shop, settings, MetadataStore(settings.store_url), env, steps)
+
+
+def test_every_row_is_clean_quarantined_or_a_counted_duplicate(zoo):
+    landed = landed_partitions(zoo.settings.landing_dir)
+    assert {source for source, _ in zoo.shop.landing} | set(zoo.shop.exports) == {source for source, _ in landed}
+    for source, day in landed:
+        [partition] = zoo.store.partitions(source, day)
+        assert partition.status == "validated", (source, day, partition.error)
+        reasons = partition.quarantined_by_reason or {}
+        assert partition.rows_in == partition.rows_clean + sum(reasons.values()) + partition.rows_duplicate
+    [catalogue] = zoo.store.partitions(zoo.shop.catalog, DAY)
+    assert catalogue.rows_in == zoo.shop.product_count
+
+
+def test_nested_events_land_on_their_own_days(zoo):
+    """Sessions that span midnight are split by each event's own day: every event lands, none is quarantined as
+    outside its partition."""
+    for source, per_day in zoo.shop.expected_records.items():
+        partitions = {p.ds: p for p in zoo.store.partitions(source)}
+        assert {day: partitions[day].rows_in for day in per_day} == dict(per_day)
+        assert not any((p.quarantined_by_reason or {}).get("outside_partition") for p in partitions.values())
+    if not zoo.shop.expected_records:
+        pytest.skip(f"{zoo.shop.name} has no nested export")
+
+
+def test_the_champion_is_trained_on_the_members_catalogue(zoo):
+    model = latest_model(zoo.store)
+    assert model.status == "champion" and model.trained_on_ds == DAY
+    assert model.data_lineage["catalog_source"] == zoo.shop.catalog and model.data_lineage["examples"] > 100
+    card = json.loads((Path(model.artifact_path) / "champion.json").read_text())
+    real = {level for level in card["labels"]["top"] if level != card["labels"]["fold_in"]["top"]}
+    assert len(real) >= 3
+    if zoo.shop.real_other_class:  # the real class keeps its name; the fold-in class gets another
+        assert "other" in real and card["labels"]["fold_in"]["top"] == "other (rare classes)"
+
+
+def test_repairs_are_audited_under_the_catalogues_own_keys(zoo):
+    keys = set(zoo.clean(zoo.shop.catalog)[zoo.key].astype(str))
+    audit = zoo.store.repair_audit(DAY)
+    assert audit, "the repair audited nothing"
+    assert all(isinstance(a.uniq_id, str) and a.uniq_id in keys for a in audit), [a.uniq_id for a in audit[:3]]
+
+
+def test_a_review_decision_and_its_reversal(zoo):
+    listed = zoo.shopflow("review", "list", DAY.isoformat(), "--action", "review").stdout
+    lines = [line for line in listed.splitlines()[1:] if line.strip()]
+    assert lines, listed
+    product = lines[0].split()[0]
+    categories = json.loads((Path(latest_model(zoo.store).artifact_path) / "champion.json").read_text())["labels"]
+    category = next(c for c in categories["top"] if c != categories["fold_in"]["top"])
+    decided = zoo.shopflow("review", "decide", DAY.isoformat(), "--id", product, "--correct", category,
+                           "--reviewer", "zoo")
+    assert "recorded" in decided.stdout, decided.stdout + decided.stderr
+    repaired = read_parquet(lake.lake_file(zoo.settings, "repaired", zoo.shop.catalog, DAY))
+    key = zoo.key
+    row = repaired[repaired[key].astype(str) == product].iloc[0]
+    assert row["category_top_repaired"] == category
+    again = zoo.shopflow("review", "decide", DAY.isoformat(), "--id", product, "--reject", "--reviewer", "zoo")
+    assert "replaced" in again.stdout, again.stdout + again.stderr
+    repaired = read_parquet(lake.lake_file(zoo.settings, "repaired", zoo.shop.catalog, DAY))
+    assert pd.isna(repaired[repaired[key].astype(str) == product].iloc[0]["category_top_repaired"])  # as it came
+
+
+def test_near_duplicates_cover_the_catalogue(zoo):
+    summary = zoo.steps["duplicates"]
+    assert summary["products_in"] == zoo.store.partitions(zoo.shop.catalog, DAY)[0].rows_clean
+
+
+def test_the_report_has_no_errors(zoo):
+    report = zoo.steps["report"]
+    assert report["status"] != "failed" and "failed" not in report["sections"].values(), report
+    html = Path(report["html"]).read_text(encoding="utf-8")
+    assert "Traceback" not in html and "b'\\x" not in html
