@@ -250,8 +250,9 @@ _CATALOGUE: tuple[Option, ...] = (
     Option("SHOPFLOW_TRAIN_REPAIR_PRECISION_BOUND", FLOAT, 0.97, "The calibrated repair threshold is the lowest "
            "confidence whose fills have a Clopper-Pearson lower precision bound of at least this.", TRAINING,
            minimum=0, maximum=1, sets="TrainingConfig.repair_precision_bound"),
-    Option("SHOPFLOW_TRAIN_RARE_CLASS_MIN", INT, 40, "A category with fewer labelled products than this is learnt as "
-           "`other`.", TRAINING, minimum=0, sets="TrainingConfig.rare_class_min"),
+    Option("SHOPFLOW_TRAIN_RARE_CLASS_MIN", INT, 40, "A category with fewer labelled products than this is folded into "
+           "the fold-in class (`other`, or `other (rare classes)` beside a real class `other`).", TRAINING, minimum=0,
+           sets="TrainingConfig.rare_class_min"),
     Option("SHOPFLOW_TRAIN_EVAL_BATCH_SIZE", INT, 256, "Batch size of the predictions that evaluate a model.", TRAINING,
            minimum=1, sets="TrainingConfig.eval_batch_size"),
     Option("SHOPFLOW_TRAIN_DEVICE", CHOICE, "auto", "Where the fine-tune runs: auto (a GPU when there is one), cpu, or "
