@@ -72,7 +72,8 @@ def pytest_xdist_make_scheduler(config, log):
 # to start while the other worker idles. A scheduling hint only: no test depends on it.
 LONG_UNITS_SECONDS = {"sqlite-sandbox": 330, "tests/chaos/test_chaos.py": 260, "trained-model": 250,
                       "tests/observability/test_openlineage.py": 110, "tests/deployment/test_distributed_celery.py": 110,
-                      "tests/report/test_weekly_digest.py": 95, "tests/dags/test_backfill.py": 95}
+                      "tests/report/test_weekly_digest.py": 95, "tests/dags/test_backfill.py": 95,
+                      "tests/zoo/test_zoo_shops.py": 120, "tests/zoo/test_zoo_dags.py": 90}
 
 
 def pytest_collection_modifyitems(config, items):

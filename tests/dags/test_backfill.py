@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import date, timedelta
 
 import pytest
@@ -32,3 +33,11 @@ def test_backfill_three_days_with_scheduler_on_postgres(tmp_path, source_data, p
     logs = list((tmp_path / "airflow" / "logs").rglob("*.log"))
     assert any("orders.clean" in str(p) or "task_id=orders.clean" in str(p) for p in logs)
     assert any("rows in ->" in p.read_text(errors="replace") for p in logs if "orders.clean" in str(p))
+    # A successful validate task's log reads as a success: no library's progress bars or warnings on its stderr,
+    # which the UI shows as `error` lines.
+    validate_logs = [p for p in logs if "orders.validate" in str(p)]
+    assert validate_logs
+    for path in validate_logs:
+        entries = [json.loads(line) for line in path.read_text(errors="replace").splitlines() if line.startswith("{")]
+        assert entries and not [e for e in entries if e.get("logger") == "task.stderr" or e.get("level") == "error"]
+        assert "Calculating Metrics" not in path.read_text(errors="replace")

@@ -173,3 +173,20 @@ def test_the_report_has_no_errors(zoo):
     assert report["status"] != "failed" and "failed" not in report["sections"].values(), report
     html = Path(report["html"]).read_text(encoding="utf-8")
     assert "Traceback" not in html and "b'\\x" not in html
+    # The repair tables name each product by its title, found under the catalogue's own key type.
+    document = json.loads(Path(report["json"]).read_text(encoding="utf-8"))
+    rows = [row for block in _blocks(document) if block.get("kind") == "table" for row in block.get("rows", [])
+            if "uniq_id" in row and "product" in row]
+    assert rows and all(row["product"] != row["uniq_id"] for row in rows), rows[:3]
+
+
+def _blocks(node):
+    """Every block of a report document, nested subsections included."""
+    if isinstance(node, dict):
+        if "kind" in node:
+            yield node
+        for value in node.values():
+            yield from _blocks(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _blocks(value)
