@@ -34,6 +34,16 @@ pays for the encoder.
 4. Precision: tests/data/duplicate_pairs_checked.csv, 207 accepted pairs read by eye (150 random same-title pairs and
    every distinct title pair the embedding rule accepted on the real catalogue): duplicate / all (strict) and
    (duplicate + variant) / all (same product line), per rule, and how many of those pairs the code still accepts.
+5. Approximate search (`approximate_knn`, the faiss IVF index used from SHOPFLOW_DUPLICATES_EXACT_BELOW distinct
+   titles on) against the exact one, at each size of --ann-sizes products, each size in a fresh process: the index's
+   seconds (wall, build and search) and the process's peak memory (resident set, the vectors included), and its
+   recall = the share of the exact search's (title, neighbour) pairs it finds (top --k, similarity >= the policy's
+   threshold). At the real size the titles are the catalogue's 10,494 distinct titles and the exact search runs
+   whole. A larger size adds (size - 16,028) synthetic products, each its own title, whose vectors are NOT
+   embedded (embedding a million titles on CPU is not what is measured): a real title's vector plus Gaussian noise
+   (sd per dimension drawn per copy from 0.005..0.04: cosine 0.99..0.8 to its original), normalised again, seeded.
+   There the exact reference is computed for --ann-queries random titles only (recall on them; its time scaled to
+   all titles: "est."). --sections 5 runs this part alone.
 """
 
 from __future__ import annotations
@@ -114,6 +124,92 @@ def time_search(vectors: np.ndarray, k: int, threshold: float, queries: int | No
     result["agreement"] = float(np.mean([len(a) == len(b) and np.allclose(a, b, atol=1e-4)
                                          for a, b in zip(our_sims, their_sims)]))
     return result
+
+
+# ---- 5. approximate against exact ------------------------------------------------------------------------------
+SYNTHETIC_NOISE = (0.005, 0.04)  # per-copy sd of the Gaussian noise per dimension
+
+
+def synthetic_titles(real: np.ndarray, count: int, seed: int = 20151203) -> np.ndarray:
+    """`real` followed by `count` noisy copies of randomly chosen rows of it (float32, L2-normalised)."""
+    rng = np.random.default_rng(seed)
+    out = np.empty((len(real) + count, real.shape[1]), np.float32)
+    out[:len(real)] = real
+    for start in range(0, count, 100_000):  # in slices, so the noise never needs a second full-size array
+        size = min(100_000, count - start)
+        sd = rng.uniform(*SYNTHETIC_NOISE, size).astype(np.float32)[:, None]
+        copies = real[rng.integers(0, len(real), size)] + rng.standard_normal((size, real.shape[1]), np.float32) * sd
+        copies /= np.linalg.norm(copies, axis=1, keepdims=True)
+        out[len(real) + start:len(real) + start + size] = copies
+    return out
+
+
+def exact_neighbours_of(vectors: np.ndarray, rows: np.ndarray, k: int, threshold: float) -> dict[int, set[int]]:
+    """The exact search's neighbours of `rows` only (what `exact_knn` finds for them), against all rows."""
+    found = {}
+    for start in range(0, len(rows), 256):
+        block = rows[start:start + 256]
+        sims = vectors[block] @ vectors.T
+        sims[np.arange(len(block)), block] = -np.inf
+        top = np.argpartition(sims, -k, axis=1)[:, -k:]
+        for i, row in enumerate(block):
+            found[int(row)] = {int(c) for c in top[i] if sims[i, c] >= threshold}
+    return found
+
+
+def peak_resident_kib() -> int:
+    """This process's peak resident set (VmHWM: not ru_maxrss, which a spawned process inherits from its parent)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
+
+
+def ann_against_exact(real_titles: np.ndarray, products: int, real_products: int, queries: int, policy, out) -> None:
+    """One size of section 5, in its own process (so its peak memory is its own); the figures go to `out`."""
+    from shopflow.governance.duplicates import ann_cells, approximate_knn, exact_knn
+
+    vectors = real_titles if products <= real_products else synthetic_titles(real_titles, products - real_products)
+    n = len(vectors)
+    started = time.perf_counter()
+    rows, cols, _ = approximate_knn(vectors, policy.top_k, policy.threshold)
+    ann_s = time.perf_counter() - started
+    peak_gib = peak_resident_kib() / 2**20
+    found = pd.Series(cols).groupby(rows).agg(set).to_dict()
+    started = time.perf_counter()
+    if queries >= n or products <= real_products:  # the real catalogue: the whole exact search
+        e_rows, e_cols, _ = exact_knn(vectors, policy.top_k, policy.threshold, policy.block_bytes)
+        exact = pd.Series(e_cols).groupby(e_rows).agg(set).to_dict()
+        sample = np.arange(n)
+    else:
+        sample = np.sort(np.random.default_rng(1).choice(n, queries, replace=False))
+        exact = exact_neighbours_of(vectors, sample, policy.top_k, policy.threshold)
+    exact_s = (time.perf_counter() - started) * n / len(sample)
+    wanted = sum(len(exact.get(int(r), ())) for r in sample)
+    hits = sum(len(exact.get(int(r), set()) & found.get(int(r), set())) for r in sample)
+    out.put({"products": products, "titles": n, "cells": ann_cells(n), "queries": len(sample), "exact_pairs": wanted,
+             "recall": hits / wanted if wanted else 1.0, "ann_s": ann_s, "exact_s": exact_s, "peak_gib": peak_gib})
+
+
+def approximate_section(real_titles: np.ndarray, sizes: list[int], real_products: int, queries: int, policy) -> None:
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    print(f"{'products':>10} {'titles':>10} {'cells':>6} {'recall':>8} {'exact pairs':>12} {'index s':>8} "
+          f"{'exact s':>12} {'speed-up':>9} {'peak GiB':>9}")
+    for size in sizes:
+        out = context.Queue()
+        worker = context.Process(target=ann_against_exact,
+                                 args=(real_titles, size, real_products, queries, policy, out))
+        worker.start()
+        row = out.get()
+        worker.join()
+        estimated = row["queries"] < row["titles"]
+        exact = f"{row['exact_s']:.1f}" + (" est." if estimated else "")
+        print(f"{row['products']:>10,} {row['titles']:>10,} {row['cells']:>6} {row['recall']:>8.4f} "
+              f"{row['exact_pairs']:>12,} {row['ann_s']:>8.1f} {exact:>12} {row['exact_s'] / row['ann_s']:>8.1f}x "
+              f"{row['peak_gib']:>9.2f}" + (f"  (recall on {row['queries']:,} sampled titles)" if estimated else ""))
+    print(f"   load average now: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (a shared machine inflates wall time)")
 
 
 # ---- 2. ground truth -------------------------------------------------------------------------------------------
@@ -227,10 +323,15 @@ def main() -> None:
     parser.add_argument("--synthetic", type=int, default=300)
     parser.add_argument("--queries", type=int, default=None, help="time this many query rows and scale (large sizes)")
     parser.add_argument("--cache", type=Path, default=None)
+    parser.add_argument("--ann-sizes", default="16028,100000,1000000", help="catalogue sizes of section 5")
+    parser.add_argument("--ann-queries", type=int, default=2000, help="sampled titles of the exact reference (5)")
+    parser.add_argument("--sections", default="1,2,3,4,5", help="which sections to run")
     args = parser.parse_args()
 
     from shopflow.config.settings import Settings
-    from shopflow.governance.duplicates import DuplicatePolicy, catalogue_products, embedding_texts, cluster_duplicates
+    from shopflow.governance.duplicates import (DuplicatePolicy, _title_representatives, catalogue_products,
+                                                cluster_duplicates, embedding_texts)
+    from shopflow.model.training.data import normalised_title
     from shopflow.model.embeddings import Embedder
 
     policy = DuplicatePolicy.from_env()
@@ -244,6 +345,9 @@ def main() -> None:
           f"{time.perf_counter() - started:.1f}s ({embedder.stats['cache_hits']:,} cache hits, "
           f"{embedder.stats['embedded']:,} through the encoder)")
     print(f"policy: {policy.describe()}")
+    sections = {int(s) for s in args.sections.split(",") if s.strip()}
+    if sections == {5}:
+        return approximate_only(args, products, vectors, policy, normalised_title, _title_representatives)
 
     started = time.perf_counter()
     result = cluster_duplicates(products, vectors, policy)
@@ -282,6 +386,20 @@ def main() -> None:
     accepted = set(zip(result.pairs["uniq_id_a"], result.pairs["uniq_id_b"]))
     for key, value in checked_precision(accepted).items():
         print(f"   {key}: {value}")
+    if 5 in sections:
+        approximate_only(args, products, vectors, policy, normalised_title, _title_representatives)
+
+
+def approximate_only(args, products, vectors, policy, normalised_title, title_representatives) -> None:
+    from shopflow.governance.duplicates import ANN_PROBES
+
+    keys = np.array([normalised_title(t) if isinstance(t, str) else "" for t in products["title"].tolist()], object)
+    _, representatives = title_representatives(keys)
+    sizes = [int(s) for s in args.ann_sizes.split(",") if s.strip()]
+    print(f"\n5. approximate search (faiss IVF, {ANN_PROBES} cells probed) against the exact one, top {policy.top_k}"
+          f" titles with similarity >= {policy.threshold}; each size in its own process")
+    approximate_section(np.asarray(vectors, np.float32)[representatives], sizes, len(products), args.ann_queries,
+                        policy)
 
 
 if __name__ == "__main__":

@@ -274,6 +274,9 @@ _CATALOGUE: tuple[Option, ...] = (
            "an embedding candidate pair.", DUPLICATES, minimum=0, maximum=1, sets="DuplicatePolicy.threshold"),
     Option("SHOPFLOW_DUPLICATES_TOP_K", INT, 10, "Neighbouring titles searched per title.", DUPLICATES, minimum=1,
            sets="DuplicatePolicy.top_k"),
+    Option("SHOPFLOW_DUPLICATES_EXACT_BELOW", INT, 20_000, "Catalogues with fewer distinct titles than this search "
+           "neighbours exactly; larger ones through an approximate index (faiss IVF).", DUPLICATES, minimum=0,
+           sets="DuplicatePolicy.exact_below"),
     Option("SHOPFLOW_DUPLICATES_PRICE_BAND", FLOAT, 1.5, "Largest ratio of the higher to the lower price of a pair.",
            DUPLICATES, minimum=1, sets="DuplicatePolicy.price_band"),
     Option("SHOPFLOW_DUPLICATES_WORD_SIMILARITY", FLOAT, 0.8, "difflib ratio at which a word counts as spelled nearly "
