@@ -14,6 +14,7 @@ from types import SimpleNamespace
 
 import pandas as pd
 import pytest
+from frames_context import FramesContext
 from sample_rows import ORDERS_FILE, data_path, pseudonymise_like_ingest
 from shopflow.ingest.readers import read_delimited
 from shopflow.report import cadence, drift
@@ -239,33 +240,13 @@ def test_a_daily_source_that_stops_is_stale(orders_store):
     assert store.report(date(2011, 3, 14)).summary["inventory"]["orders"]["stale"]
 
 
-class _Context:
-    """What drift.build reads of a ReportContext, over in-memory clean frames of the orders source."""
-
-    def __init__(self, frames: dict[date, pd.DataFrame], ds: date):
-        self.frames, self.ds, self.specs = frames, ds, {"orders": SPEC}
-
-    def partition(self, name, day=None):
-        day = day or self.ds
-        return SimpleNamespace(ds=day, load_kind="append", status="validated") if day in self.frames else None
-
-    def partitions(self, name, since=None):
-        return [self.partition(name, d) for d in sorted(self.frames) if d <= self.ds and (since is None or d >= since)]
-
-    def has_data(self, name, day=None):
-        return (day or self.ds) in self.frames
-
-    def clean(self, name, day=None):
-        return self.frames.get(day or self.ds)
-
-
 def test_the_drift_section_shows_each_mark_with_its_baseline(sample):
     from shopflow.report.render import render_html
 
     day = FLAT_DAYS[0]
     frames = {d: f for d, f in sample.frames.items() if d <= day}
-    assert drift.build(_Context(frames, day))["status"] == "ok"
-    section = drift.build(_Context({**frames, **_volume(sample, day, 14, lambda k: 2.0)}, day))
+    assert drift.build(FramesContext(frames, day))["status"] == "ok"
+    section = drift.build(FramesContext({**frames, **_volume(sample, day, 14, lambda k: 2.0)}, day))
     summary = section["summary"]["orders"]
     # A SHIFT alone is shown and summarised but does not turn the day to warning (it stands for weeks); a DRIFT does.
     assert section["status"] == ("warning" if summary["drifted"] else "ok")

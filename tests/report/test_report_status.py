@@ -17,6 +17,7 @@ from types import SimpleNamespace
 
 import pandas as pd
 import pytest
+from frames_context import FramesContext
 from browser import chromium  # noqa: F401  (the headless-chromium fixture)
 from conftest import TEST_KEY
 from sample_rows import ORDERS_FILE, data_path, pseudonymise_like_ingest
@@ -242,26 +243,6 @@ def test_every_cause_is_a_reason_and_shift_is_only_a_notice(shop):
 
 
 # ---- a new source's first weeks ---------------------------------------------------------------------------------
-class _Context:
-    """What drift.build reads of a ReportContext, over in-memory clean frames of one source."""
-
-    def __init__(self, frames: dict[date, pd.DataFrame], ds: date):
-        self.frames, self.ds, self.specs = frames, ds, {"orders": get_source("orders")}
-
-    def partition(self, name, day=None):
-        day = day or self.ds
-        return SimpleNamespace(ds=day, load_kind="append", status="validated") if day in self.frames else None
-
-    def partitions(self, name, since=None):
-        return [self.partition(name, d) for d in sorted(self.frames) if d <= self.ds and (since is None or d >= since)]
-
-    def has_data(self, name, day=None):
-        return (day or self.ds) in self.frames
-
-    def clean(self, name, day=None):
-        return self.frames.get(day or self.ds)
-
-
 @pytest.fixture(scope="module")
 def new_source() -> dict[date, pd.DataFrame]:
     """A new source's first 20 days: real orders of March 2011, where every Sunday is a quiet day (its first
@@ -287,7 +268,7 @@ def test_a_new_sources_first_weeks_say_no_history_instead_of_drift(new_source):
     assert len(sundays) >= 2
     for sunday in sundays:
         frames = {d: f for d, f in new_source.items() if d <= sunday}
-        section = drift.build(_Context(frames, sunday))
+        section = drift.build(FramesContext(frames, sunday))
         age = (sunday - min(frames)).days
         summary = section["summary"]["orders"]
         assert summary["history"] == {"days": age, "needed": drift.HISTORY_DAYS, "young": True}
@@ -305,7 +286,7 @@ def test_a_new_sources_first_weeks_say_no_history_instead_of_drift(new_source):
 
 def test_a_new_sources_first_day_says_no_history(new_source):
     first = min(new_source)
-    section = drift.build(_Context({first: new_source[first]}, first))
+    section = drift.build(FramesContext({first: new_source[first]}, first))
     assert section["summary"]["orders"]["history"]["days"] == 0 and section["status"] == "no_data"
     [sub] = section["blocks"]
     assert sub["blocks"][0]["text"].startswith(f"no history yet: 0 days of {drift.HISTORY_DAYS} needed")
