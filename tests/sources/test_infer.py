@@ -176,14 +176,16 @@ def test_another_encoding_is_declared(order_rows, tmp_path):
 
 
 # ---- hostile and small inputs ----------------------------------------------------------------------------------------
+# Named ids, and gzip without its time stamp: parameters are collected by every xdist worker and must be identical.
 @pytest.mark.parametrize(("content", "words"), [
-    (b"", "empty"),
-    (b"\n\n  \n", "blank"),
-    (bytes(range(256)) * 64, "binary"),
-    (gzip.compress(bytes(range(256)) * 64), "binary"),
-    (b"\x1f\x8b\x08\x00 not really gzip", "not a readable gzip"),
-    (b"PAR1 truncated parquet", "cannot be read as parquet"),
-    (gzip.compress(b"PAR1 truncated parquet"), "cannot be read as parquet"),
+    pytest.param(b"", "empty", id="empty"),
+    pytest.param(b"\n\n  \n", "blank", id="blank-lines"),
+    pytest.param(bytes(range(256)) * 64, "binary", id="binary"),
+    pytest.param(gzip.compress(bytes(range(256)) * 64, mtime=0), "binary", id="gzipped-binary"),
+    pytest.param(b"\x1f\x8b\x08\x00 not really gzip", "not a readable gzip", id="fake-gzip"),
+    pytest.param(b"PAR1 truncated parquet", "cannot be read as parquet", id="truncated-parquet"),
+    pytest.param(gzip.compress(b"PAR1 truncated parquet", mtime=0), "cannot be read as parquet",
+                 id="gzipped-truncated-parquet"),
 ])
 def test_hostile_files_are_refused_in_a_line(tmp_path, content, words):
     path = tmp_path / "export.csv"
