@@ -136,6 +136,37 @@ def test_the_champion_is_trained_on_the_members_catalogue(zoo):
         assert "other" in real and card["labels"]["fold_in"]["top"] == "other (rare classes)"
 
 
+def test_the_serving_model_is_refit_on_every_label_and_measured_on_held_out_answers(zoo):
+    """The proposal's linear members serve as refit on every labelled product (their TF-IDF vocabulary is that of all
+    labelled texts, not of the train split's); the repair's masked precision comes from the answers saved at
+    training on the test split, before the refit, at the day's threshold."""
+    import joblib
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    from shopflow.lake.catalog_view import catalog_as_of
+    from shopflow.model.inference import Predictor
+    from shopflow.model.training.data import labelled_examples
+
+    model = latest_model(zoo.store)
+    card = json.loads((Path(model.artifact_path) / "champion.json").read_text())
+    served = [m["name"] for m in card["members"]]
+    if "tfidf" not in served:
+        pytest.skip(f"{zoo.shop.name}: the fine-tune alone serves ({served}); nothing linear to refit")
+    assert card["refit"]["members"] == [m for m in served if m != "finetune"]
+    assert card["refit"]["products"] == model.data_lineage["examples"] == model.training["refit"]["products"]
+    examples = labelled_examples(catalog_as_of(zoo.store, DAY, source=zoo.shop.catalog),
+                                 int(ZOO_ENV["SHOPFLOW_TRAIN_RARE_CLASS_MIN"]), get_source(zoo.shop.catalog))
+    words = joblib.load(Path(model.artifact_path) / "linear" / "tfidf_top.joblib").words.vocabulary_
+    every_label = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True).fit(examples["text"])
+    train_only = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True).fit(
+        examples.loc[examples["split"] == "train", "text"])
+    assert set(words) == set(every_label.vocabulary_) != set(train_only.vocabulary_)
+    run = zoo.store.repair_run(DAY)
+    held_out = Predictor(model.artifact_path, device="cpu").held_out("top", run.threshold)
+    assert (run.masked_n, run.masked_filled) == (held_out["masked_n"], held_out["masked_filled"])
+    assert held_out["masked_n"] == int((examples["split"] == "test").sum())
+
+
 def test_repairs_are_audited_under_the_catalogues_own_keys(zoo):
     keys = set(zoo.clean(zoo.shop.catalog)[zoo.key].astype(str))
     audit = zoo.store.repair_audit(DAY)

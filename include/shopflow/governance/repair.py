@@ -264,7 +264,8 @@ def _l2_repair(catalog: pd.DataFrame, as_of: pd.DataFrame, spec: SourceSpec, top
                      "confidence": float(conf), "model_version": model_version}
                     for uid, value, conf in zip(catalog[product_id][fill], second[fill], confidence[fill])]
     masked_answers = answers.iloc[len(candidate_texts):].reset_index(drop=True)
-    measured = masked_l2_evaluation(categories(masked, spec)[0], categories(masked, spec)[1], masked_answers, threshold)
+    measured = held_out_figures(predictor, "l2", threshold, prefix="l2_") or masked_l2_evaluation(
+        categories(masked, spec)[0], categories(masked, spec)[1], masked_answers, threshold)
     result.run = {"rows_l2_filled": int(fill.sum()), "l2_masked_n": measured["l2_masked_n"],
                   "l2_masked_filled": measured["l2_masked_filled"],
                   "l2_masked_precision": measured["l2_masked_precision"]}
@@ -325,6 +326,14 @@ def _validated(store: MetadataStore, source: str, ds: date) -> None:
     if not partitions or partitions[0].status != "validated":
         status = partitions[0].status if partitions else "not recorded"
         raise PartitionNotValidatedError(f"{source} {ds}: partition is {status}, only a validated partition is repaired")
+
+
+def held_out_figures(predictor, level: str, threshold: float, prefix: str = "") -> dict | None:
+    """The masked figures at `threshold` from the predictor's held-out answers saved at training, where its serving
+    members were refit on every label (the masked products are then in its training data); None otherwise."""
+    held_out = getattr(predictor, "held_out", None)
+    figures = held_out(level, threshold) if callable(held_out) else None
+    return None if figures is None else {f"{prefix}{name}": value for name, value in figures.items()}
 
 
 def masked_category_evaluation(truth: pd.Series, predictions: pd.DataFrame, repair_threshold: float) -> dict:
@@ -408,7 +417,8 @@ def repair_partition(settings: Settings, store: MetadataStore, ds: date, predict
             repaired[name] = values
     field_audit = [row for part in parts for row in part.audit]
     _check_field_ledger(repaired, catalog, spec, field_audit, spec.name, ds)
-    masked_result = masked_category_evaluation(categories(masked, spec)[0], masked_predictions, threshold_top)
+    masked_result = held_out_figures(predictor, "top", threshold_top) or masked_category_evaluation(
+        categories(masked, spec)[0], masked_predictions, threshold_top)
     output = lake.lake_file(settings, "repaired", spec.name, ds)
     with repaired_partition_lock(store, spec.name, ds):  # a reviewer's decision lands before or after, never lost
         repaired = with_decisions(store, spec, ds, repaired)  # reviewers' decisions survive a re-run

@@ -37,6 +37,7 @@ CHUNK = 8192  # texts tokenized and predicted per progress line
 CACHE_SIZE = 200_000
 DECIMALS = 6
 CARD = "champion.json"
+HELD_OUT = "held_out.npz"  # shopflow.model.worker: the test split's answers before the serving refit
 LEVELS = ("top", "l2")  # confidences are rounded so a stored value and the decision taken on it are the same number
 
 
@@ -73,6 +74,7 @@ class Predictor:
         self.labels_l2: list[str] = list(self.card["labels"]["l2"])
         legacy = {level: "other" for level in LEVELS}  # a card written before the fold-in class had its own name
         self.fold_in: dict[str, str | None] = self.card["labels"].get("fold_in", legacy)
+        self.refit: dict | None = self.card.get("refit")  # the serving members were refit on every label
         self.selected: str = self.card["selected"]
         self.repair_threshold: float | None = self.card.get("repair_threshold")
         self.temperature: float = float(self.card["temperature_top"])
@@ -191,6 +193,21 @@ class Predictor:
             "fold_in": label.isna(),
             "top3": top3,
         })
+
+    def held_out(self, level: str, threshold: float) -> dict | None:
+        """The repair's masked figures at `threshold` (n, filled, correct, precision, coverage) from the answers the
+        same recipe gave at training on the test split, before the serving members were refit on every label; None
+        for a model that was not refit (its own answers on held-out products are still held out). A refit model has
+        seen every labelled product, so measuring it on them again would be in-sample."""
+        path = self.model_dir / HELD_OUT
+        if not self.refit or not path.is_file():
+            return None
+        with np.load(path) as saved:
+            confidence, correct, fillable = (saved[f"{level}_{part}"] for part in ("confidence", "correct", "fillable"))
+        filled = fillable & (confidence >= threshold)
+        n, k, right = len(confidence), int(filled.sum()), int((filled & correct).sum())
+        return {"masked_n": n, "masked_filled": k, "masked_correct": right,
+                "masked_precision": right / k if k else None, "masked_coverage": k / n if n else None}
 
     def _remember(self, text: str, row: tuple[np.ndarray, np.ndarray]) -> None:
         self._cache[text] = row

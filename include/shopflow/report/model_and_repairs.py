@@ -53,7 +53,7 @@ def _build(ctx: ReportContext, catalogue: roles.ModelCatalog) -> dict:
         content.append(blocks.note(f"No catalogue repair ran for {ctx.ds} (no catalogue partition that day, or no "
                                    "champion when it ran)."))
     else:
-        content.append(_repair_blocks(ctx, repair, catalogue.source))
+        content.append(_repair_blocks(ctx, repair, catalogue.source, (champion.training or {}).get("refit")))
         summary.update({"repair_filled": repair.rows_filled, "repair_review": repair.rows_review,
                         "repair_flagged": repair.rows_flagged, "masked_precision": repair.masked_precision})
         if repair.masked_precision is not None and repair.masked_precision < 0.9:
@@ -158,7 +158,7 @@ def _registry_table(versions: list[ModelVersion]) -> dict:
         rows, empty="no model trained yet")
 
 
-def _repair_blocks(ctx: ReportContext, repair, spec) -> dict:
+def _repair_blocks(ctx: ReportContext, repair, spec, refit: dict | None = None) -> dict:
     audit = ctx.store.repair_audit(ctx.ds)
     if spec is not None:  # the other fields' fills and flags are counted in one line below
         audit = [a for a in audit if a.field == category_field(spec)]
@@ -173,8 +173,10 @@ def _repair_blocks(ctx: ReportContext, repair, spec) -> dict:
                         ("masked precision", repair.masked_precision, "pct")]),
         blocks.note(f"Model v{repair.model_version}, threshold {repair.threshold:.2f}. Masked precision: the share "
                     f"of {repair.masked_n or 0:,} held-out products (category hidden) that the repair filled "
-                    f"({repair.masked_filled or 0:,}) with their true category. Repairs go to a repaired copy; the "
-                    f"clean catalogue is never overwritten."),
+                    f"({repair.masked_filled or 0:,}) with their true category"
+                    + (" (its grouped test split, answered at training before the serving model was refit on every "
+                       f"label: {refit['products']:,} products)" if refit else "")
+                    + ". Repairs go to a repaired copy; the clean catalogue is never overwritten."),
     ]
     fields = _field_repairs_line(repair)
     if fields:

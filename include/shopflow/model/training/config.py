@@ -52,6 +52,9 @@ class TrainingConfig:
     cpu_max_steps: int = _d("cpu_max_steps")
     # Candidates besides the fine-tune (shopflow.model.training.candidates); off: only the TF-IDF baseline and the fine-tune.
     linear_candidates: bool = _d("linear_candidates")
+    # The serving fit: the chosen linear members refit on every labelled product once selection is done (a fifth of
+    # the labels would otherwise only ever be used to measure).
+    refit_on_all_labels: bool = _d("refit_on_all_labels")
     bootstrap_rounds: int = _d("bootstrap_rounds")
     # Grouped K-fold cross-validation of the linear candidates (out-of-fold predictions for every labelled product):
     # the uncertainty of a linear candidate's gain over the baseline is measured on all products, not on the test
