@@ -125,7 +125,7 @@ def trained_model(tmp_path_factory, source_data) -> TrainedModel:
     # 12 steps of 16 on a CPU: enough to produce a saved, calibrated model, far too few to learn much. No time budget
     # (0): the step count must not depend on how busy the machine is.
     # No serving refit: the repair tests measure the fills on held-out products with this model's own answers (the
-    # refit, on by default, is covered by the zoo: tests/zoo/test_zoo_shops.py).
+    # refit is covered by the zoo, which turns it on: tests/zoo/test_zoo_shops.py).
     config = TrainingConfig(cpu_max_steps=12, cpu_batch_size=16, log_every=4, device="cpu", cpu_time_budget_s=0,
                             refit_on_all_labels=False)
     result = run_training(labelled_examples(catalog, 40), model_dir, config, log=lambda line: None)
