@@ -245,6 +245,13 @@ def cluster_decisions(ids: Iterable, decision: str, value: str | None = None) ->
     return [ItemDecision(uid, decision, value) for uid in dict.fromkeys(product_key_text(u) for u in ids)]
 
 
+def undecided_reviews(store: MetadataStore, ds: date) -> list:
+    """The day's repair audit rows sent to review that no reviewer has decided yet: the review backlog (its alert,
+    shopflow.observability.alerts, and the report's status read it). A decision ends the wait."""
+    decided = {d.uniq_id for d in store.review_decisions(ds=ds)}
+    return [a for a in store.repair_audit(ds, action=REVIEW) if a.uniq_id not in decided]
+
+
 def duplicate_clusters(settings: Settings, spec: SourceSpec, ds: date) -> dict[str, str]:
     """product key -> cluster id of the day's near-duplicate clusters of the catalogue (empty when the duplicates
     step wrote nothing that day)."""

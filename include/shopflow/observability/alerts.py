@@ -30,6 +30,7 @@ from typing import Mapping
 from shopflow.common import storage
 from shopflow.config.options import default, values_of
 from shopflow.config.settings import Settings
+from shopflow.governance.review import undecided_reviews
 from shopflow.store.models import PartitionStatus
 from shopflow.store.repository import MetadataStore
 
@@ -133,8 +134,7 @@ def backlog_alerts(store: MetadataStore, ds: date, threshold: int = DEFAULT_REVI
     run = store.repair_run(ds)
     if run is None:
         return []
-    decided = {d.uniq_id for d in store.review_decisions(ds=ds)}  # a decision ends the wait (governance.review)
-    reviews = [a for a in store.repair_audit(ds, action="review") if a.uniq_id not in decided]
+    reviews = undecided_reviews(store, ds)
     backlog = len(reviews)
     if backlog <= threshold:
         return []

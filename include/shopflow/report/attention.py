@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass
 from typing import Iterable
 
 from shopflow.config.options import value
+from shopflow.governance.review import undecided_reviews
 from shopflow.report.blocks import worst
 from shopflow.report.context import ReportContext
 from shopflow.sources import roles
@@ -146,8 +147,7 @@ def _review_backlog(ctx: ReportContext) -> list[Reason]:
     if run is None:
         return []
     threshold = value("SHOPFLOW_ALERT_REVIEW_BACKLOG")
-    decided = {d.uniq_id for d in ctx.store.review_decisions(ds=ctx.ds)}
-    backlog = sum(1 for a in ctx.store.repair_audit(ctx.ds, action="review") if a.uniq_id not in decided)
+    backlog = len(undecided_reviews(ctx.store, ctx.ds))
     if backlog <= threshold:
         return []
     catalogue = roles.model_catalog(ctx.specs).name
