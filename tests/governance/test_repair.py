@@ -18,7 +18,9 @@ from shopflow.sources import get_source
 
 pytestmark = pytest.mark.slow
 VERSION = 1
-EVERYTHING = TrainingPolicy(repair_threshold=0.0, flag_threshold=0.0)  # fill and flag whatever the model says
+# Fill whatever the model says; flags are the label issues confident learning found (the flag_threshold only
+# concerns a model saved without them, see test_a_model_without_label_issues_flags_by_confidence)
+EVERYTHING = TrainingPolicy(repair_threshold=0.0, flag_threshold=0.0)
 NOTHING = TrainingPolicy(repair_threshold=1.01, flag_threshold=1.01)  # no confidence reaches it: all to review
 
 
@@ -52,6 +54,25 @@ def _category_audit(tm, action: str | None = None) -> list:
 def _audit_rows(tm) -> list[tuple]:
     return [(a.uniq_id, a.action, a.field, a.before, a.after, a.confidence, a.model_version, a.airflow_run_id,
              a.reverted_at) for a in tm.store.repair_audit(tm.ds)]
+
+
+def _label_issues(tm) -> set[str]:
+    """The products the fixture's training found label issues (its out-of-fold confident learning)."""
+    rows = pd.read_parquet(tm.model_dir / "label_issues.parquet")
+    return set(rows.loc[rows["issue"], "uniq_id"])
+
+
+class _WithoutLabelIssues:
+    """The fixture's predictor as a model saved before label issues were computed would answer."""
+
+    def __init__(self, predictor):
+        self._predictor = predictor
+
+    def __getattr__(self, name):
+        return getattr(self._predictor, name)
+
+    def label_issues(self):
+        return None
 
 
 def test_decide_never_fills_or_flags_with_the_fold_in_class_and_thresholds_are_inclusive():
@@ -89,6 +110,7 @@ def test_fill_review_flag_and_ledger(trained_model, model_predictor):
     assert review["category_top_repaired"].isna().all() and review["suggested_category"].isna().all()
     flagged = repaired[repaired["suspected_miscategorised"]]
     assert len(flagged) == summary["rows_flagged"] > 0
+    assert set(flagged["uniq_id"]) == _label_issues(tm), "flags are the label issues found at training"
     assert (flagged["category_source"] == repair.GIVEN).all()
     assert (flagged["category_top_repaired"] == flagged["category_top"]).all()
     assert (flagged["suggested_category"] != flagged["category_top"]).all()
@@ -132,8 +154,10 @@ def test_below_the_threshold_everything_broken_goes_to_review(trained_model, mod
     summary = _run(tm, model_predictor, NOTHING)
     clean, repaired = _clean(tm), _repaired(tm)
     broken = clean["category_status"].isin(repair.BROKEN)
-    assert (summary["rows_filled"], summary["rows_flagged"]) == (0, 0)
-    assert summary["rows_review"] == broken.sum() > 0 and summary["rows_unchanged"] == (~broken).sum()
+    flags = _label_issues(tm)  # the label issues do not depend on a confidence threshold
+    assert (summary["rows_filled"], summary["rows_flagged"]) == (0, len(flags))
+    assert summary["rows_review"] == broken.sum() > 0
+    assert summary["rows_unchanged"] == (~broken).sum() - len(flags)
     assert repaired["category_top_repaired"].astype(object).equals(clean["category_top"].astype(object))
     review = repaired[repaired["category_source"] == repair.NEEDS_REVIEW]
     assert set(review["uniq_id"]) == set(clean.loc[broken, "uniq_id"])
@@ -143,7 +167,8 @@ def test_below_the_threshold_everything_broken_goes_to_review(trained_model, mod
     assert review.set_index("uniq_id")["suggested_category"].astype(object).fillna("-").to_dict() == \
         {uid: "-" if pd.isna(label) else label for uid, label in suggested.items()}
     assert review["suggestion_confidence"].between(0, 1).all()
-    assert {a.action for a in _category_audit(tm)} == {"review"}, "a re-run replaces the day's audit"
+    assert {a.action for a in _category_audit(tm)} == {"review", "flag"}, "a re-run replaces the day's audit"
+    assert {a.uniq_id for a in _category_audit(tm) if a.action == "flag"} == flags
     assert summary["masked_filled"] == 0 and summary["masked_precision"] is None
     assert tm.store.repair_run(tm.ds).masked_precision is None
 
@@ -225,3 +250,39 @@ def test_only_a_validated_partition_is_repaired(trained_model, model_predictor):
     with pytest.raises(PartitionNotValidatedError):
         repair.repair_partition(trained_model.settings, trained_model.store, date(2015, 12, 2), model_predictor,
                                 VERSION, EVERYTHING)
+
+
+def test_label_issue_flags_find_the_injected_errors_and_carry_their_scores(trained_model, model_predictor):
+    """The fixture's catalogue has 4% of its big classes' products mislabelled (model_fixtures.MISLABELLED): the flags
+    find them, each with its suggestion and label quality in the audit, and the review lists them likeliest first."""
+    from model_fixtures import MISLABELLED
+    from shopflow.governance import review
+
+    tm = trained_model
+    summary = _run(tm, model_predictor, NOTHING)
+    injected = set((tm.settings.source_data / MISLABELLED).read_text().split())
+    flags = {a.uniq_id: a for a in _category_audit(tm, "flag")}
+    assert len(injected) >= 10 and summary["rows_flagged"] == len(flags)
+    found = injected & set(flags)
+    # measured on this slice: 16 of 16 flags are injected errors, 16 of the 17 injected errors are flagged
+    assert len(found) / len(flags) >= 0.75 and len(found) / len(injected) >= 0.75, (len(found), len(flags))
+    clean = _clean(tm).set_index("uniq_id")
+    for uid, audit in flags.items():
+        assert audit.before == clean.loc[uid, "category_top"] != audit.after and audit.after is not None
+        assert 0 <= audit.label_quality < 0.5 and 0 < audit.confidence <= 1
+    assert all(a.label_quality is None for a in _category_audit(tm) if a.action != "flag")
+    listed = review.items(tm.settings, tm.store, tm.ds, action="flag")
+    assert [i.uniq_id for i in listed] == sorted(flags, key=lambda uid: (flags[uid].label_quality, uid))
+    assert all(i.label_quality == flags[i.uniq_id].label_quality for i in listed)
+
+
+def test_a_model_without_label_issues_flags_by_confidence(trained_model, model_predictor):
+    tm = trained_model
+    summary = _run(tm, _WithoutLabelIssues(model_predictor), EVERYTHING)
+    clean = _clean(tm)
+    predicted = model_predictor.predict(product_text(clean).tolist())
+    intact = clean["category_status"].isin(repair.INTACT) & clean["category_top"].notna()
+    disagree = intact & predicted["label"].notna().to_numpy() & (
+        predicted["label"].fillna("").to_numpy(dtype=object) != clean["category_top"].fillna("").to_numpy(dtype=object))
+    assert summary["rows_flagged"] == int(disagree.sum()) > 0
+    assert all(a.label_quality is None for a in _category_audit(tm))

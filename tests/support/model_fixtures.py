@@ -59,8 +59,23 @@ def _write(path: Path, rows: list[list[str]]) -> None:
     path.write_bytes(gzip.compress(buffer.getvalue().encode("utf-8"), mtime=0))
 
 
-def slice_source_data(source: Path, target: Path) -> Path:
-    """A deterministic slice of the real catalogue files (see the module docstring), in the same layout."""
+MISLABELLED = "MISLABELLED.txt"  # the ids whose top level slice_source_data(mislabel_percent=...) changed
+MISLABEL_CLASSES = ("Clothing", "Jewellery", "Footwear", "Mobiles & Accessories", "Automotive")
+
+
+def _mislabel(tree: str, uniq_id: str) -> str:
+    """The tree with its first level swapped for another of MISLABEL_CLASSES (chosen by a hash of the id)."""
+    first = tree.split(" >> ")[0].lstrip('["')
+    others = [c for c in MISLABEL_CLASSES if c != first]
+    wrong = others[int(hashlib.sha256(f"mislabel:{uniq_id}".encode()).hexdigest()[:8], 16) % len(others)]
+    return tree.replace(first, wrong, 1)
+
+
+def slice_source_data(source: Path, target: Path, mislabel_percent: int = 0) -> Path:
+    """A deterministic slice of the real catalogue files (see the module docstring), in the same layout.
+
+    `mislabel_percent`: that share of the sliced products whose tree's first level is one of MISLABEL_CLASSES get
+    another of them (injected label errors, named in MISLABELLED), so the label-issue flags have real errors to find."""
     names = _read(source / NAMES)
     prices_header, *prices = _read(source / PRICES)
     full_header, *full = _read(source / FULL)
@@ -70,10 +85,20 @@ def slice_source_data(source: Path, target: Path) -> Path:
     for uniq_id, _title, tree in names:
         if _bucket(uniq_id) < SAMPLE_PERCENT or (">>" not in tree and _bucket(uniq_id) < NAME_ONLY_PERCENT):
             chosen.add(uniq_id)
-    _write(target / NAMES, [r for r in names if r[0] in chosen])
+    wrong: dict[str, str] = {}
+    if mislabel_percent:
+        for uniq_id, _title, tree in names:
+            bucket = int(hashlib.sha256(f"mislabel-pick:{uniq_id}".encode()).hexdigest()[:8], 16) % 100
+            if (uniq_id in chosen and ">>" in tree and bucket < mislabel_percent
+                    and tree.split(" >> ")[0].lstrip('["') in MISLABEL_CLASSES):
+                wrong[uniq_id] = _mislabel(tree, uniq_id)
+    tree_at = full_header.index("product_category_tree")
+    full = [r[:tree_at] + [wrong[r[0]]] + r[tree_at + 1:] if r and r[0] in wrong else r for r in full]
+    _write(target / NAMES, [[r[0], r[1], wrong.get(r[0], r[2])] for r in names if r[0] in chosen])
     _write(target / PRICES, [prices_header] + [r for r in prices if r[0] in chosen])
     blank = [r for r in full if not any(v.strip() for v in r)][:50]  # the source's blank rows, a few of them
     _write(target / FULL, [full_header] + [r for r in full if r and r[0] in chosen] + blank)
+    (target / MISLABELLED).write_text("".join(f"{uniq_id}\n" for uniq_id in sorted(wrong)))
     shutil.copy(source / "SOURCES.md", target / "SOURCES.md")
     return target
 
@@ -119,7 +144,8 @@ def trained_model(tmp_path_factory, source_data) -> TrainedModel:
     from shopflow.store.repository import MetadataStore
 
     root = tmp_path_factory.mktemp("trained_model")
-    settings = catalogue_home(root, slice_source_data(source_data, root / "data"), KEY)
+    # 4% of the big classes' products mislabelled, so confident learning has errors to flag (model_fixtures.MISLABELLED)
+    settings = catalogue_home(root, slice_source_data(source_data, root / "data", mislabel_percent=4), KEY)
     catalog = read_parquet(lake.lake_file(settings, "clean", "catalog", SNAPSHOT_DAY))
     model_dir = settings.models_dir / "category_classifier" / "v1"
     # 12 steps of 16 on a CPU: enough to produce a saved, calibrated model, far too few to learn much. No time budget

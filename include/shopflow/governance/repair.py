@@ -17,7 +17,7 @@ day is written beside it, with every clean column unchanged plus
 |                          | reviewer_accepted | reviewer_rejected | reviewer_corrected (shopflow.governance.review)   |
 | suggested_category       | the model's category for filled, review and flagged products (else null)        |
 | suggestion_confidence    | its calibrated confidence                                                        |
-| suspected_miscategorised | the given category disagrees with a very confident model (data left unchanged)  |
+| suspected_miscategorised | a label issue: the given category is probably wrong (data left unchanged)       |
 
 and, for the fields the source's catalog role maps (a column set is left out for a field it does not map):
 
@@ -34,8 +34,11 @@ The rule for the top-level category, per product of the day's clean partition:
 - no usable category (status name_only or missing): a prediction with confidence >= repair_threshold FILLS it;
   below the threshold (or a prediction of the fold-in class, which names no category: the predictor answers no
   label, and the audit no suggestion) it goes to REVIEW, unchanged, with the suggestion kept;
-- an intact category (ok or truncated_leaf) that disagrees with a prediction of confidence >= flag_threshold is
-  FLAGGED: listed, never changed;
+- an intact category (ok or truncated_leaf) that confident learning finds a label issue is FLAGGED: listed with
+  the likeliest other class as its suggestion and its label-quality score, never changed
+  (`shopflow.model.training.label_issues`: found at training on out-of-fold probabilities, so a model refit on
+  every label still flags honestly; products new since the training are judged by the class thresholds). A model
+  saved without label issues flags a disagreement at confidence >= flag_threshold instead;
 - everything else is unchanged.
 
 The other fields:
@@ -118,19 +121,45 @@ class RepairLedgerMismatch(AssertionError):
     """The repaired partition's rows do not add up to the clean partition's."""
 
 
+def intact_categories(status: pd.Series, given: pd.Series) -> np.ndarray:
+    """The products with a usable given top-level category: the ones a flag may concern."""
+    return status.isin(INTACT).to_numpy() & given.notna().to_numpy()
+
+
 def repair_actions(status: pd.Series, given: pd.Series, predicted: pd.Series, confidence: pd.Series,
-           repair_threshold: float, flag_threshold: float) -> pd.Series:
-    """The action per product: fill, review, flag or unchanged (see the module docstring)."""
+                   repair_threshold: float, flag_threshold: float, label_issues: np.ndarray | None = None) -> pd.Series:
+    """The action per product: fill, review, flag or unchanged (see the module docstring). `label_issues`: the
+    products confident learning flags (`label_issue_flags`); without it (a model saved before label issues, or
+    trained without cross-validation) a flag is a disagreement at confidence >= flag_threshold."""
     broken = status.isin(BROKEN).to_numpy()
-    intact = status.isin(INTACT).to_numpy() & given.notna().to_numpy()
+    intact = intact_categories(status, given)
     predicted_category = predicted.astype("string").notna().to_numpy(dtype=bool)  # missing: the fold-in class
     confidence = confidence.to_numpy(dtype="float64")
-    disagrees = (predicted.astype("string") != given.astype("string")).fillna(True).to_numpy(dtype=bool)
     action = np.full(len(status), UNCHANGED, dtype=object)
     action[broken] = REVIEW
     action[broken & predicted_category & (confidence >= repair_threshold)] = FILL
-    action[intact & predicted_category & disagrees & (confidence >= flag_threshold)] = FLAG
+    if label_issues is not None:
+        action[intact & np.asarray(label_issues, dtype=bool)] = FLAG
+    else:
+        disagrees = (predicted.astype("string") != given.astype("string")).fillna(True).to_numpy(dtype=bool)
+        action[intact & predicted_category & disagrees & (confidence >= flag_threshold)] = FLAG
     return pd.Series(action, index=status.index, dtype="object")
+
+
+def label_issue_flags(predictor, keys: pd.Series, given: pd.Series, status: pd.Series,
+                      texts: list[str]) -> pd.DataFrame | None:
+    """The day's label-issue flags (shopflow.model.training.label_issues.flag_products) for a predictor whose
+    training found them; None for one without (the confidence rule then flags)."""
+    from shopflow.model.training import label_issues
+
+    found = predictor.label_issues() if callable(getattr(predictor, "label_issues", None)) else None
+    if found is None:
+        return None
+    rows, thresholds = found
+    return label_issues.flag_products(
+        keys.astype("string"), given, intact_categories(status, given), rows, thresholds, list(predictor.labels),
+        lambda positions: predictor.probabilities([texts[i] for i in positions]),
+        fold_in=(getattr(predictor, "fold_in", None) or {}).get("top"))
 
 
 def repair_columns(spec: SourceSpec) -> list[str]:
@@ -391,8 +420,16 @@ def repair_partition(settings: Settings, store: MetadataStore, ds: date, predict
              len(everything) / predict_seconds if predict_seconds else 0.0)
 
     field = category_field(spec)
+    flags = label_issue_flags(predictor, product_keys(catalog[product_id]), given, status, texts)
     action = repair_actions(status, given, predictions["label"], predictions["confidence"], threshold_top,
-                    policy.flag_threshold)
+                            policy.flag_threshold, None if flags is None else flags["flagged"].to_numpy())
+    label_quality = pd.Series(np.nan, index=catalog.index)
+    if flags is not None:  # a flag suggests the likeliest other class, with its out-of-fold probability
+        flagged = (action == FLAG).to_numpy()
+        predictions = predictions.copy()
+        predictions.loc[flagged, "label"] = flags.loc[flagged, "suggested"]
+        predictions.loc[flagged, "confidence"] = flags.loc[flagged, "suggested_probability"].round(6)
+        label_quality = flags["label_quality"].where(flagged)
     reverted = _reverted_fills(store, ds)
     kept_reverted = (action == FILL) & product_keys(catalog[product_id]).isin(reverted.get(field, set()))
     action = action.mask(kept_reverted, UNCHANGED)
@@ -426,10 +463,11 @@ def repair_partition(settings: Settings, store: MetadataStore, ds: date, predict
     audited = action != UNCHANGED
     audit = [
         {"uniq_id": uid, "action": act, "field": field, "before": None if pd.isna(before) else str(before),
-         "after": None if pd.isna(after) else str(after), "confidence": float(conf), "model_version": model_version}
-        for uid, act, before, after, conf in zip(
+         "after": None if pd.isna(after) else str(after), "confidence": float(conf), "model_version": model_version,
+         "label_quality": None if pd.isna(quality) else round(float(quality), 6)}
+        for uid, act, before, after, conf, quality in zip(
             catalog[product_id][audited], action[audited], given[audited],
-            predictions["label"][audited], predictions["confidence"][audited])
+            predictions["label"][audited], predictions["confidence"][audited], label_quality[audited])
     ] + field_audit
     run = {"model_version": model_version, "threshold": float(threshold_top), "rows_in": len(catalog),
            "rows_filled": counts[FILL], "rows_review": counts[REVIEW], "rows_flagged": counts[FLAG],
@@ -440,6 +478,9 @@ def repair_partition(settings: Settings, store: MetadataStore, ds: date, predict
         run.update(part.run)
     store.record_repair(ds, run=run, audit=audit, run_id=run_id)
 
+    log.info("%s %s: flags by %s", spec.name, ds, "confident learning on out-of-fold probabilities (label issues "
+             "found at training; products new since judged by the class thresholds)" if flags is not None
+             else f"the confidence rule (model v{model_version} has no label issues)")
     log.info("%s %s: %d filled, %d to review, %d flagged, %d unchanged (%d of them reverted fills kept "
              "reverted) of %d -> %s", spec.name, ds, counts[FILL], counts[REVIEW], counts[FLAG], counts[UNCHANGED],
              int(kept_reverted.sum()), len(catalog), output)

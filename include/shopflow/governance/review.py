@@ -160,6 +160,8 @@ class Item:
     decided_at: datetime | None = None
     revision: int | None = None
     cluster_id: str | None = None  # its near-duplicate cluster that day (shopflow.governance.duplicates), if any
+    # a label-issue flag's label quality (out-of-fold probability of the given category; lowest: likeliest error)
+    label_quality: float | None = None
 
     @property
     def pending(self) -> bool:
@@ -309,9 +311,9 @@ def repaired_partition_lock(store: MetadataStore, source: str, ds: date):
 # ---- what there is to review ----------------------------------------------------------------------------------
 def items(settings: Settings, store: MetadataStore, ds: date, source: str | None = None, *, action: str | None = None,
           state: str = "all") -> list[Item]:
-    """The day's audited repair items of the model catalogue (or `source`) with their decisions, most confident
-    first. `action`: fill, review or flag only; `state`: pending (review and flag items without a decision),
-    decided, or all."""
+    """The day's audited repair items of the model catalogue (or `source`) with their decisions, in `rank` order.
+    `action`: fill, review or flag only; `state`: pending (review and flag items without a decision), decided, or
+    all."""
     if action is not None and action not in ACTIONS:
         raise ReviewError(f"unknown action {_shown(action)}: one of {', '.join(ACTIONS)}",
                           f"unknown action: one of {', '.join(ACTIONS)}")
@@ -330,7 +332,8 @@ def items(settings: Settings, store: MetadataStore, ds: date, source: str | None
         item = Item(uniq_id=audit.uniq_id, action=audit.action, field=audit.field, before=audit.before,
                     suggestion=audit.after, confidence=float(audit.confidence), model_version=audit.model_version,
                     airflow_run_id=audit.airflow_run_id, reverted=audit.reverted_at is not None,
-                    title=titles.get(audit.uniq_id, {}).get("title"), cluster_id=clusters.get(audit.uniq_id))
+                    title=titles.get(audit.uniq_id, {}).get("title"), cluster_id=clusters.get(audit.uniq_id),
+                    label_quality=None if audit.label_quality is None else float(audit.label_quality))
         decision = decided.get((audit.uniq_id, audit.field))
         if decision is not None:
             item.decision, item.value, item.value_l2 = decision.decision, decision.value, decision.value_l2
@@ -339,7 +342,15 @@ def items(settings: Settings, store: MetadataStore, ds: date, source: str | None
         if state == "pending" and not item.pending or state == "decided" and item.decision is None:
             continue
         found.append(item)
-    return sorted(found, key=lambda i: (-i.confidence, i.uniq_id))
+    return sorted(found, key=rank)
+
+
+def rank(item: Item) -> tuple:
+    """The review order: label issues first, likeliest error (lowest label quality) first; then the other items,
+    most confident first."""
+    if item.label_quality is not None:
+        return (0, item.label_quality, item.uniq_id)
+    return (1, -item.confidence, item.uniq_id)
 
 
 def summary(settings: Settings, store: MetadataStore, ds: date, source: str | None = None) -> dict:

@@ -209,6 +209,16 @@ class Predictor:
         return {"masked_n": n, "masked_filled": k, "masked_correct": right,
                 "masked_precision": right / k if k else None, "masked_coverage": k / n if n else None}
 
+    def label_issues(self) -> tuple[pd.DataFrame, dict[str, float]] | None:
+        """What the training found by confident learning on out-of-fold probabilities (every labelled product's
+        row, and the class thresholds; shopflow.model.training.label_issues); None for a model saved before, or
+        trained without cross-validation."""
+        from shopflow.model.training import label_issues
+
+        described = self.card.get("label_issues")
+        rows = label_issues.load(self.model_dir) if described else None
+        return None if rows is None else (rows, dict(described.get("class_thresholds") or {}))
+
     def _remember(self, text: str, row: tuple[np.ndarray, np.ndarray]) -> None:
         self._cache[text] = row
         if len(self._cache) > self.cache_size:

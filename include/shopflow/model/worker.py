@@ -6,7 +6,9 @@ One training trains and evaluates every candidate on the same grouped split (sho
 2. the linear candidates (shopflow.model.training.candidates): the TF-IDF baseline, embeddings + LR, TF-IDF + embeddings;
 3. the fine-tuned transformer (mean pooling, split learning rates; whole epochs on CUDA, a time budget on CPU),
    warm-started from the previous fine-tune when the job names one;
-4. calibrated ensembles of the fine-tune with each linear candidate (weight and temperature on validation).
+4. calibrated ensembles of the fine-tune with each linear candidate (weight and temperature on validation);
+5. label issues: confident learning on the grouped cross-validation's out-of-fold probabilities
+   (shopflow.model.training.label_issues), saved as `label_issues.parquet` for the repair's flags.
 Each is calibrated on the validation split and measured on the test split (accuracy, macro-F1, ECE, per class,
 train and inference seconds). The proposal follows `shopflow.model.training.selection.choose`; its gain over the current
 champion (when the job names one) is measured on today's test split by a paired group bootstrap, for the blessing.
@@ -133,6 +135,7 @@ def run(job: dict) -> dict:
     cross_validation = None
     if config.linear_candidates and config.cv_folds >= 2:
         cross_validation = _cross_validate(parts, texts, embedded, len(labels_top), config, log)
+        out_of_fold = cross_validation.pop("probabilities")
         stages["cross_validation"] = cross_validation["seconds"]
 
     # The baseline on the row split too ("today's split", a hash of the product id): how much a split that puts
@@ -266,6 +269,26 @@ def run(job: dict) -> dict:
         versus_champion = _versus_champion(job, texts["test"], y_test, labels_top, fold_in["top"], predicted[proposal],
                                            groups_test, config)
 
+    # 8b. label issues: confident learning on the out-of-fold probabilities of the linear recipe that serves (or
+    # would serve beside a fine-tune), for every labelled product (shopflow.model.training.label_issues)
+    label_issues = None
+    if cross_validation is not None:
+        from shopflow.model.training import label_issues as issues
+
+        stage = time.perf_counter()
+        recipe = linear_proposal or candidates.BASELINE
+        found = issues.find_label_issues(
+            np.concatenate([parts[s]["uniq_id"].astype(str).to_numpy() for s in SPLIT_NAMES]).tolist(),
+            np.concatenate([parts[s]["y_top"].to_numpy() for s in SPLIT_NAMES]), out_of_fold[recipe], labels_top,
+            fold_in=fold_in["top"],
+            gold=np.concatenate([parts[s]["gold"].to_numpy(dtype=bool) for s in SPLIT_NAMES])
+            if "gold" in examples else None)
+        found.save(output)
+        label_issues = found.describe(recipe)
+        stages["label_issues"] = time.perf_counter() - stage
+        log(f"label issues: {found.found:,} of {len(found.rows):,} labelled products flagged by {issues.METHOD} of "
+            f"{recipe} ({stages['label_issues']:.1f}s); they go to the review queue")
+
     # 9. the serving fit: the proposal's linear members refit on every labelled product (train, validation and test,
     # reviewers' gold labels among them). Every figure above stays that of the held-out evaluation, and the
     # temperatures and the repair threshold stay fitted on held-out predictions of the same recipe (validation), so
@@ -314,6 +337,7 @@ def run(job: dict) -> dict:
         "repair_threshold": NO_FILL if threshold_fit["threshold"] is None else threshold_fit["threshold"],
         "embedding": embedder.describe() if embedder else None,
         "refit": refit,
+        "label_issues": label_issues,
     }
     (output / "champion.json").write_text(json.dumps(card, indent=2))
     proposal_report = metrics.classification_report(y_test, evaluation.probs[proposal]["test"], labels_top)
@@ -328,6 +352,7 @@ def run(job: dict) -> dict:
         "cross_validation": cross_validation,
         "evidence": evidence,
         "refit": refit,
+        "label_issues": {k: v for k, v in label_issues.items() if k != "class_thresholds"} if label_issues else None,
         "training": {**stats.__dict__, "samples_per_second": stats.samples_per_second,
                      "tokens_per_second": stats.tokens / stats.seconds if stats.seconds else 0.0,
                      "peak_gpu_memory_bytes": peak_gpu, "warm_start": job.get("warm_start"),
@@ -366,11 +391,11 @@ def _evidence(proposal: str, linear: dict, cross_validation: dict | None, boot_v
 
 
 def _cross_validate(parts: dict, texts: dict, embedded: dict | None, n_classes: int, config, log) -> dict:
-    """Out-of-fold predictions of each linear candidate for every labelled product (folds by product group), their
-    macro-F1 and each one's paired bootstrap gain over the baseline."""
+    """Out-of-fold probabilities of each linear candidate for every labelled product (folds by product group; rows in
+    the order train, validation, test), their macro-F1 and each one's paired bootstrap gain over the baseline."""
     import numpy as np
 
-    from shopflow.model.training import candidates, selection
+    from shopflow.model.training import candidates, metrics, selection
 
     started = time.perf_counter()
     all_texts = texts["train"] + texts["validation"] + texts["test"]
@@ -378,7 +403,7 @@ def _cross_validate(parts: dict, texts: dict, embedded: dict | None, n_classes: 
     y = np.concatenate([parts[s]["y_top"].to_numpy() for s in SPLIT_NAMES])
     groups = np.concatenate([parts[s]["group"].astype(str).to_numpy() for s in SPLIT_NAMES])
     folds = np.array([selection.fold_of(g, config.cv_folds) for g in groups])
-    out_of_fold = {name: np.full(len(y), -1) for name in candidates.LINEAR}
+    probabilities = {name: np.zeros((len(y), n_classes), dtype=np.float32) for name in candidates.LINEAR}
     for fold in range(config.cv_folds):
         train, held = np.flatnonzero(folds != fold), np.flatnonzero(folds == fold)
         for name in candidates.LINEAR:
@@ -386,9 +411,10 @@ def _cross_validate(parts: dict, texts: dict, embedded: dict | None, n_classes: 
                                           all_vectors[train] if all_vectors is not None else None, y[train],
                                           seed=config.seed)
             logits = model.logits([all_texts[i] for i in held], all_vectors[held] if all_vectors is not None else None)
-            out_of_fold[name][held] = logits.argmax(1)
+            probabilities[name][held] = metrics.softmax(logits)
         log(f"cross-validation fold {fold + 1}/{config.cv_folds}: {len(held):,} held-out products "
             f"({time.perf_counter() - started:.0f}s)")
+    out_of_fold = {name: p.argmax(1) for name, p in probabilities.items()}
     macro = {name: selection.macro_f1(y, predicted, n_classes) for name, predicted in out_of_fold.items()}
     versus = {name: selection.paired_bootstrap(y, out_of_fold[name], out_of_fold[candidates.BASELINE], groups,
                                                n_classes, rounds=config.bootstrap_rounds, seed=config.seed)
@@ -398,7 +424,8 @@ def _cross_validate(parts: dict, texts: dict, embedded: dict | None, n_classes: 
             f"{name} {macro[name]:.4f}" + (f" ({versus[name]['gain']:+.4f} [{versus[name]['ci_low']:+.4f}, "
                                           f"{versus[name]['ci_high']:+.4f}])" if name in versus else "")
             for name in candidates.LINEAR))
-    return {"macro_f1": macro, "versus_baseline": versus, "seconds": round(time.perf_counter() - started, 1)}
+    return {"macro_f1": macro, "versus_baseline": versus, "seconds": round(time.perf_counter() - started, 1),
+            "probabilities": probabilities}
 
 
 def _fillable(probabilities, y, other: int):

@@ -225,6 +225,9 @@ class RepairAudit(Base):
     after: Mapped[str | None] = mapped_column(Text)
     confidence: Mapped[float] = mapped_column(Float)
     model_version: Mapped[int] = mapped_column(Integer)
+    # a label-issue flag's label quality (the out-of-fold probability of the given category; the lower, the likelier
+    # an error: shopflow.model.training.label_issues); null for every other item
+    label_quality: Mapped[float | None] = mapped_column(Float)
     airflow_run_id: Mapped[str | None] = mapped_column(String(250))
     reverted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -371,8 +371,8 @@ class MetadataStore:
         with self.session() as session, session.begin():
             session.execute(delete(RepairAudit).where(
                 RepairAudit.ds == ds, not_(and_(RepairAudit.action == "fill", RepairAudit.reverted_at.is_not(None)))))
-            rows = [{**row, "ds": ds, "airflow_run_id": run_id, "reverted_at": None, "recorded_at": now}
-                    for row in audit]
+            rows = [{"label_quality": None, **row, "ds": ds, "airflow_run_id": run_id, "reverted_at": None,
+                     "recorded_at": now} for row in audit]
             if rows:
                 session.execute(insert(RepairAudit), rows)
             record = session.scalar(select(RepairRun).where(RepairRun.ds == ds))
