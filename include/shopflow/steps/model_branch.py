@@ -106,7 +106,7 @@ def train(settings: Settings, ds: date, run_id: str | None = None, config=None) 
     tag = hashlib.sha1(f"{ds}|{run_id}".encode()).hexdigest()[:8]
     output = settings.models_dir / MODEL_NAME / f"trained_{ds.isoformat()}_{tag}"
     current = champion(store)
-    warm_start = _warm_start(settings, store)
+    warm_start = _warm_start(settings, store, config.base_model)
     log.info("training candidates on the %s catalogue as of %s: %s labelled products of %s (%s gold labels from "
              "reviewers); base model %s; warm start %s; champion %s", source.name, ds, f"{len(examples):,}",
              f"{len(catalog):,}", f"{int(examples['gold'].sum()):,}", config.base_model, warm_start or "none",
@@ -134,19 +134,37 @@ def _local_model(settings: Settings, artifact_path: str) -> str:
     return str(storage.local_copy(path, settings.model_cache_dir) if storage.is_remote(path) else path)
 
 
-def _warm_start(settings: Settings, store: MetadataStore) -> str | None:
-    """The newest registered model's fine-tune (whatever its status): CPU budgets of successive days add up."""
+def _warm_start(settings: Settings, store: MetadataStore, base_model: str | None = None) -> str | None:
+    """The newest registered model's fine-tune (whatever its status): CPU budgets of successive days add up. Only one
+    of the same encoder as `base_model` (SHOPFLOW_ENCODER / SHOPFLOW_BASE_MODEL): after the encoder changes, the
+    fine-tune starts from the new one instead of carrying on with the old."""
     from pathlib import Path
 
+    wanted = _architecture(Path(base_model)) if base_model else None
     for version, artifact_path in finetune_dirs(store):
         try:
             finetune = Path(_local_model(settings, artifact_path)) / "finetune"
         except Exception as exc:  # a vanished artifact: try the one before
             log.warning("v%s's artifact %s is unreadable for a warm start: %s", version, artifact_path, exc)
             continue
-        if (finetune / "heads.pt").is_file():
-            return str(finetune)
+        if not (finetune / "heads.pt").is_file():
+            continue
+        if wanted is not None and _architecture(finetune) != wanted:
+            log.info("v%s's fine-tune is another encoder than %s: no warm start from it", version, base_model)
+            continue
+        return str(finetune)
     return None
+
+
+def _architecture(model_dir) -> tuple | None:
+    """What makes two model directories the same encoder (config.json's type and shape); None when unreadable."""
+    import json
+
+    try:
+        config = json.loads((model_dir / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return tuple(config.get(k) for k in ("model_type", "hidden_size", "num_hidden_layers", "vocab_size"))
 
 
 def bless_candidate(settings: Settings, ds: date, run_id: str | None = None) -> dict:

