@@ -221,3 +221,20 @@ def _blocks(node):
     elif isinstance(node, list):
         for value in node:
             yield from _blocks(value)
+
+
+def test_flags_are_the_label_issues_found_out_of_fold_under_the_catalogues_own_keys(zoo):
+    """The training found label issues on the baseline's grouped out-of-fold probabilities (the linear candidates
+    are off in the zoo; the baseline is still cross-validated) for products keyed as the catalogue keys them; the
+    repair flags exactly the issues among the day's intact products, each with its label quality."""
+    model = latest_model(zoo.store)
+    rows = pd.read_parquet(Path(model.artifact_path) / "label_issues.parquet")
+    assert len(rows) == model.data_lineage["examples"]
+    keys = set(zoo.clean(zoo.shop.catalog)[zoo.key].astype(str))
+    assert set(rows["uniq_id"]) <= keys, sorted(set(rows["uniq_id"]) - keys)[:3]
+    from shopflow.sources.role_frames import category_field
+
+    field = category_field(get_source(zoo.shop.catalog))
+    flags = [a for a in zoo.store.repair_audit(DAY) if a.action == "flag" and a.field == field]
+    assert {a.uniq_id for a in flags} == set(rows.loc[rows["issue"], "uniq_id"])
+    assert all(a.label_quality is not None and a.after != a.before for a in flags)

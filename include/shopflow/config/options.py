@@ -248,11 +248,10 @@ _CATALOGUE: tuple[Option, ...] = (
            TRAINING, minimum=1, sets="TrainingConfig.cpu_max_steps"),
     Option("SHOPFLOW_TRAIN_LINEAR_CANDIDATES", BOOL, True, "Also train the linear candidates on frozen embeddings "
            "(false: only the TF-IDF baseline and the fine-tune).", TRAINING, sets="TrainingConfig.linear_candidates"),
-    Option("SHOPFLOW_TRAIN_REFIT_ON_ALL_LABELS", BOOL, False, "After selection, refit the serving model's linear members "
+    Option("SHOPFLOW_TRAIN_REFIT_ON_ALL_LABELS", BOOL, True, "After selection, refit the serving model's linear members "
            "on every labelled product (train, validation, test, reviewers' gold labels); the selection figures, "
-           "temperatures and repair threshold stay those of held-out predictions. Off by default until the "
-           "'suspected miscategorised' flags come from out-of-fold predictions: a model fitted on every label "
-           "agrees with them all and flags nothing.", TRAINING,
+           "temperatures, repair threshold and label-issue flags stay those of held-out (out-of-fold) "
+           "predictions.", TRAINING,
            sets="TrainingConfig.refit_on_all_labels"),
     Option("SHOPFLOW_TRAIN_BOOTSTRAP_ROUNDS", INT, 1000, "Rounds of the paired bootstrap behind every macro-F1 gain's "
            "95% interval.", TRAINING, minimum=1, sets="TrainingConfig.bootstrap_rounds"),

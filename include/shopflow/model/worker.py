@@ -132,9 +132,11 @@ def run(job: dict) -> dict:
         linear[name] = model
 
     # 2b. grouped K-fold cross-validation of the linear candidates over every labelled product
+    # (with the linear candidates off, the baseline alone is cross-validated: its out-of-fold probabilities are what
+    # the label issues are found on; the test split then decides the selection, as without cross-validation)
     cross_validation = None
-    if config.linear_candidates and config.cv_folds >= 2:
-        cross_validation = _cross_validate(parts, texts, embedded, len(labels_top), config, log)
+    if config.cv_folds >= 2:
+        cross_validation = _cross_validate(parts, texts, embedded, len(labels_top), config, log, tuple(linear))
         out_of_fold = cross_validation.pop("probabilities")
         stages["cross_validation"] = cross_validation["seconds"]
 
@@ -203,7 +205,8 @@ def run(job: dict) -> dict:
     for name, boot in boot_vs_baseline.items():
         evaluation.table[name]["versus_baseline"] = boot
     validation_f1 = {n: evaluation.table[n]["validation_macro_f1"] for n in order}
-    if cross_validation is None:
+    cv_selects = cross_validation is not None and config.linear_candidates
+    if not cv_selects:
         best, proposal, reason = selection.choose(validation_f1, boot_vs_baseline, candidates.BASELINE, order)
         linear_proposal = None
     else:
@@ -220,8 +223,8 @@ def run(job: dict) -> dict:
             cross_validation["macro_f1"], cross_validation["versus_baseline"], validation_f1, versus_linear,
             candidates.BASELINE, list(linear), others)
     log(f"selection: {reason}")
-    evidence = _evidence(proposal, linear, cross_validation, boot_vs_baseline,
-                         versus_linear if cross_validation is not None else None, linear_proposal)
+    evidence = _evidence(proposal, linear, cross_validation if cv_selects else None, boot_vs_baseline,
+                         versus_linear if cv_selects else None, linear_proposal)
     members = ensembles.get(proposal, [(proposal, 1.0)])
 
     # 6. the proposal's second level: the fine-tune has its head; a linear member fits one now
@@ -390,8 +393,9 @@ def _evidence(proposal: str, linear: dict, cross_validation: dict | None, boot_v
     return {"against": linear_proposal, "on": "test split", "bootstrap": versus_linear[linear_proposal][proposal]}
 
 
-def _cross_validate(parts: dict, texts: dict, embedded: dict | None, n_classes: int, config, log) -> dict:
-    """Out-of-fold probabilities of each linear candidate for every labelled product (folds by product group; rows in
+def _cross_validate(parts: dict, texts: dict, embedded: dict | None, n_classes: int, config, log,
+                    names: tuple[str, ...]) -> dict:
+    """Out-of-fold probabilities of each linear candidate in `names` for every labelled product (folds by product group; rows in
     the order train, validation, test), their macro-F1 and each one's paired bootstrap gain over the baseline."""
     import numpy as np
 
@@ -403,10 +407,10 @@ def _cross_validate(parts: dict, texts: dict, embedded: dict | None, n_classes: 
     y = np.concatenate([parts[s]["y_top"].to_numpy() for s in SPLIT_NAMES])
     groups = np.concatenate([parts[s]["group"].astype(str).to_numpy() for s in SPLIT_NAMES])
     folds = np.array([selection.fold_of(g, config.cv_folds) for g in groups])
-    probabilities = {name: np.zeros((len(y), n_classes), dtype=np.float32) for name in candidates.LINEAR}
+    probabilities = {name: np.zeros((len(y), n_classes), dtype=np.float32) for name in names}
     for fold in range(config.cv_folds):
         train, held = np.flatnonzero(folds != fold), np.flatnonzero(folds == fold)
-        for name in candidates.LINEAR:
+        for name in names:
             model = candidates.fit_linear(name, n_classes, [all_texts[i] for i in train],
                                           all_vectors[train] if all_vectors is not None else None, y[train],
                                           seed=config.seed)
@@ -418,12 +422,12 @@ def _cross_validate(parts: dict, texts: dict, embedded: dict | None, n_classes: 
     macro = {name: selection.macro_f1(y, predicted, n_classes) for name, predicted in out_of_fold.items()}
     versus = {name: selection.paired_bootstrap(y, out_of_fold[name], out_of_fold[candidates.BASELINE], groups,
                                                n_classes, rounds=config.bootstrap_rounds, seed=config.seed)
-              for name in candidates.LINEAR if name != candidates.BASELINE}
+              for name in names if name != candidates.BASELINE}
     log(f"{config.cv_folds}-fold grouped cross-validation of the linear candidates on {len(y):,} products in "
         f"{time.perf_counter() - started:.0f}s: " + ", ".join(
             f"{name} {macro[name]:.4f}" + (f" ({versus[name]['gain']:+.4f} [{versus[name]['ci_low']:+.4f}, "
                                           f"{versus[name]['ci_high']:+.4f}])" if name in versus else "")
-            for name in candidates.LINEAR))
+            for name in names))
     return {"macro_f1": macro, "versus_baseline": versus, "seconds": round(time.perf_counter() - started, 1),
             "probabilities": probabilities}
 
