@@ -105,3 +105,26 @@ def test_a_fresh_flag_always_names_a_known_other_class(products):
             assert given_class in CLASSES[:3]
         else:
             assert pd.isna(row["suggested"])
+
+
+def test_the_hand_checked_flags_are_committed_and_read_by_the_benchmark():
+    """100 real flags of the Flipkart catalogue (a seeded random sample of bench/label_noise.py --write-sample), each
+    read with its given category tree: the precision bench/train.py prints comes from them."""
+    import importlib.util
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    spec = importlib.util.spec_from_file_location("label_noise", repo / "bench" / "label_noise.py")
+    label_noise = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(label_noise)
+    path = repo / "tests" / "data" / "label_issues_checked.csv"
+    checked = pd.read_csv(path, dtype=str)
+    assert list(checked.columns) == ["uniq_id", "text", "given_tree", "given", "suggested", "label_quality",
+                                     "suggested_probability", "verdict", "why"]
+    assert len(checked) == 100 and not checked["uniq_id"].duplicated().any()
+    assert set(checked["verdict"]) <= {"wrong_given", "wrong_both", "ambiguous", "right_given"}
+    assert checked["why"].str.len().min() > 10
+    assert (checked["given"] != checked["suggested"]).all()
+    assert checked["given_tree"].str.split(" >> ").str[0].eq(checked["given"]).all()
+    figures = label_noise.hand_checked(path)
+    assert figures["n"] == 100 and 0 <= figures["precision"] <= figures["precision_counting_ambiguous"] <= 1
