@@ -276,8 +276,10 @@ _CATALOGUE: tuple[Option, ...] = (
            "broken category.", GOVERNANCE, minimum=0, maximum=1,
            default_text="unset: the threshold calibrated when the model was trained",
            sets="TrainingPolicy.repair_threshold"),
-    Option("SHOPFLOW_FLAG_THRESHOLD", FLOAT, 0.97, "Confidence at or above which a prediction that disagrees with an "
-           "intact category flags the product for review.", GOVERNANCE, minimum=0, maximum=1,
+    Option("SHOPFLOW_FLAG_THRESHOLD", FLOAT, 0.97, "For a model saved without label issues (before them, or trained "
+           "with fewer than 2 cross-validation folds): the confidence at or above which a prediction that disagrees "
+           "with an intact category flags the product for review. Other models flag the label issues found out of "
+           "fold.", GOVERNANCE, minimum=0, maximum=1,
            sets="TrainingPolicy.flag_threshold"),
     # Duplicates (DuplicatePolicy, one variable per field but block_bytes)
     Option("SHOPFLOW_DUPLICATES_THRESHOLD", FLOAT, 0.85, "Cosine similarity of two titles' embeddings that makes them "
