@@ -106,3 +106,17 @@ def test_a_cluster_with_one_item_listed_is_an_ordinary_row():
     html = _render([_cluster(_item("b1", "review", "Home Furnishing", 0.6), "b1")])
     assert 'class="cluster"' not in html
     _row(html, "b1")
+
+
+def test_label_issues_show_their_label_quality_and_come_first_likeliest_error_first():
+    likely = _item("f1", "flag", "Home Furnishing", 0.95, label_quality=0.004)
+    doubtful = _item("f2", "flag", "Pens & Stationery", 0.6, label_quality=0.31)
+    confident = _item("r1", "review", "Jewellery", 0.99)
+    found = sorted([confident, doubtful, likely], key=review.rank)
+    assert [i.uniq_id for i in found] == ["f1", "f2", "r1"]
+    html = _render(found)
+    assert html.index('data-id="f1"') < html.index('data-id="f2"') < html.index('data-id="r1"')
+    assert '<td class="label-quality">0.004</td>' in _row(html, "f1")
+    assert '<td class="label-quality">0.310</td>' in _row(html, "f2")
+    assert '<td class="label-quality">—</td>' in _row(html, "r1")
+    assert likely.as_dict()["label_quality"] == 0.004
