@@ -65,7 +65,7 @@ def noise_figures(examples, rates: list[float], folds: int = 3, recipe: str = "t
     test = examples["split"].to_numpy() == "test"
     figures = {"products": len(y), "test_products": int(test.sum()), "classes": len(names), "recipe": recipe,
                "folds": folds, "real": {"flags": int(real_issue.sum()), "test_flags": int((real_issue & test).sum()),
-                                        "seconds": round(seconds, 1)}, "noise": {}}
+                                        "seconds": round(seconds, 1), "pairs": real.pairs(5)}, "noise": {}}
     rng = np.random.default_rng(seed)
     fold_in_index = names.index(fold_in) if fold_in in names else -1
     targets = [k for k in range(len(names)) if k != fold_in_index]
@@ -115,6 +115,8 @@ def print_figures(figures: dict, checked: dict | None) -> None:
     real = figures["real"]
     print(f"  real labels: {real['flags']:,} flags ({real['flags'] / figures['products']:.2%} of the products; "
           f"{real['test_flags']} among the {figures['test_products']:,} grouped test products) in {real['seconds']}s")
+    print("  most frequent pairs (given -> suggested): " + "; ".join(
+        f"{p['given']} -> {p['suggested']} {p['products']}" for p in real["pairs"]))
     print(f"  {'noise':>6} {'flipped':>8} {'flags':>6} {'found':>6} {'precision':>10} {'recall':>7} "
           f"{'net prec.':>10} {'suggestion right':>17}")
     for rate, row in figures["noise"].items():

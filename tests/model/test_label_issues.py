@@ -33,6 +33,9 @@ def test_flipped_labels_are_found_and_suggest_the_true_class():
     assert rows.loc[flipped, "suggested"].tolist() == [CLASSES[k] for k in truth[flipped]]
     assert rows.loc[rows["issue"], "label_quality"].max() < rows.loc[~rows["issue"], "label_quality"].min()
     assert set(found.class_thresholds) == set(CLASSES)
+    pairs = found.pairs()
+    assert sum(p["products"] for p in pairs) == 30 and pairs[0]["products"] >= pairs[-1]["products"]
+    assert found.describe("tfidf")["pairs"] == pairs and found.describe("tfidf")["found"] == 30
 
 
 def test_gold_labels_and_the_fold_in_class_are_never_flagged():

@@ -35,6 +35,7 @@ import pandas as pd
 
 LABEL_ISSUES = "label_issues.parquet"
 METHOD = "cleanlab find_label_issues (prune_by_noise_rate) on out-of-fold probabilities"
+PAIRS_SHOWN = 10
 
 
 @dataclass
@@ -48,9 +49,17 @@ class LabelIssues:
     def found(self) -> int:
         return int(self.rows["issue"].sum())
 
+    def pairs(self, top: int = PAIRS_SHOWN) -> list[dict]:
+        """The most frequent (given, suggested) pairs among the issues: a pair with many products is usually two
+        branches of the taxonomy that hold the same kind of product, which a merchandiser settles once."""
+        issues = self.rows[self.rows["issue"]]
+        counted = issues.groupby(["given", "suggested"], observed=True).size().sort_values(ascending=False,
+                                                                                          kind="stable")
+        return [{"given": g, "suggested": s, "products": int(n)} for (g, s), n in counted.head(top).items()]
+
     def describe(self, recipe: str) -> dict:
         return {"file": LABEL_ISSUES, "method": METHOD, "recipe": recipe, "products": len(self.rows),
-                "found": self.found, "class_thresholds": self.class_thresholds}
+                "found": self.found, "pairs": self.pairs(), "class_thresholds": self.class_thresholds}
 
     def save(self, model_dir: Path) -> Path:
         path = Path(model_dir) / LABEL_ISSUES
