@@ -199,7 +199,7 @@ def cmd_review(settings: Settings, args) -> int:
                     "PENDING" if i.pending else "")
                 suggestion = "(the model knows no class for this)" if i.fold_in else i.suggestion or "-"
                 cluster = f"  [near-duplicate cluster {i.cluster_id}]" if i.cluster_id is not None else ""
-                quality = f"  label quality {i.label_quality:.3f}" if i.label_quality is not None else ""
+                quality = f"  label quality {i.label_quality:.3g}" if i.label_quality is not None else ""
                 print(f"{i.uniq_id}  {i.action:6s} {i.confidence:5.3f}  {i.before or '-'} => {suggestion}"
                       f"{quality}  {state}  {(i.title or '')[:60]}{cluster}")
             return 0

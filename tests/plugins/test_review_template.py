@@ -117,6 +117,6 @@ def test_label_issues_show_their_label_quality_and_come_first_likeliest_error_fi
     html = _render(found)
     assert html.index('data-id="f1"') < html.index('data-id="f2"') < html.index('data-id="r1"')
     assert '<td class="label-quality">0.004</td>' in _row(html, "f1")
-    assert '<td class="label-quality">0.310</td>' in _row(html, "f2")
+    assert '<td class="label-quality">0.31</td>' in _row(html, "f2")
     assert '<td class="label-quality">—</td>' in _row(html, "r1")
     assert likely.as_dict()["label_quality"] == 0.004
