@@ -152,8 +152,10 @@ def trained_model(tmp_path_factory, source_data) -> TrainedModel:
     # (0): the step count must not depend on how busy the machine is.
     # No serving refit: the repair tests measure the fills on held-out products with this model's own answers (the
     # refit is covered by the zoo, which turns it on: tests/zoo/test_zoo_shops.py).
+    # Every ensemble is built (margin 1) although 12 steps leave the fine-tune far below the linear candidates: the
+    # ensemble path is under test here; the skip rule in tests/model/test_training_budget.py.
     config = TrainingConfig(cpu_max_steps=12, cpu_batch_size=16, log_every=4, device="cpu", cpu_time_budget_s=0,
-                            refit_on_all_labels=False)
+                            refit_on_all_labels=False, cpu_ensemble_margin=1.0)
     result = run_training(labelled_examples(catalog, 40), model_dir, config, log=lambda line: None)
     return TrainedModel(settings=settings, store=MetadataStore(settings.store_url), ds=SNAPSHOT_DAY,
                         model_dir=Path(result["artifact_path"]), result=result, catalog=catalog,

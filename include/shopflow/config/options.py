@@ -257,6 +257,10 @@ _CATALOGUE: tuple[Option, ...] = (
            "95% interval.", TRAINING, minimum=1, sets="TrainingConfig.bootstrap_rounds"),
     Option("SHOPFLOW_TRAIN_CV_FOLDS", INT, 3, "Folds of the grouped cross-validation of the linear candidates; 0 or 1: "
            "off (the test split decides).", TRAINING, minimum=0, sets="TrainingConfig.cv_folds"),
+    Option("SHOPFLOW_TRAIN_CPU_ENSEMBLE_MARGIN", FLOAT, 0.05, "On a CPU, the fine-tune's ensembles with the linear "
+           "candidates are not built when the fine-tune's validation macro-F1 is below the best linear candidate's "
+           "by more than this (the worker logs it and result.json records it); 1: always built. On a GPU they are "
+           "always built.", TRAINING, minimum=0, maximum=1, sets="TrainingConfig.cpu_ensemble_margin"),
     Option("SHOPFLOW_TRAIN_REPAIR_PRECISION_BOUND", FLOAT, 0.97, "The calibrated repair threshold is the lowest "
            "confidence whose fills have a Clopper-Pearson lower precision bound of at least this.", TRAINING,
            minimum=0, maximum=1, sets="TrainingConfig.repair_precision_bound"),

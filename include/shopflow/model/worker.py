@@ -6,9 +6,14 @@ One training trains and evaluates every candidate on the same grouped split (sho
 2. the linear candidates (shopflow.model.training.candidates): the TF-IDF baseline, embeddings + LR, TF-IDF + embeddings;
 3. the fine-tuned transformer (mean pooling, split learning rates; whole epochs on CUDA, a time budget on CPU),
    warm-started from the previous fine-tune when the job names one;
-4. calibrated ensembles of the fine-tune with each linear candidate (weight and temperature on validation);
+4. calibrated ensembles of the fine-tune with each linear candidate (weight and temperature on validation); on a CPU,
+   skipped when the fine-tune's validation macro-F1 is more than SHOPFLOW_TRAIN_CPU_ENSEMBLE_MARGIN (0.05) below the
+   best linear candidate's (one log line with both numbers; result.json `training.ensembles_skipped`);
 5. label issues: confident learning on the grouped cross-validation's out-of-fold probabilities
    (shopflow.model.training.label_issues), saved as `label_issues.parquet` for the repair's flags.
+On 2+ cores the logistic regressions (the candidates, the row-split baseline, the cross-validation's folds, the
+second-level heads and the serving fit) run side by side in worker processes, one single-threaded fit per core, and
+the TF-IDF vectorisers are fitted once per set of training texts and shared (shopflow.model.training.candidates).
 Each is calibrated on the validation split and measured on the test split (accuracy, macro-F1, ECE, per class,
 train and inference seconds). The proposal follows `shopflow.model.training.selection.choose`; its gain over the current
 champion (when the job names one) is measured on today's test split by a paired group bootstrap, for the blessing.
@@ -117,19 +122,39 @@ def run(job: dict) -> dict:
         stages["embeddings"] = time.perf_counter() - stage
         embedding_stats = dict(embedder.stats)
 
-    # 2. linear candidates
+    # 2. linear candidates; the TF-IDF vectorisers are fitted once on the train split and shared by the candidates
+    # that use them and by the second-level heads (candidates.TextFeatures: the same models, one fit)
     linear: dict[str, candidates.LinearCandidate] = {}
-    for name in candidates.LINEAR if config.linear_candidates else (candidates.BASELINE,):
-        stage = time.perf_counter()
-        model = candidates.fit_linear(name, len(labels_top), texts["train"],
-                                      embedded["train"] if embedded else None, parts["train"]["y_top"].to_numpy(),
-                                      seed=config.seed)
-        trained = time.perf_counter() - stage
-        val_logits = model.logits(texts["validation"], embedded["validation"] if embedded else None)
+    started_linear = time.perf_counter()
+    stage = time.perf_counter()
+    shared = candidates.TextFeatures(texts["train"])
+    text_matrix = {"validation": shared.transform(texts["validation"]), "test": shared.transform(texts["test"])}
+    vectorised = time.perf_counter() - stage
+    # the candidates side by side (one per core), with the baseline on the row split (below) among them
+    names = candidates.LINEAR if config.linear_candidates else (candidates.BASELINE,)
+    fits = [candidates.Fit(name, len(labels_top), texts["train"], embedded["train"] if embedded else None,
+                           parts["train"]["y_top"].to_numpy(), config.seed, shared) for name in names]
+    rows = None
+    if "row_split" in examples and split_column != "row_split":
+        rows = {name: examples[examples["row_split"] == name].reset_index(drop=True) for name in ("train", "test")}
+        if len(rows["train"]) and len(rows["test"]):
+            fits.append(candidates.Fit(candidates.BASELINE, len(labels_top), rows["train"]["text"].tolist(), None,
+                                       rows["train"]["y_top"].to_numpy(), config.seed))
+        else:
+            rows = None
+    fitted = candidates.fit_many(fits)
+    row_split_model = fitted.pop() if rows is not None else None
+    for name, model in zip(names, fitted):
+        # a candidate's training time counts the vectorisers' fit it uses, as if it had fitted them alone
+        trained = model.fit_seconds + (vectorised if model.uses_text else 0.0)
+        val_logits = model.logits(texts["validation"], embedded["validation"] if embedded else None,
+                                  text_matrix=text_matrix["validation"])
         infer = time.perf_counter()
-        test_logits = model.logits(texts["test"], embedded["test"] if embedded else None)
+        test_logits = model.logits(texts["test"], embedded["test"] if embedded else None,
+                                   text_matrix=text_matrix["test"])
         evaluation.add(name, val_logits, test_logits, trained, time.perf_counter() - infer)
         linear[name] = model
+    stages["linear"] = time.perf_counter() - started_linear
 
     # 2b. grouped K-fold cross-validation of the linear candidates over every labelled product
     # (with the linear candidates off, the baseline alone is cross-validated: its out-of-fold probabilities are what
@@ -142,17 +167,15 @@ def run(job: dict) -> dict:
 
     # The baseline on the row split too ("today's split", a hash of the product id): how much a split that puts
     # listings of one product on both sides flatters a model.
+    # (fitted beside the linear candidates, above)
     row_split_baseline = None
-    if "row_split" in examples and split_column != "row_split":
-        rows = {name: examples[examples["row_split"] == name].reset_index(drop=True) for name in ("train", "test")}
-        if len(rows["train"]) and len(rows["test"]):
-            model = candidates.fit_linear(candidates.BASELINE, len(labels_top), rows["train"]["text"].tolist(), None,
-                                          rows["train"]["y_top"].to_numpy(), seed=config.seed)
-            row_split_baseline = metrics.classification_report(
-                rows["test"]["y_top"].to_numpy(), np.exp(model.logits(rows["test"]["text"].tolist(), None)), labels_top)
-            row_split_baseline.pop("confusion_matrix")
-            log(f"baseline on the row split (today's split): test macro-F1 {row_split_baseline['macro_f1']:.4f}, "
-                f"grouped: {evaluation.table[candidates.BASELINE]['test']['macro_f1']:.4f}")
+    if row_split_model is not None:
+        row_split_baseline = metrics.classification_report(
+            rows["test"]["y_top"].to_numpy(), np.exp(row_split_model.logits(rows["test"]["text"].tolist(), None)),
+            labels_top)
+        row_split_baseline.pop("confusion_matrix")
+        log(f"baseline on the row split (today's split): test macro-F1 {row_split_baseline['macro_f1']:.4f}, "
+            f"grouped: {evaluation.table[candidates.BASELINE]['test']['macro_f1']:.4f}")
 
     # 3. fine-tune
     device = loop.pick_device(config)
@@ -176,10 +199,16 @@ def run(job: dict) -> dict:
     label_map.temperature_top = evaluation.probs[candidates.FINETUNE]["temperature"]
     stages["finetune"] = time.perf_counter() - stage
 
-    # 4. calibrated ensembles of the fine-tune with each linear candidate
+    # 4. calibrated ensembles of the fine-tune with each linear candidate; on a CPU, none when the fine-tune ended
+    # far below the best linear candidate (see _ensembles_skipped)
+    stage = time.perf_counter()
     ensembles: dict[str, list[tuple[str, float]]] = {}
     y_val = parts["validation"]["y_top"].to_numpy()
-    for partner in linear:
+    ensembles_skipped = _ensembles_skipped(device.type, evaluation.table, list(linear), config.cpu_ensemble_margin,
+                                           stats)
+    if ensembles_skipped:
+        log(ensembles_skipped["message"])
+    for partner in ([] if ensembles_skipped else linear):
         name = f"ensemble_{candidates.FINETUNE}+{partner}"
         members = [evaluation.probs[candidates.FINETUNE], evaluation.probs[partner]]
         weight = max(ENSEMBLE_WEIGHTS, key=lambda w: selection.macro_f1(
@@ -193,7 +222,10 @@ def run(job: dict) -> dict:
                        weights={candidates.FINETUNE: weight, partner: round(1 - weight, 1)})
         ensembles[name] = [(candidates.FINETUNE, weight), (partner, round(1 - weight, 1))]
 
+    stages["ensembles"] = time.perf_counter() - stage
+
     # 5. selection: best on validation, kept only if it beats the baseline beyond the uncertainty
+    stage = time.perf_counter()
     y_test = parts["test"]["y_top"].to_numpy()
     groups_test = parts["test"]["group"].astype(str).to_numpy()
     predicted = {name: np.argmax(p["test"], 1) for name, p in evaluation.probs.items()}
@@ -226,16 +258,35 @@ def run(job: dict) -> dict:
     evidence = _evidence(proposal, linear, cross_validation if cv_selects else None, boot_vs_baseline,
                          versus_linear if cv_selects else None, linear_proposal)
     members = ensembles.get(proposal, [(proposal, 1.0)])
+    stages["selection"] = time.perf_counter() - stage
 
-    # 6. the proposal's second level: the fine-tune has its head; a linear member fits one now
+    # 6. the proposal's second level: the fine-tune has its head; a linear member fits one now (on the top level's
+    # shared TF-IDF features of the train split: the same vectorisers it would fit). The serving fit's models (step
+    # 9) are fitted beside them, one per core: they depend on the members only.
     linear_l2 = {}
-    for member, _ in members:
-        if member in linear:
-            stage = time.perf_counter()
-            linear_l2[member] = candidates.fit_linear(member, len(labels_l2), texts["train"],
-                                                      embedded["train"] if embedded else None,
-                                                      parts["train"]["y_l2"].to_numpy(), seed=config.seed)
-            log(f"second-level {member} fitted in {time.perf_counter() - stage:.1f}s")
+    started_l2 = time.perf_counter()
+    linear_members = [member for member, _ in members if member in linear]
+    fits = [candidates.Fit(member, len(labels_l2), texts["train"], embedded["train"] if embedded else None,
+                           parts["train"]["y_l2"].to_numpy(), config.seed, shared) for member in linear_members]
+    refit_fits = []
+    if config.refit_on_all_labels and linear_members:
+        stage = time.perf_counter()
+        all_texts = texts["train"] + texts["validation"] + texts["test"]
+        all_vectors = np.concatenate([embedded[s] for s in SPLIT_NAMES]) if embedded else None
+        all_top = np.concatenate([parts[s]["y_top"].to_numpy() for s in SPLIT_NAMES])
+        all_l2 = np.concatenate([parts[s]["y_l2"].to_numpy() for s in SPLIT_NAMES])
+        shared_all = candidates.TextFeatures(all_texts) if any(linear[m].uses_text for m in linear_members) else None
+        for member in linear_members:
+            refit_fits += [candidates.Fit(member, len(labels_top), all_texts, all_vectors, all_top, config.seed,
+                                          shared_all),
+                           candidates.Fit(member, len(labels_l2), all_texts, all_vectors, all_l2, config.seed,
+                                          shared_all)]
+        refit_vectorised = time.perf_counter() - stage
+    fitted = candidates.fit_many(fits + refit_fits)
+    refit_models = fitted[len(fits):]
+    for member, model in zip(linear_members, fitted):
+        linear_l2[member] = model
+        log(f"second-level {member} fitted in {model.fit_seconds:.1f}s")
     l2_temperatures = {candidates.FINETUNE: label_map.temperature_l2}
     member_l2 = {"validation": [], "test": []}
     for member, _weight in members:
@@ -243,7 +294,8 @@ def run(job: dict) -> dict:
             if member == candidates.FINETUNE:
                 logits = val_l2 if split == "validation" else test_l2
             else:
-                logits = linear_l2[member].logits(texts[split], embedded[split] if embedded else None)
+                logits = linear_l2[member].logits(texts[split], embedded[split] if embedded else None,
+                                                  text_matrix=text_matrix[split])
                 if split == "validation":
                     l2_temperatures[member] = metrics.fit_temperature(logits, parts["validation"]["y_l2"].to_numpy())
             member_l2[split].append(metrics.softmax(logits, l2_temperatures[member]))
@@ -254,6 +306,7 @@ def run(job: dict) -> dict:
     report_l2 = metrics.classification_report(parts["test"]["y_l2"].to_numpy(),
                                               metrics.softmax(l2_log["test"], l2_temperature), labels_l2)
     report_l2.pop("confusion_matrix")
+    stages["second_level"] = time.perf_counter() - started_l2
     log(f"second level ({proposal}): accuracy {report_l2['accuracy']:.4f} macro-F1 {report_l2['macro_f1']:.4f}")
 
     # 7. the repair threshold on unseen titles (validation), checked on test
@@ -290,26 +343,20 @@ def run(job: dict) -> dict:
         label_issues = found.describe(recipe)
         stages["label_issues"] = time.perf_counter() - stage
         log(f"label issues: {found.found:,} of {len(found.rows):,} labelled products flagged by {issues.METHOD} of "
-            f"{recipe} ({stages['label_issues']:.1f}s); they go to the review queue")
+            f"{recipe} ({stages['label_issues']:.1f}s); they go to the review queue; most frequent (given -> "
+            "suggested): " + "; ".join(f"{p['given']} -> {p['suggested']} {p['products']}" for p in found.pairs(5)))
 
     # 9. the serving fit: the proposal's linear members refit on every labelled product (train, validation and test,
     # reviewers' gold labels among them). Every figure above stays that of the held-out evaluation, and the
     # temperatures and the repair threshold stay fitted on held-out predictions of the same recipe (validation), so
     # the refit makes none of them optimistic. A fine-tune member serves as trained (refitting it is retraining it).
+    # (fitted in step 6, beside the second-level heads; their own fit seconds, plus the shared vectorisers')
     refit = None
-    refit_members = [member for member, _ in members if member in linear]
-    if config.refit_on_all_labels and refit_members:
-        stage = time.perf_counter()
-        all_texts = texts["train"] + texts["validation"] + texts["test"]
-        all_vectors = np.concatenate([embedded[s] for s in SPLIT_NAMES]) if embedded else None
-        all_top = np.concatenate([parts[s]["y_top"].to_numpy() for s in SPLIT_NAMES])
-        all_l2 = np.concatenate([parts[s]["y_l2"].to_numpy() for s in SPLIT_NAMES])
-        for member in refit_members:
-            linear[member] = candidates.fit_linear(member, len(labels_top), all_texts, all_vectors, all_top,
-                                                   seed=config.seed)
-            linear_l2[member] = candidates.fit_linear(member, len(labels_l2), all_texts, all_vectors, all_l2,
-                                                      seed=config.seed)
-        stages["refit"] = time.perf_counter() - stage
+    refit_members = linear_members if refit_fits else []
+    if refit_members:
+        for i, member in enumerate(refit_members):
+            linear[member], linear_l2[member] = refit_models[2 * i], refit_models[2 * i + 1]
+        stages["refit"] = refit_vectorised + sum(model.fit_seconds for model in refit_models)
         refit = {"members": refit_members, "products": len(all_texts),
                  "held_out_products": len(all_texts) - len(texts["train"]),
                  "gold_labels": int(examples["gold"].sum()) if "gold" in examples else 0,
@@ -360,6 +407,8 @@ def run(job: dict) -> dict:
                      "tokens_per_second": stats.tokens / stats.seconds if stats.seconds else 0.0,
                      "peak_gpu_memory_bytes": peak_gpu, "warm_start": job.get("warm_start"),
                      "stages_seconds": {k: round(v, 2) for k, v in stages.items()},
+                     "ensembles_skipped": ({k: v for k, v in ensembles_skipped.items() if k != "message"}
+                                           if ensembles_skipped else None),
                      "total_seconds": round(time.perf_counter() - started_all, 2),
                      "peak_rss_mib": round(_peak_rss_mib(), 1),
                      "test_inference_samples_per_second": evaluation.table[proposal]["inference_per_second"],
@@ -393,13 +442,44 @@ def _evidence(proposal: str, linear: dict, cross_validation: dict | None, boot_v
     return {"against": linear_proposal, "on": "test split", "bootstrap": versus_linear[linear_proposal][proposal]}
 
 
+def _ensembles_skipped(device: str, table: dict, linear: list[str], margin: float, stats) -> dict | None:
+    """On a CPU, whether the fine-tune ensembles are not worth building: the fine-tune's validation macro-F1 is below
+    the best linear candidate's by more than `margin` (TrainingConfig.cpu_ensemble_margin,
+    SHOPFLOW_TRAIN_CPU_ENSEMBLE_MARGIN). An ensemble of a far weaker fine-tune with a linear candidate does not beat that
+    candidate beyond the uncertainty on the test split, which is what a proposal needs; skipping it saves building,
+    calibrating and bootstrapping one per linear candidate. None where they are built (always on CUDA, where the
+    fine-tune runs whole epochs)."""
+    from shopflow.model.training import candidates
+
+    if device != "cpu" or not linear or candidates.FINETUNE not in table:
+        return None
+    margin = float(margin)
+    finetune = table[candidates.FINETUNE]["validation_macro_f1"]
+    best = max(linear, key=lambda name: table[name]["validation_macro_f1"])
+    gap = table[best]["validation_macro_f1"] - finetune
+    if gap <= margin:
+        return None
+    skipped = [f"ensemble_{candidates.FINETUNE}+{partner}" for partner in linear]
+    reason = (f"on cpu the fine-tune reached validation macro-F1 {finetune:.4f} in {stats.steps} steps, "
+              f"{gap:.4f} below the best linear candidate {best} ({table[best]['validation_macro_f1']:.4f}), more "
+              f"than the margin {margin:g}")
+    return {"reason": reason, "finetune_validation_macro_f1": round(finetune, 6), "best_linear": best,
+            "best_linear_validation_macro_f1": round(table[best]["validation_macro_f1"], 6), "margin": margin,
+            "finetune_steps": stats.steps, "skipped": skipped,
+            "message": f"ensembles skipped: {reason}; the {len(skipped)} fine-tune ensembles are not built"}
+
+
 def _cross_validate(parts: dict, texts: dict, embedded: dict | None, n_classes: int, config, log,
                     names: tuple[str, ...]) -> dict:
     """Out-of-fold probabilities of each linear candidate in `names` for every labelled product (folds by product group; rows in
-    the order train, validation, test), their macro-F1 and each one's paired bootstrap gain over the baseline."""
+    the order train, validation, test), their macro-F1 and each one's paired bootstrap gain over the baseline.
+    The folds' fits run side by side, one per CPU core (each single-threaded: a sparse logistic regression uses one
+    core), in worker processes; per fold, the candidates that use TF-IDF share its vectorisers. The same models as
+    fitting each alone, one after the other."""
     import numpy as np
+    from joblib import Parallel, delayed
 
-    from shopflow.model.training import candidates, metrics, selection
+    from shopflow.model.training import candidates, selection
 
     started = time.perf_counter()
     all_texts = texts["train"] + texts["validation"] + texts["test"]
@@ -408,16 +488,34 @@ def _cross_validate(parts: dict, texts: dict, embedded: dict | None, n_classes: 
     groups = np.concatenate([parts[s]["group"].astype(str).to_numpy() for s in SPLIT_NAMES])
     folds = np.array([selection.fold_of(g, config.cv_folds) for g in groups])
     probabilities = {name: np.zeros((len(y), n_classes), dtype=np.float32) for name in names}
-    for fold in range(config.cv_folds):
-        train, held = np.flatnonzero(folds != fold), np.flatnonzero(folds == fold)
-        for name in names:
-            model = candidates.fit_linear(name, n_classes, [all_texts[i] for i in train],
-                                          all_vectors[train] if all_vectors is not None else None, y[train],
-                                          seed=config.seed)
-            logits = model.logits([all_texts[i] for i in held], all_vectors[held] if all_vectors is not None else None)
-            probabilities[name][held] = metrics.softmax(logits)
-        log(f"cross-validation fold {fold + 1}/{config.cv_folds}: {len(held):,} held-out products "
-            f"({time.perf_counter() - started:.0f}s)")
+    # one task per fold and candidate, run side by side; a fold's TF-IDF vectorisers are fitted once, here, for
+    # its TF-IDF candidates (while the workers fit the previous fold's models: tasks are drawn as they are needed)
+    jobs = max(1, min(config.cv_folds * len(names), candidates.cpu_cores()))
+    held_of = {fold: np.flatnonzero(folds == fold) for fold in range(config.cv_folds)}
+    order = [(fold, name) for fold in range(config.cv_folds) for name in names]
+
+    def tasks():
+        for fold in range(config.cv_folds):
+            train, held = np.flatnonzero(folds != fold), held_of[fold]
+            train_texts, held_texts = [all_texts[i] for i in train], [all_texts[i] for i in held]
+            shared = held_matrix = None
+            if any(name != "embeddings" for name in names):
+                shared = candidates.TextFeatures(train_texts)
+                held_matrix = shared.transform(held_texts)
+            for name in names:
+                fit = candidates.Fit(name, n_classes, train_texts,
+                                     all_vectors[train] if all_vectors is not None else None, y[train], config.seed,
+                                     shared)
+                yield delayed(candidates.held_out_probabilities)(
+                    candidates.matrix_only(fit), None if shared is not None else held_texts,
+                    all_vectors[held] if all_vectors is not None and name != "tfidf" else None, held_matrix)
+
+    results = Parallel(n_jobs=jobs, backend="loky" if jobs > 1 else "sequential", return_as="generator")(tasks())
+    for (fold, name), probs in zip(order, results):
+        probabilities[name][held_of[fold]] = probs
+        if name == names[-1]:
+            log(f"cross-validation fold {fold + 1}/{config.cv_folds}: {len(held_of[fold]):,} held-out products "
+                f"({time.perf_counter() - started:.0f}s, {jobs} fits at a time)")
     out_of_fold = {name: p.argmax(1) for name, p in probabilities.items()}
     macro = {name: selection.macro_f1(y, predicted, n_classes) for name, predicted in out_of_fold.items()}
     versus = {name: selection.paired_bootstrap(y, out_of_fold[name], out_of_fold[candidates.BASELINE], groups,

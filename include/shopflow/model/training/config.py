@@ -52,6 +52,9 @@ class TrainingConfig:
     cpu_batch_size: int = _d("cpu_batch_size")
     cpu_time_budget_s: float = _d("cpu_time_budget_s")  # 0: no budget, cpu_max_steps only
     cpu_max_steps: int = _d("cpu_max_steps")
+    # On a CPU, the fine-tune ensembles are not built when the fine-tune ends this far below the best linear
+    # candidate on validation (1: always built; on CUDA always built).
+    cpu_ensemble_margin: float = _d("cpu_ensemble_margin")
     # Candidates besides the fine-tune (shopflow.model.training.candidates); off: only the TF-IDF baseline and the fine-tune.
     linear_candidates: bool = _d("linear_candidates")
     # The serving fit: the chosen linear members refit on every labelled product once selection is done (a fifth of

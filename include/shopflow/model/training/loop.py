@@ -187,9 +187,14 @@ def _eta(step: int, total: int, elapsed: float, budget: float | None, steps_per_
 @torch.no_grad()
 def predict_logits(model: nn.Module, ids: list[list[int]], pad_id: int, batch_size: int,
                    device: torch.device) -> tuple[np.ndarray, np.ndarray]:
-    """Logits of both heads for every sequence, batched by length, returned in input order."""
+    """Logits of both heads for every sequence, batched by length, returned in input order. A sequence that occurs
+    more than once (listings of one product often share a title) goes through the model once: on the real catalogue
+    a third of the titles repeat one another. Its copies get its logits."""
     model.to(device).eval()
-    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    first: dict[tuple[int, ...], int] = {}
+    source = [first.setdefault(tuple(sequence), i) for i, sequence in enumerate(ids)]
+    distinct = sorted(first.values())
+    order = sorted(distinct, key=lambda i: len(ids[i]))
     top_out, l2_out = [None] * len(ids), [None] * len(ids)
     cuda = device.type == "cuda"
     for start in range(0, len(order), batch_size):
@@ -203,4 +208,4 @@ def predict_logits(model: nn.Module, ids: list[list[int]], pad_id: int, batch_si
             l2_out[index] = batch_l2[row]
     if not ids:
         return np.zeros((0, 0)), np.zeros((0, 0))
-    return np.stack(top_out), np.stack(l2_out)
+    return np.stack([top_out[i] for i in source]), np.stack([l2_out[i] for i in source])
