@@ -73,7 +73,8 @@ def pytest_xdist_make_scheduler(config, log):
 LONG_UNITS_SECONDS = {"sqlite-sandbox": 330, "tests/chaos/test_chaos.py": 260, "trained-model": 250,
                       "tests/observability/test_openlineage.py": 110, "tests/deployment/test_distributed_celery.py": 110,
                       "tests/report/test_weekly_digest.py": 95, "tests/dags/test_backfill.py": 95,
-                      "tests/zoo/test_zoo_shops.py": 120, "tests/zoo/test_zoo_dags.py": 90}
+                      "tests/zoo/test_zoo_shops.py": 120, "tests/zoo/test_zoo_dags.py": 90,
+                      "tests/model/test_embeddings_shared.py": 50}
 
 
 def pytest_collection_modifyitems(config, items):
