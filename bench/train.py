@@ -114,6 +114,9 @@ def main(argv: list[str]) -> int:
         print("  serving fit: " + (f"{', '.join(refit['members'])} refit on all {refit['products']:,} labelled products "
                                    f"({refit['held_out_products']:,} held out before) in {refit['seconds']}s; the "
                                    "figures above are the held-out ones" if refit else "none (served as selected)"))
+        skipped = training.get("ensembles_skipped")
+        if skipped:
+            print(f"  {skipped['message']}")
         issues = result.get("label_issues")
         if issues:
             print(f"  label issues: {issues['found']:,} of {issues['products']:,} labelled products ({issues['recipe']}, "
