@@ -45,11 +45,14 @@ def _arrays(examples):
 
 def flags(examples, y, names, groups, fold_in, folds: int, recipe: str):
     """The label issues of `examples` labelled `y` (and the seconds it took)."""
-    from shopflow.model.training import label_issues
+    import numpy as np
+
+    from shopflow.model.training import candidates, label_issues, selection
 
     started = time.perf_counter()
-    probabilities = label_issues.out_of_fold_probabilities(examples["text"].tolist(), y, groups, len(names), folds,
-                                                           recipe)
+    fold_of = np.array([selection.fold_of(str(g), folds) for g in groups])
+    probabilities = candidates.cross_validated_probabilities((recipe,), len(names), examples["text"].tolist(), None,
+                                                             y, fold_of)[recipe]
     found = label_issues.find_label_issues(examples["uniq_id"].astype(str).tolist(), y, probabilities, names,
                                            fold_in=fold_in)
     return found, time.perf_counter() - started

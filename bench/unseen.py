@@ -10,8 +10,8 @@ grams, C=10) fitted on the same labelled products? The answer needs products out
 its test split (which the refit learns from):
   1. the real catalogue's labelled examples (as bench/train.py), cut by product GROUP (a hash with its own salt, so
      near-identical listings stay on one side) into the shop's catalogue and `--unseen-percent` of unseen products;
-  2. the production training job (`python -m shopflow.model.worker`: every candidate, cross-validation, selection,
-     the serving refit) on the shop's catalogue alone;
+  2. the production training job (`shopflow.model.training.runner.run_training`, the worker the DAG runs: every
+     candidate, cross-validation, selection, the serving refit) on the shop's catalogue alone;
   3. the same catalogue's plain TF-IDF fitted on all its labelled products, and on its train split only (what served
      before the refit);
   4. all of them predict the unseen products: macro-F1 and accuracy, and the champion's paired group-bootstrap gain
@@ -22,9 +22,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
-import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -41,29 +38,14 @@ def unseen_mask(groups, percent: int):
                      for g in groups])
 
 
-def _train(examples_path: Path, out: Path, args) -> dict:
-    from shopflow.model.training.config import TrainingConfig
-
-    config = TrainingConfig(**({"cpu_time_budget_s": args.cpu_budget} if args.cpu_budget is not None else {}))
-    out.mkdir(parents=True, exist_ok=True)
-    job = {"examples": str(examples_path), "output_dir": str(out), "config": config.as_dict(),
-           "embedding_cache_dir": str(out.parent / "embedding-cache")}
-    (out / "job.json").write_text(json.dumps(job, indent=2))
-    env = {**os.environ, "PYTHONPATH": f"{REPO / 'include'}:{os.environ.get('PYTHONPATH', '')}"}
-    done = subprocess.run([sys.executable, "-m", "shopflow.model.worker", str(out / "job.json")], env=env,
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        sys.stderr.write(done.stdout[-4000:] + done.stderr[-4000:])
-        raise SystemExit(f"training job failed ({done.returncode})")
-    return json.loads((out / "result.json").read_text())
-
-
 def main(argv: list[str]) -> int:
     import numpy as np
     import pandas as pd
 
     from shopflow.model.inference import Predictor
     from shopflow.model.training import candidates, selection
+    from shopflow.model.training.config import TrainingConfig
+    from shopflow.model.training.runner import run_training
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--examples", type=Path, help="labelled examples parquet (default: the real catalogue)")
@@ -83,12 +65,13 @@ def main(argv: list[str]) -> int:
     groups = (examples["group"] if "group" in examples else examples["uniq_id"]).astype(str).to_numpy()
     hidden = unseen_mask(groups, args.unseen_percent)
     shop, unseen = examples[~hidden].reset_index(drop=True), examples[hidden].reset_index(drop=True)
-    shop.to_parquet(out / "shop.parquet", index=False)
     print(f"{len(examples):,} labelled products: {len(shop):,} in the shop's catalogue, {len(unseen):,} unseen "
           f"({args.unseen_percent}% of the product groups)")
 
+    config = TrainingConfig(**({"cpu_time_budget_s": args.cpu_budget} if args.cpu_budget is not None else {}))
     started = time.perf_counter()
-    result = _train(out / "shop.parquet", out / "model", args)
+    result = run_training(shop, out / "model", config, log=lambda line: None,
+                          embedding_cache_dir=out / "embedding-cache")
     trained = time.perf_counter() - started
     predictor = Predictor(out / "model", device="cpu", embedding_cache_dir=out / "embedding-cache")
     labels = list(predictor.labels)

@@ -63,9 +63,15 @@ def test_shared_vectorisers_give_the_same_logits_as_fitting_them_per_candidate(s
             assert np.array_equal(expected, together.logits(test, test_vectors, text_matrix=test_matrix)), name
             assert together.words is shared.words and together.chars is shared.chars
     # a cross-validation fold: both TF-IDF candidates on one vectoriser fit, the same probabilities as alone
-    fold = candidates.out_of_fold(("tfidf", "tfidf_embeddings", "embeddings"), n_top, train, test,
-                                  train_vectors, test_vectors, y_top)
-    for name in ("tfidf", "tfidf_embeddings", "embeddings"):
+    # (fold 1 is the test rows, held out from a fit on fold 0, the train rows; the test rows' stand-in labels only
+    # train fold 0, whose answers are not compared)
+    names = ("tfidf", "tfidf_embeddings", "embeddings")
+    folds = np.array([0] * len(train) + [1] * len(test))
+    both = candidates.cross_validated_probabilities(
+        names, n_top, train + test, np.concatenate([train_vectors, test_vectors]),
+        np.concatenate([y_top, np.zeros(len(test), dtype=y_top.dtype)]), folds)
+    fold = {name: probs[folds == 1] for name, probs in both.items()}
+    for name in names:
         alone = candidates.fit_linear(name, n_top, train, train_vectors, y_top)
         logits = alone.logits(test, test_vectors)
         expected = np.exp(logits - logits.max(1, keepdims=True))

@@ -471,13 +471,10 @@ def _ensembles_skipped(device: str, table: dict, linear: list[str], margin: floa
 
 def _cross_validate(parts: dict, texts: dict, embedded: dict | None, n_classes: int, config, log,
                     names: tuple[str, ...]) -> dict:
-    """Out-of-fold probabilities of each linear candidate in `names` for every labelled product (folds by product group; rows in
-    the order train, validation, test), their macro-F1 and each one's paired bootstrap gain over the baseline.
-    The folds' fits run side by side, one per CPU core (each single-threaded: a sparse logistic regression uses one
-    core), in worker processes; per fold, the candidates that use TF-IDF share its vectorisers. The same models as
-    fitting each alone, one after the other."""
+    """Out-of-fold probabilities of each linear candidate in `names` for every labelled product (folds by product
+    group, `selection.fold_of`; rows in the order train, validation, test; `candidates.cross_validated_probabilities`:
+    the fits side by side, one per core), their macro-F1 and each one's paired bootstrap gain over the baseline."""
     import numpy as np
-    from joblib import Parallel, delayed
 
     from shopflow.model.training import candidates, selection
 
@@ -487,35 +484,14 @@ def _cross_validate(parts: dict, texts: dict, embedded: dict | None, n_classes: 
     y = np.concatenate([parts[s]["y_top"].to_numpy() for s in SPLIT_NAMES])
     groups = np.concatenate([parts[s]["group"].astype(str).to_numpy() for s in SPLIT_NAMES])
     folds = np.array([selection.fold_of(g, config.cv_folds) for g in groups])
-    probabilities = {name: np.zeros((len(y), n_classes), dtype=np.float32) for name in names}
-    # one task per fold and candidate, run side by side; a fold's TF-IDF vectorisers are fitted once, here, for
-    # its TF-IDF candidates (while the workers fit the previous fold's models: tasks are drawn as they are needed)
     jobs = max(1, min(config.cv_folds * len(names), candidates.cpu_cores()))
-    held_of = {fold: np.flatnonzero(folds == fold) for fold in range(config.cv_folds)}
-    order = [(fold, name) for fold in range(config.cv_folds) for name in names]
 
-    def tasks():
-        for fold in range(config.cv_folds):
-            train, held = np.flatnonzero(folds != fold), held_of[fold]
-            train_texts, held_texts = [all_texts[i] for i in train], [all_texts[i] for i in held]
-            shared = held_matrix = None
-            if any(name != "embeddings" for name in names):
-                shared = candidates.TextFeatures(train_texts)
-                held_matrix = shared.transform(held_texts)
-            for name in names:
-                fit = candidates.Fit(name, n_classes, train_texts,
-                                     all_vectors[train] if all_vectors is not None else None, y[train], config.seed,
-                                     shared)
-                yield delayed(candidates.held_out_probabilities)(
-                    candidates.matrix_only(fit), None if shared is not None else held_texts,
-                    all_vectors[held] if all_vectors is not None and name != "tfidf" else None, held_matrix)
+    def on_fold(fold: int, held) -> None:
+        log(f"cross-validation fold {fold + 1}/{config.cv_folds}: {len(held):,} held-out products "
+            f"({time.perf_counter() - started:.0f}s, {jobs} fits at a time)")
 
-    results = Parallel(n_jobs=jobs, backend="loky" if jobs > 1 else "sequential", return_as="generator")(tasks())
-    for (fold, name), probs in zip(order, results):
-        probabilities[name][held_of[fold]] = probs
-        if name == names[-1]:
-            log(f"cross-validation fold {fold + 1}/{config.cv_folds}: {len(held_of[fold]):,} held-out products "
-                f"({time.perf_counter() - started:.0f}s, {jobs} fits at a time)")
+    probabilities = candidates.cross_validated_probabilities(names, n_classes, all_texts, all_vectors, y, folds,
+                                                             seed=config.seed, on_fold=on_fold)
     out_of_fold = {name: p.argmax(1) for name, p in probabilities.items()}
     macro = {name: selection.macro_f1(y, predicted, n_classes) for name, predicted in out_of_fold.items()}
     versus = {name: selection.paired_bootstrap(y, out_of_fold[name], out_of_fold[candidates.BASELINE], groups,

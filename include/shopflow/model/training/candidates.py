@@ -220,16 +220,46 @@ def held_out_probabilities(fit: Fit, held_texts: list[str] | None, held_vectors:
     return metrics.softmax(logits).astype(np.float32)
 
 
-def out_of_fold(names: tuple[str, ...], n_classes: int, train_texts: list[str], held_texts: list[str],
-                train_vectors: np.ndarray | None, held_vectors: np.ndarray | None, y_train: np.ndarray,
-                seed: int = 13) -> dict[str, np.ndarray]:
-    """One cross-validation fold, here: each of `names` fitted on the fold's training rows (the TF-IDF ones on one
-    vectoriser fit) and its probabilities on the held-out rows (`held_out_probabilities`)."""
-    uses_text = any(name != "embeddings" for name in names)
-    shared = TextFeatures(train_texts) if uses_text else None
-    held_matrix = shared.transform(held_texts) if uses_text else None
-    return {name: held_out_probabilities(Fit(name, n_classes, train_texts, train_vectors, y_train, seed, shared),
-                                         held_texts, held_vectors, held_matrix) for name in names}
+def cross_validated_probabilities(names: tuple[str, ...], n_classes: int, texts: list[str],
+                                  vectors: np.ndarray | None, labels: np.ndarray, folds: np.ndarray, seed: int = 13,
+                                  on_fold=None) -> dict[str, np.ndarray]:
+    """Out-of-fold probabilities (float32, rows as given) of each of `names` for every row: for each fold id of
+    `folds` (one per row), each candidate fitted on the other folds' rows, its probabilities on that fold's rows
+    (`held_out_probabilities`). The fits run side by side, one per CPU core (each single-threaded), in worker
+    processes; per fold, the candidates that use TF-IDF share one vectoriser fit. The same models as fitting each
+    alone, one after the other. `on_fold(fold, held_rows)` is called as each fold's last candidate is done."""
+    from joblib import Parallel, delayed
+
+    labels = np.asarray(labels)
+    fold_ids = sorted(int(f) for f in np.unique(folds))
+    held_of = {fold: np.flatnonzero(folds == fold) for fold in fold_ids}
+    probabilities = {name: np.zeros((len(labels), n_classes), dtype=np.float32) for name in names}
+    jobs = max(1, min(len(fold_ids) * len(names), cpu_cores()))
+    order = [(fold, name) for fold in fold_ids for name in names]
+
+    def tasks():
+        # a fold's vectorisers are fitted here while the workers fit the previous fold's models (tasks are drawn as
+        # they are needed)
+        for fold in fold_ids:
+            train, held = np.flatnonzero(folds != fold), held_of[fold]
+            train_texts, held_texts = [texts[i] for i in train], [texts[i] for i in held]
+            shared = held_matrix = None
+            if any(name != "embeddings" for name in names):
+                shared = TextFeatures(train_texts)
+                held_matrix = shared.transform(held_texts)
+            for name in names:
+                fit = Fit(name, n_classes, train_texts, vectors[train] if vectors is not None else None,
+                          labels[train], seed, shared)
+                yield delayed(held_out_probabilities)(
+                    matrix_only(fit), None if shared is not None else held_texts,
+                    vectors[held] if vectors is not None and name != "tfidf" else None, held_matrix)
+
+    results = Parallel(n_jobs=jobs, backend="loky" if jobs > 1 else "sequential", return_as="generator")(tasks())
+    for (fold, name), probs in zip(order, results):
+        probabilities[name][held_of[fold]] = probs
+        if on_fold is not None and name == names[-1]:
+            on_fold(fold, held_of[fold])
+    return probabilities
 
 
 def save_linear(candidate: LinearCandidate, path: Path) -> Path:

@@ -128,27 +128,6 @@ def find_label_issues(ids: list[str], labels: np.ndarray, probabilities: np.ndar
     return LabelIssues(rows, {str(name): round(float(t), 6) for name, t in zip(class_names, thresholds)})
 
 
-def out_of_fold_probabilities(texts: list[str], labels: np.ndarray, groups: np.ndarray, n_classes: int, folds: int,
-                              recipe: str = "tfidf", vectors: np.ndarray | None = None, seed: int = 13) -> np.ndarray:
-    """Grouped K-fold out-of-fold probabilities of one linear recipe (shopflow.model.training.candidates) for every
-    product: the folds of the training's cross-validation (`selection.fold_of` of the product group), so the
-    listings of one product are never on both sides. What `bench/train.py` finds label issues on."""
-    from shopflow.model.training import candidates, metrics, selection
-
-    labels = np.asarray(labels)
-    fold = np.array([selection.fold_of(str(g), folds) for g in groups])
-    out = np.zeros((len(labels), n_classes), dtype=np.float32)
-    for k in range(folds):
-        train, held = np.flatnonzero(fold != k), np.flatnonzero(fold == k)
-        if not len(held):
-            continue
-        model = candidates.fit_linear(recipe, n_classes, [texts[i] for i in train],
-                                      vectors[train] if vectors is not None else None, labels[train], seed=seed)
-        out[held] = metrics.softmax(model.logits([texts[i] for i in held],
-                                                 vectors[held] if vectors is not None else None))
-    return out
-
-
 def load(model_dir: Path) -> pd.DataFrame | None:
     """The label-issue rows a training saved, None for a model saved before they were computed (or without
     cross-validation)."""
