@@ -41,6 +41,8 @@ from local_airflow import DAG_ID, airflow, airflow_env, backfill, free_port, run
 DEMO_WINDOWS = "2010-12-01:2010-12-05,2015-12-03:2015-12-07,2017-11-25:2017-11-27"
 KEY = "bench-pseudonym-key-not-a-secret"
 BENCH_ENV = {"SHOPFLOW_TRAIN_ENABLED": "false", "SHOPFLOW_PSEUDONYM_KEY": KEY}
+PARALLELISM = 4  # [core] parallelism: task processes at a time, as the demo
+MAX_ACTIVE_RUNS = 2  # runs of a backfill at a time, as the demo
 
 
 def _days(windows: list[tuple[str, str]]) -> list[date]:
@@ -88,10 +90,13 @@ def direct_work(root: Path, source_data: Path, days: list[date]) -> float:
     return total
 
 
-def airflow_variant(root: Path, source_data: Path, windows: list[tuple[str, str]], plan: bool) -> dict:
-    env = airflow_env(root / "airflow", root / "shopflow", port=free_port(), parallelism=4)
+def airflow_variant(root: Path, source_data: Path, windows: list[tuple[str, str]], plan: bool, *,
+                    extra_env: dict[str, str] | None = None, progress=None) -> dict:
+    """Backfill `windows` with a real scheduler in a fresh home under `root`; `extra_env` is added to the services'
+    environment, `progress` (default: silent) gets the backfill's progress lines."""
+    env = airflow_env(root / "airflow", root / "shopflow", port=free_port(), parallelism=PARALLELISM)
     env.update({"SHOPFLOW_SOURCE_DATA": str(source_data), "SHOPFLOW_PLAN_DAY": "true" if plan else "false",
-                **BENCH_ENV})
+                **BENCH_ENV, **(extra_env or {})})
     python = [sys.executable, "-m", "shopflow"]
     for args in (["db", "upgrade"], ["land"]):
         subprocess.run([*python, *args], env=env, check=True, capture_output=True)
@@ -100,7 +105,8 @@ def airflow_variant(root: Path, source_data: Path, windows: list[tuple[str, str]
     with running_airflow(env, root / "service-logs"):
         from run_watch import AirflowApi
 
-        runs = backfill(env, windows, stall_seconds=600, progress=lambda line: None)
+        runs = backfill(env, windows, max_active_runs=MAX_ACTIVE_RUNS, stall_seconds=600,
+                        progress=progress or (lambda line: None))
         instances = _all_task_instances(AirflowApi(env))
     # The services and every task process they started have exited and been reaped: their CPU is in our children's.
     cpu = _children_cpu() - cpu_before

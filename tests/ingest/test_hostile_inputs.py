@@ -197,9 +197,11 @@ def test_the_worst_inputs_fail_within_bounded_memory(home, lines, tmp_path):
     day = FIRST_DAY - timedelta(days=1)
     landed = lake.landing_dir(home, "orders", day)
     landed.mkdir(parents=True)
-    concatenated_gzip_bomb(landed / "orders.csv.gz", lines[1].encode(), 4096 * MIB)
+    concatenated_gzip_bomb(landed / "orders.csv.gz", lines[1].encode(), 4096 * MIB, header=lines[0].encode())
 
-    env = {**os.environ, "SHOPFLOW_MAX_EXPANDED_BYTES": str(64 * MIB)}
+    # `run` streams the bomb (bigger than a chunk) a chunk at a time, rows and all, until the streamed ceiling.
+    env = {**os.environ, "SHOPFLOW_MAX_EXPANDED_BYTES": str(64 * MIB), "SHOPFLOW_MAX_STREAMED_BYTES": str(64 * MIB),
+           "SHOPFLOW_CHUNK_BYTES": str(8 * MIB)}
     for args, run_env, expected in [
         (["land", "--source", "orders", "--from", str(bomb), "--by", "InvoiceDate"], env, "expands to more than"),
         (["run", day.isoformat(), "--source", "orders"], env, "expands to more than"),

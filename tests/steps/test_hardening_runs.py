@@ -133,7 +133,7 @@ def test_concurrent_validates_of_one_partition_on_postgres(tmp_path, source_data
     from shopflow.validation import runner
 
     results = runner.validate_frame("orders", read_parquet(lake.lake_file(settings, "clean", "orders", DAY)))
-    monkeypatch.setattr(runner, "validate_frame", lambda source, frame: [dict(r) for r in results])
+    monkeypatch.setattr(runner, "validate_frame", lambda source, frame, suite=None: [dict(r) for r in results])
     store = MetadataStore(settings.store_url)
     errors: list[BaseException] = []
     for pair in range(10):

@@ -28,7 +28,9 @@ import pyarrow as pa
 MIB = 1024 * 1024
 LAND, RUN, PREDICT = "land", "run", "predict"
 SURFACES = (LAND, RUN, PREDICT)
-SMALL_CEILING = {"SHOPFLOW_MAX_EXPANDED_BYTES": str(8 * MIB)}
+# A file ingest reads whole stops at SHOPFLOW_MAX_EXPANDED_BYTES; one bigger than a chunk streams, and stops at
+# SHOPFLOW_MAX_STREAMED_BYTES.
+SMALL_CEILING = {"SHOPFLOW_MAX_EXPANDED_BYTES": str(8 * MIB), "SHOPFLOW_MAX_STREAMED_BYTES": str(8 * MIB)}
 
 
 @dataclass
@@ -121,11 +123,14 @@ def zstd_bomb(target: Path, prefix: bytes, expanded: int) -> None:
             packed.write(zeros)
 
 
-def concatenated_gzip_bomb(target: Path, line: bytes, expanded: int) -> None:
+def concatenated_gzip_bomb(target: Path, line: bytes, expanded: int, header: bytes = b"") -> None:
     """One gzip member of `line` repeated to 16 MiB, written again and again up to `expanded` bytes: a file of a
-    few MB that is valid gzip (members may follow one another) expanding to `expanded`, built in a moment."""
+    few MB that is valid gzip (members may follow one another) expanding to `expanded`, built in a moment; after a
+    first member holding `header`, if given."""
     member = gzip.compress(line * (16 * MIB // len(line)), compresslevel=9, mtime=0)
     with open(target, "wb") as raw:
+        if header:
+            raw.write(gzip.compress(header, mtime=0))
         for _ in range(expanded // (16 * MIB)):
             raw.write(member)
 
@@ -140,6 +145,7 @@ def _bomb(kind: str, expanded: int) -> Callable[[Path, Ctx], Path]:
 _NOT_LISTED = ("not regular files",)  # the landing folder's listing, before any reader
 _LINE = ("a line longer than 16,777,216 bytes", "SHOPFLOW_MAX_LINE_BYTES=16777216")
 _CEILING = ("SHOPFLOW_MAX_EXPANDED_BYTES=8388608",)
+_STREAMED_CEILING = ("SHOPFLOW_MAX_STREAMED_BYTES=8388608",)
 
 CASES: list[Hostile] = [
     Hostile("fifo", _fifo, ("not a regular file but a FIFO",), on={RUN: _NOT_LISTED}),
@@ -152,14 +158,18 @@ CASES: list[Hostile] = [
     Hostile("directory", _folder, ("not a regular file but a directory",), where=(RUN, PREDICT),
             on={RUN: _NOT_LISTED}),
     # Within the default content ceiling (256 MiB): a line of 200 MiB; past it, a file of 300 MiB (the probe's
-    # 300 MiB line with no newline is refused by its size before its line is looked at).
+    # 300 MiB line with no newline is refused by its size before its line is looked at). Ingest streams a landing
+    # file bigger than a chunk, under the streamed ceiling (64 GiB): there the 300 MiB line is what stops it.
     Hostile("line-of-200-mib", _sparse(200 * MIB), _LINE),
     Hostile("file-of-300-mib", _sparse(300 * MIB),
-            ("is 314,572,800 bytes, more than 268,435,456", "SHOPFLOW_MAX_EXPANDED_BYTES=268435456")),
+            ("is 314,572,800 bytes, more than 268,435,456", "SHOPFLOW_MAX_EXPANDED_BYTES=268435456"),
+            on={RUN: _LINE}),
     Hostile("gzip-bomb", _bomb("gzip", 64 * MIB), ("expands to more than 8,388,608 bytes", "gzip-compressed",
-                                                    *_CEILING), suffix=".gz", env=SMALL_CEILING),
+                                                    *_CEILING), suffix=".gz", env=SMALL_CEILING,
+            on={RUN: ("expands to more than 8,388,608 bytes", "gzip-compressed", *_STREAMED_CEILING)}),
     Hostile("zstd-bomb", _bomb("zstd", 64 * MIB), ("expands to more than 8,388,608 bytes", "zstd-compressed",
-                                                    *_CEILING), suffix=".zst", env=SMALL_CEILING),
+                                                    *_CEILING), suffix=".zst", env=SMALL_CEILING,
+            on={RUN: ("expands to more than 8,388,608 bytes", "zstd-compressed", *_STREAMED_CEILING)}),
     Hostile("gzip-bomb-without-line-breaks", lambda target, ctx: (gzip_bomb(target, b"", 64 * MIB), target)[1],
             _LINE, suffix=".gz"),
 ]

@@ -19,6 +19,7 @@ class LandingFileError(ValueError):
     def __init__(self, path: Path | str, line: int | None, message: str):
         self.path = str(path)
         self.line = line
+        self.message = message
         where = f"{self.path}, line {line}" if line is not None else self.path
         super().__init__(f"{where}: {message}")
 

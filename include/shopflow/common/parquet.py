@@ -12,6 +12,7 @@ import contextlib
 import ctypes
 import functools
 import sys
+from typing import Iterator
 
 import pandas as pd
 import pyarrow as pa
@@ -57,6 +58,62 @@ def write_parquet_atomic(frame: pd.DataFrame, path: StoragePath, *, compression_
                                  write_statistics=write_statistics, use_dictionary=dictionary)
 
 
+class ParquetChunks:
+    """A lake file written a frame at a time, one row group per frame, and put in place atomically when the `with`
+    block ends without an error (nothing is left behind by one that fails): how a partition too big to hold at once
+    is written. The file's schema is the first frame's, with an all-null column typed as text and dictionary
+    columns given 32-bit indices, so that every later frame of the same columns fits it. Options as
+    `write_parquet_atomic`; a file given no frame holds `empty`'s columns and no row."""
+
+
+    def __init__(self, path: StoragePath, *, empty: pd.DataFrame | None = None, compression_level: int | None = None,
+                 write_statistics: bool = True):
+        self.path, self._empty = path, empty
+        self._options = {"compression": "zstd", "compression_level": compression_level,
+                         "write_statistics": write_statistics}
+        self._writer: pq.ParquetWriter | None = None
+        self.rows = 0
+
+    def __enter__(self) -> "ParquetChunks":
+        self._staged = storage.staged_file(self.path)
+        self._tmp = self._staged.__enter__()
+        return self
+
+    def write(self, frame: pd.DataFrame) -> None:
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        if self._writer is None:
+            schema = pa.schema([_widened(f) for f in table.schema], metadata=table.schema.metadata)
+            dictionary = [name for name in schema.names if name not in (SOURCE_LINE, "source_line")]
+            self._writer = pq.ParquetWriter(self._tmp, schema, use_dictionary=dictionary, **self._options)
+        self._writer.write_table(table.cast(self._writer.schema))
+        self.rows += table.num_rows
+
+    def __exit__(self, kind, error, traceback) -> bool:
+        if kind is None:
+            try:
+                if self._writer is None:
+                    if self._empty is None:
+                        raise ValueError(f"{self.path}: no frame was written and no empty frame given")
+                    self.write(self._empty)
+                self._writer.close()
+            except BaseException as exc:
+                self._staged.__exit__(type(exc), exc, exc.__traceback__)
+                raise
+            return bool(self._staged.__exit__(None, None, None))
+        if self._writer is not None:
+            with contextlib.suppress(Exception):  # the error that ended the block is the one to report
+                self._writer.close()
+        return bool(self._staged.__exit__(kind, error, traceback))
+
+
+def _widened(field: pa.Field) -> pa.Field:
+    if pa.types.is_null(field.type):
+        return field.with_type(pa.large_string())
+    if pa.types.is_dictionary(field.type):
+        return field.with_type(pa.dictionary(pa.int32(), field.type.value_type))
+    return field
+
+
 # Arrow text types -> pandas' "string" dtype (missing = NA): how lake and landing reads type their text.
 TEXT_TYPES = {pa.string(): pd.StringDtype(), pa.large_string(): pd.StringDtype()}
 
@@ -86,8 +143,38 @@ def read_parquet(path: StoragePath | str, *, text_as_dictionary: bool = False, c
         if not text_as_dictionary:
             return pq.read_table(source, columns=columns, **read_options).to_pandas(types_mapper=TEXT_TYPES.get)
         schema = pq.read_schema(source, **read_options)
-        text = [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
-        table = pq.read_table(source, columns=columns, read_dictionary=text, **read_options)
+        table = pq.read_table(source, columns=columns, read_dictionary=_text_columns(schema), **read_options)
+    return _frame(table, text_as_dictionary=True)
+
+
+def parquet_row_groups(path: StoragePath | str) -> int:
+    """How many row groups a lake file holds (one per chunk of a partition written in chunks)."""
+    source, filesystem = storage.arrow_source(path)
+    return pq.ParquetFile(source, filesystem=filesystem).metadata.num_row_groups
+
+
+def read_row_groups(path: StoragePath | str, *, text_as_dictionary: bool = False,
+                    columns: list[str] | None = None) -> Iterator[pd.DataFrame]:
+    """A lake file's row groups one after the other, each as `read_parquet` would give it (index from 0 in each),
+    through one open handle; a step that streams a partition holds one row group at a time."""
+    source, filesystem = storage.arrow_source(path)
+    with contextlib.ExitStack() as stack:
+        if filesystem is None:
+            source = stack.enter_context(pa.OSFile(source))
+        parquet = pq.ParquetFile(source, filesystem=filesystem)
+        if text_as_dictionary:
+            parquet = pq.ParquetFile(source, filesystem=filesystem, read_dictionary=_text_columns(parquet.schema_arrow))
+        for group in range(parquet.metadata.num_row_groups):
+            yield _frame(parquet.read_row_group(group, columns=columns), text_as_dictionary=text_as_dictionary)
+
+
+def _text_columns(schema: pa.Schema) -> list[str]:
+    return [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
+
+
+def _frame(table: pa.Table, *, text_as_dictionary: bool) -> pd.DataFrame:
+    if not text_as_dictionary:
+        return table.to_pandas(types_mapper=TEXT_TYPES.get)
     return table.to_pandas(types_mapper=lambda t: pd.ArrowDtype(t) if pa.types.is_dictionary(t) else TEXT_TYPES.get(t))
 
 

@@ -238,11 +238,27 @@ def sweep_dead_temp_files(folder: Path) -> list[Path]:
 
 
 def _replace_atomically(path: Path, write: Callable[[Path], object]) -> None:
+    with staged_file(path) as tmp:
+        write(tmp)
+
+
+@contextlib.contextmanager
+def staged_file(path: StoragePath) -> Iterator[Path]:
+    """A local file to write `path`'s new content into, piece by piece; on a normal exit it becomes `path`
+    atomically (locally: fsync + rename; on an object store: one upload of the whole file), on an error it is
+    removed and `path` is left as it was."""
+    if is_remote(path):
+        with tempfile.TemporaryDirectory(prefix="shopflow-staged-") as folder:
+            tmp = Path(folder) / path.name
+            yield tmp
+            _make_parent(path)
+            path.fs.put_file(str(tmp), path.path)
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     sweep_dead_temp_files(path.parent)
     tmp = path.with_name(temporary_name(path.name))
     try:
-        write(tmp)
+        yield tmp
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)

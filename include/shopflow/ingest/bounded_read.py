@@ -20,8 +20,8 @@ import gzip
 import hashlib
 import io
 import zlib
-from dataclasses import dataclass
-from typing import BinaryIO, Mapping
+from dataclasses import dataclass, replace
+from typing import BinaryIO, Generator, Iterator, Mapping
 
 import numpy as np
 import pyarrow as pa
@@ -33,6 +33,8 @@ from shopflow.sources.spec import COMPRESSION_SUFFIXES
 
 MAX_EXPANDED_BYTES = "SHOPFLOW_MAX_EXPANDED_BYTES"
 MAX_LINE_BYTES = "SHOPFLOW_MAX_LINE_BYTES"
+CHUNK_BYTES_SETTING = "SHOPFLOW_CHUNK_BYTES"
+MAX_STREAMED_BYTES = "SHOPFLOW_MAX_STREAMED_BYTES"
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 CHUNK_BYTES = 1 << 20
@@ -42,14 +44,23 @@ _GREW = "grew past {:,} bytes while it was read"
 
 @dataclass(frozen=True)
 class ReadLimits:
-    """The ceilings of one read: bytes of content (after decompression) and bytes of one line of a text file."""
+    """The ceilings of one read: bytes of content (after decompression) and bytes of one line of a text file; and
+    the chunk a big line-based file streams in (`streamed` gives the ceilings of such a read)."""
 
     max_expanded_bytes: int = default(MAX_EXPANDED_BYTES)
     max_line_bytes: int = default(MAX_LINE_BYTES)
+    chunk_bytes: int = default(CHUNK_BYTES_SETTING)
+    max_streamed_bytes: int = default(MAX_STREAMED_BYTES)
+    ceiling_setting: str = MAX_EXPANDED_BYTES
 
     @classmethod
     def from_environment(cls, env: Mapping[str, str] | None = None) -> "ReadLimits":
-        return cls(max_expanded_bytes=value(MAX_EXPANDED_BYTES, env), max_line_bytes=value(MAX_LINE_BYTES, env))
+        return cls(max_expanded_bytes=value(MAX_EXPANDED_BYTES, env), max_line_bytes=value(MAX_LINE_BYTES, env),
+                   chunk_bytes=value(CHUNK_BYTES_SETTING, env), max_streamed_bytes=value(MAX_STREAMED_BYTES, env))
+
+    def streamed(self) -> "ReadLimits":
+        """The limits of a read that holds one chunk at a time: the whole content may reach SHOPFLOW_MAX_STREAMED_BYTES."""
+        return replace(self, max_expanded_bytes=self.max_streamed_bytes, ceiling_setting=MAX_STREAMED_BYTES)
 
 
 def read_content(path: StoragePath, *, lines: bool,
@@ -73,9 +84,32 @@ def read_checked_raw(path: StoragePath, *, lines: bool, limits: ReadLimits | Non
     return raw
 
 
+def stream_content(path: StoragePath, *, lines: bool,
+                   limits: ReadLimits | None = None) -> Generator[bytes, None, FileFacts]:
+    """The file's content decompressed, a piece (of at most CHUNK_BYTES) at a time, within the limits; the generator
+    returns the facts of the bytes on disk when it is exhausted (`facts = yield from stream_content(...)`)."""
+    facts, _ = yield from _pieces(path, limits or ReadLimits.from_environment(), lines=lines, keep_raw=False)
+    return facts
+
+
 def _read(path: StoragePath, limits: ReadLimits | None, *, lines: bool, keep_content: bool,
           keep_raw: bool) -> tuple[FileFacts, bytearray | None, bytearray | None]:
-    limits = limits or ReadLimits.from_environment()
+    content = bytearray() if keep_content else None
+    pieces = _pieces(path, limits or ReadLimits.from_environment(), lines=lines, keep_raw=keep_raw)
+    while True:
+        try:
+            piece = next(pieces)
+        except StopIteration as done:
+            facts, raw = done.value
+            return facts, content, raw
+        if content is not None:
+            content += piece
+
+
+def _pieces(path: StoragePath, limits: ReadLimits, *, lines: bool,
+            keep_raw: bool) -> Generator[bytes, None, tuple[FileFacts, bytearray | None]]:
+    """The content, piece by piece, each checked (`_Content`) before it is handed on; returns (facts, raw bytes kept
+    when `keep_raw`)."""
     with open_regular(path) as (handle, size):
         if size > limits.max_expanded_bytes:
             raise _too_large(path, limits, f"is {size:,} bytes, more than {limits.max_expanded_bytes:,}")
@@ -83,22 +117,21 @@ def _read(path: StoragePath, limits: ReadLimits | None, *, lines: bool, keep_con
         buffered = io.BufferedReader(on_disk, CHUNK_BYTES)
         head = buffered.peek(len(ZSTD_MAGIC))[: len(ZSTD_MAGIC)]
         codec = "gzip" if head.startswith(GZIP_MAGIC) else "zstd" if head.startswith(ZSTD_MAGIC) else None
+        content = _Content(path, limits, lines=lines, on_disk=on_disk, codec=codec)
         if codec is None:
             if head and path.suffix.lower() in COMPRESSION_SUFFIXES:
                 raise LandingFileError(path, None, f"not a readable gzip/zstd file (the name ends in {path.suffix} "
                                                    "but the content starts with neither the gzip nor the zstd magic "
                                                    "bytes)")
-            # Uncompressed: the content is the bytes on disk, kept once (as the raw copy when that is what is kept).
-            content = _Content(path, limits, lines=lines, keep=keep_content and not keep_raw, on_disk=on_disk)
             while chunk := buffered.read(CHUNK_BYTES):
                 content.add(chunk)
-            return on_disk.facts(), content.data, on_disk.kept
-        content = _Content(path, limits, lines=lines, keep=keep_content, on_disk=on_disk, codec=codec)
-        _decompress(path, codec, buffered, content)
-        return on_disk.facts(), content.data, on_disk.kept
+                yield chunk
+        else:
+            yield from _decompress(path, codec, buffered, content)
+        return on_disk.facts(), on_disk.kept
 
 
-def _decompress(path: StoragePath, codec: str, compressed: BinaryIO, content: "_Content") -> None:
+def _decompress(path: StoragePath, codec: str, compressed: BinaryIO, content: "_Content") -> Iterator[bytes]:
     try:
         if codec == "gzip":
             stream = gzip.GzipFile(fileobj=compressed, mode="rb")
@@ -107,6 +140,7 @@ def _decompress(path: StoragePath, codec: str, compressed: BinaryIO, content: "_
         with stream:  # closing Arrow's stream closes `compressed` too: read it to its end before
             while chunk := stream.read(CHUNK_BYTES):
                 content.add(chunk)
+                yield chunk
             while compressed.read(CHUNK_BYTES):  # bytes after the compressed stream: the facts cover the whole file
                 pass
     except (OSError, EOFError, zlib.error, pa.ArrowException) as exc:
@@ -114,7 +148,7 @@ def _decompress(path: StoragePath, codec: str, compressed: BinaryIO, content: "_
 
 
 def _too_large(path: StoragePath, limits: ReadLimits, what: str) -> LandingFileError:
-    return LandingFileError(path, None, f"{what} ({MAX_EXPANDED_BYTES}={limits.max_expanded_bytes}, the most bytes "
+    return LandingFileError(path, None, f"{what} ({limits.ceiling_setting}={limits.max_expanded_bytes}, the most bytes "
                                         "a file may hold; raise that setting to read it)")
 
 
@@ -148,13 +182,12 @@ class _CountingReader(io.RawIOBase):
 
 class _Content:
     """The content of a file, a chunk at a time: its size against the content ceiling, the length of each line
-    (line breaks: LF, CR LF or a lone CR) against the line ceiling, kept in one growing buffer or let go of."""
+    (line breaks: LF, CR LF or a lone CR) against the line ceiling."""
 
-    def __init__(self, path: StoragePath, limits: ReadLimits, *, lines: bool, keep: bool, on_disk: _CountingReader,
+    def __init__(self, path: StoragePath, limits: ReadLimits, *, lines: bool, on_disk: _CountingReader,
                  codec: str | None = None):
         self._path, self._limits, self._lines, self._on_disk, self._codec = path, limits, lines, on_disk, codec
         self.size = 0
-        self.data = bytearray() if keep else None
         self._line_bytes = 0  # of the line still open at the end of the last chunk
         self._line_feeds = 0  # before it: its line number is this + 1
 
@@ -167,8 +200,6 @@ class _Content:
             raise _too_large(self._path, self._limits, what)
         if self._lines:
             self._check_lines(chunk)
-        if self.data is not None:
-            self.data += chunk
 
     def _check_lines(self, chunk: bytes) -> None:
         limit = self._limits.max_line_bytes

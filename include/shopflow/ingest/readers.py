@@ -24,7 +24,7 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Generator
 
 import numpy as np
 import pandas as pd
@@ -44,11 +44,18 @@ from shopflow.common.landing_file import (
 )
 from shopflow.common.parquet import TEXT_TYPES
 from shopflow.common.storage import StoragePath
-from shopflow.ingest.bounded_read import GZIP_MAGIC, MAX_EXPANDED_BYTES, ZSTD_MAGIC, ReadLimits, read_content
+from shopflow.ingest.bounded_read import (
+    GZIP_MAGIC,
+    MAX_EXPANDED_BYTES,
+    ZSTD_MAGIC,
+    ReadLimits,
+    read_content,
+    stream_content,
+)
 from shopflow.sources.spec import LandingFileSpec
 
 __all__ = ["GZIP_MAGIC", "ZSTD_MAGIC", "Dialect", "as_utf8", "is_line_based", "json_text", "parse_delimited",
-           "read_delimited", "read_landing", "read_landing_file"]
+           "read_delimited", "read_landing", "read_landing_chunks", "read_landing_file"]
 
 
 def is_line_based(spec: LandingFileSpec) -> bool:
@@ -70,6 +77,93 @@ def read_landing(path: StoragePath, spec: LandingFileSpec,
     if spec.resolved_format == "parquet":
         return facts, _read_parquet(path, data, spec, limits)
     return facts, _READERS[spec.resolved_format](path, data, spec)
+
+
+# Encodings in which a line feed byte is always a line feed (never part of a longer character), so that a file's
+# content can be cut into chunks at line feeds before it is decoded.
+_CUTTABLE_ENCODINGS = {"utf-8", "ascii", "latin-1", "iso8859-15", "cp1250", "cp1251", "cp1252", "cp1253", "cp1254"}
+
+
+def can_stream(spec: LandingFileSpec) -> bool:
+    """Whether a file of `spec` can be read in chunks (`read_landing_chunks`): line-based text in an encoding whose
+    line feed bytes are line feeds."""
+    return is_line_based(spec) and codecs.lookup(spec.encoding).name in _CUTTABLE_ENCODINGS
+
+
+def read_landing_chunks(path: StoragePath, spec: LandingFileSpec,
+                        limits: ReadLimits | None = None) -> Generator[pd.DataFrame, None, FileFacts]:
+    """The file's frame (as `read_landing` gives it) in chunks of about `limits.chunk_bytes` of content, cut at line
+    feeds between records; the generator returns the file's facts once exhausted. Each chunk's `_source_line` is
+    the line in the whole file, and so is the line a LandingFileError names. A file whose content fits in one
+    chunk gives one frame, the very frame `read_landing` gives. For `can_stream` specs only.
+
+    A CSV record whose quoted field holds a line feed is never cut: a chunk ends only at a line feed preceded by an
+    even number of quote characters. A malformed line in any chunk stops the read there, naming file and line."""
+    limits = (limits or ReadLimits.from_environment()).streamed()
+    quote = None if spec.resolved_format == "jsonl" else Dialect.of(spec).quotechar
+    pieces = stream_content(path, lines=True, limits=limits)
+    pending = bytearray()
+    first_line = 1  # the file's line number of pending's first line
+    facts = None
+    while True:
+        if facts is None and len(pending) < limits.chunk_bytes:
+            try:
+                pending += next(pieces)
+            except StopIteration as done:
+                facts = done.value
+            continue
+        cut = _record_end(pending, quote, limits.chunk_bytes) if len(pending) >= limits.chunk_bytes else None
+        if cut is None:
+            if facts is None:  # no record ends in what was read so far: read on
+                if len(pending) > limits.chunk_bytes + limits.max_line_bytes:
+                    raise LandingFileError(path, first_line, f"no line feed ends a record in {len(pending):,} bytes "
+                                                             "(an unbalanced quote?)")
+                try:
+                    pending += next(pieces)
+                except StopIteration as done:
+                    facts = done.value
+                continue
+            cut = len(pending)
+        if cut == 0 and first_line > 1:
+            return facts
+        data = bytes(pending[:cut])
+        del pending[:cut]
+        yield _chunk_frame(path, data, spec, first_line)
+        first_line += data.count(b"\n")
+        if facts is not None and not pending:
+            return facts
+
+
+def _record_end(data: bytearray, quote: str | None, size: int) -> int | None:
+    """Where to cut `data` into a chunk of about `size` bytes: just after the last line feed that ends a record
+    (outside quotes) within the first `size` bytes, else after the first one beyond; None when no record ends."""
+    view = np.frombuffer(data, dtype=np.uint8)
+    ends = np.flatnonzero(view == 0x0A)
+    if quote is not None and ends.size:
+        quotes = np.flatnonzero(view == ord(quote))
+        ends = ends[np.searchsorted(quotes, ends) % 2 == 0]  # an even number of quotes before: outside a field
+    if not ends.size:
+        return None
+    ends += 1
+    within = ends[ends <= size]
+    return int(within[-1]) if within.size else int(ends[0])
+
+
+def _chunk_frame(path: StoragePath, data: bytes, spec: LandingFileSpec, first_line: int) -> pd.DataFrame:
+    """One chunk of a file's content as its frame, lines numbered as in the whole file (the header, if the file has
+    one, is in the first chunk only)."""
+    if first_line == 1:
+        return _READERS[spec.resolved_format](path, data, spec)
+    offset = first_line - 1
+    try:
+        if spec.resolved_format == "jsonl":
+            frame = _read_jsonl(path, data, spec)
+        else:
+            frame = parse_delimited(path, as_utf8(path, data, spec.encoding), spec.columns, False, Dialect.of(spec))
+    except LandingFileError as exc:
+        raise LandingFileError(exc.path, None if exc.line is None else exc.line + offset, exc.message) from exc
+    frame[SOURCE_LINE] = frame[SOURCE_LINE] + offset
+    return frame
 
 
 def as_utf8(path: Path, data: bytes, encoding: str) -> bytes:

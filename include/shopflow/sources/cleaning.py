@@ -122,14 +122,16 @@ def blank_rows(raw: pd.DataFrame) -> np.ndarray:
     return blank
 
 
-def clean_partition(spec: SourceSpec, raw: pd.DataFrame | Callable[[], pd.DataFrame], ds: date) -> CleanResult:
+def clean_partition(spec: SourceSpec, raw: pd.DataFrame | Callable[[], pd.DataFrame], ds: date,
+                    seen: "SeenKeys | None" = None) -> CleanResult:
     """Apply the source's rules to one partition's raw rows.
 
     Rejected rows go to quarantine with their raw values, a reason code, the field and the source line;
     among the accepted rows, exact duplicates on the source's key are dropped (first kept) and counted.
     `raw` may be a function returning the frame: then the raw rows are freed as soon as they are no longer needed.
     Raw text columns may be dictionary-encoded (if the source's cleaner takes them so); the quarantine holds them
-    as plain text either way.
+    as plain text either way. With `seen` (a partition cleaned chunk by chunk, `raw` being one chunk), a row whose
+    key an earlier chunk kept is a duplicate too, and the keys this chunk keeps are added to `seen`.
     """
     raw = (raw() if callable(raw) else raw).reset_index(drop=True)
     typed, verdicts = cleaner_of(spec).clean(raw, ds, spec)
@@ -152,13 +154,18 @@ def clean_partition(spec: SourceSpec, raw: pd.DataFrame | Callable[[], pd.DataFr
         # copying every accepted row: one selection of the rows that stay.
         accepted = np.flatnonzero(~rejected_rows)
         kept = accepted[first_occurrences(typed, spec.dedup_key, accepted)]
+        if seen is not None:
+            kept = kept[seen.first_seen(key_hashes(typed, spec.dedup_key, kept))]
         rows_duplicate = len(accepted) - len(kept)
         keep = np.zeros(len(typed), dtype=bool)
         keep[kept] = True
         clean = select_rows(typed.drop(columns=[KEY_ID], errors="ignore"), keep)  # the id has served its purpose
     else:  # a cleaner that returned its rows in another order: let pandas align the verdicts by label
         accepted_rows = typed.loc[~rejected]
-        duplicate = accepted_rows.duplicated(subset=spec.dedup_key, keep="first")
+        duplicate = accepted_rows.duplicated(subset=spec.dedup_key, keep="first").to_numpy()
+        if seen is not None:
+            firsts = np.flatnonzero(~duplicate)
+            duplicate[firsts[~seen.first_seen(key_hashes(accepted_rows, spec.dedup_key, firsts))]] = True
         rows_duplicate = int(duplicate.sum())
         clean = accepted_rows.loc[~duplicate].reset_index(drop=True)
     del typed, verdicts, rejected
@@ -173,6 +180,50 @@ def clean_partition(spec: SourceSpec, raw: pd.DataFrame | Callable[[], pd.DataFr
     )
     ledger.check(f"{spec.name} {ds}")
     return CleanResult(clean=clean, quarantine=quarantine, ledger=ledger)
+
+
+# Two independent 64-bit hashes of a row's key (pandas' SipHash, two keys): a 128-bit fingerprint. Two different
+# keys share one with a probability of about n**2 / 2**129 (1e-24 for 20 million keys in a partition).
+_HASH_KEYS = ("shopflow-dedup-1", "shopflow-dedup-2")
+
+
+def key_hashes(frame: pd.DataFrame, key: list[str], rows: np.ndarray) -> np.ndarray:
+    """The 128-bit fingerprints (two uint64 columns) of the key columns' values at `rows` (positions): equal for
+    equal values (nulls equal to each other) whichever chunk of a partition the rows come from."""
+    part = pd.DataFrame({column: plain_text(frame[column].iloc[rows]) for column in key}).reset_index(drop=True)
+    return np.column_stack([pd.util.hash_pandas_object(part, index=False, hash_key=hash_key).to_numpy()
+                            for hash_key in _HASH_KEYS])
+
+
+class SeenKeys:
+    """The key fingerprints (`key_hashes`) of the rows kept so far in a partition cleaned chunk by chunk: 16 bytes
+    per kept row, in two sorted arrays, so that a row of a later chunk is a duplicate exactly when its key was kept
+    in an earlier one."""
+
+    def __init__(self):
+        self._first = np.zeros(0, dtype=np.uint64)
+        self._second = np.zeros(0, dtype=np.uint64)
+
+    def __len__(self) -> int:
+        return len(self._first)
+
+    def first_seen(self, hashes: np.ndarray) -> np.ndarray:
+        """Which of `hashes` (distinct keys of one chunk) were not seen before; those are added."""
+        first, second = hashes[:, 0], hashes[:, 1]
+        left = np.searchsorted(self._first, first, side="left")
+        right = np.searchsorted(self._first, first, side="right")
+        seen = np.zeros(len(first), dtype=bool)
+        single = right - left == 1
+        seen[single] = self._second[left[single]] == second[single]
+        for row in np.flatnonzero(right - left > 1):  # 64-bit halves that collide: look at every second half
+            seen[row] = bool((self._second[left[row]:right[row]] == second[row]).any())
+        new = ~seen
+        order = np.argsort(first[new], kind="stable")
+        added_first, added_second = first[new][order], second[new][order]
+        at = np.searchsorted(self._first, added_first, side="left")
+        self._first = np.insert(self._first, at, added_first)
+        self._second = np.insert(self._second, at, added_second)
+        return new
 
 
 def first_occurrences(frame: pd.DataFrame, key: list[str], rows: np.ndarray) -> np.ndarray:

@@ -20,6 +20,7 @@ import html
 import operator
 import re
 from dataclasses import dataclass, field
+from typing import ClassVar
 from datetime import date
 from zoneinfo import ZoneInfo
 
@@ -48,6 +49,9 @@ class DeclaredCleaner:
     """Duck-types a cleaner module: CLEAN_SCHEMA, DEDUP_KEY, clean() and, with joins, combine()."""
 
     spec: SourceSpec
+    # Types, derived columns and rules all look at one row at a time (lookups are joined in ingest), so a day too
+    # big for one chunk is cleaned chunk by chunk.
+    ROW_LOCAL: ClassVar[bool] = True
     CLEAN_SCHEMA: dict[str, str] = field(init=False)
     DEDUP_KEY: list[str] = field(init=False)
 

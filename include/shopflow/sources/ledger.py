@@ -24,6 +24,14 @@ class Ledger:
     def rows_quarantined(self) -> int:
         return sum(self.quarantined_by_reason.values())
 
+    def __add__(self, other: "Ledger") -> "Ledger":
+        """The ledger of two parts of one partition (chunks cleaned one after the other)."""
+        reasons = dict(self.quarantined_by_reason)
+        for reason, count in other.quarantined_by_reason.items():
+            reasons[reason] = reasons.get(reason, 0) + count
+        return Ledger(rows_in=self.rows_in + other.rows_in, rows_clean=self.rows_clean + other.rows_clean,
+                      rows_duplicate=self.rows_duplicate + other.rows_duplicate, quarantined_by_reason=reasons)
+
     def check(self, where: str) -> "Ledger":
         total = self.rows_clean + self.rows_quarantined + self.rows_duplicate
         if total != self.rows_in:

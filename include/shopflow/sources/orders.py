@@ -62,6 +62,8 @@ EARLIEST, LATEST = pd.Timestamp("1970-01-01"), pd.Timestamp("2100-01-01")
 # `clean` takes its raw text columns plain or dictionary-encoded (the cheaper read of the raw zone, see
 # shopflow.common.parquet.read_parquet): the pipeline reads this source's raw partition dictionary-encoded.
 RAW_TEXT_AS_DICTIONARY = True
+# Every rule looks at one row at a time (duplicates aside), so a day too big for one chunk is cleaned chunk by chunk.
+ROW_LOCAL = True
 
 
 def line_types(stock_code: pd.Series) -> pd.Series:

@@ -7,21 +7,32 @@ in the metadata store, and returns a small dict (what an Airflow XCom may carry)
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 import time
 from datetime import date
 
 import pandas as pd
 
-from shopflow.common.parquet import RAW_ZONE_OPTIONS, parquet_columns, read_parquet, release_unused_memory, write_parquet_atomic
+from shopflow.common.parquet import (
+    RAW_ZONE_OPTIONS,
+    ParquetChunks,
+    parquet_row_groups,
+    read_parquet,
+    read_row_groups,
+    release_unused_memory,
+    write_parquet_atomic,
+)
 from shopflow.config.settings import ConfigurationError, Settings
 from shopflow.ingest.folder import partition_files
 from shopflow.ingest.pseudonym import key_fingerprint, pseudonymise_columns
-from shopflow.ingest.readers import read_landing
+from shopflow.ingest.bounded_read import ReadLimits
+from shopflow.ingest.readers import can_stream, read_landing, read_landing_chunks
 from shopflow.lake import zones as lake
 from shopflow.sources import SourceSpec, get_source
 from shopflow.sources.cleaner import cleaner_of
-from shopflow.sources.cleaning import clean_partition
+from shopflow.sources.cleaning import SeenKeys, clean_partition
+from shopflow.sources.ledger import Ledger
 from shopflow.store.repository import MetadataStore
 
 log = logging.getLogger("shopflow.steps.partition")
@@ -130,10 +141,21 @@ def ingest(settings: Settings, source: str, ds: date, run_id: str | None = None)
         raise RequiredPartitionMissing(f"{source} {ds}: landing files {missing_required} missing in {folder}")
     fingerprint = _checked_key_fingerprint(store, spec, ds, settings)
 
+    combine = getattr(cleaner_of(spec), "combine", None)
+    load_kind = _load_kind(spec, sorted(present))
+    chunks = _chunks_of(spec, landed, combine)
+    if chunks is not None and chunks.second is not None:
+        return _ingest_in_chunks(settings, spec, ds, run_id, store, folder, chunks, started, load_kind=load_kind,
+                                 fingerprint=fingerprint)
+
     per_file: dict[str, list[pd.DataFrame]] = {}
     files, rows_reference = [], 0
     for landing in landed:
-        facts, frame = read_landing(landing.path, landing.spec)
+        if chunks is not None:  # the day's one file, read in its one chunk
+            facts, frame = chunks.facts, chunks.first
+            chunks = None
+        else:
+            facts, frame = read_landing(landing.path, landing.spec)
         per_file.setdefault(landing.spec.name, []).append(frame)
         files.append({**facts.as_dict(), "rows": len(frame)})
         if landing.spec.name in spec.lookup_files:
@@ -144,7 +166,6 @@ def ingest(settings: Settings, source: str, ds: date, run_id: str | None = None)
     # A glob that matched several files gives one frame per declared file (its files in name order).
     frames = {name: _concat(parts) for name, parts in per_file.items()}
     per_file.clear()
-    combine = getattr(cleaner_of(spec), "combine", None)
     raw = combine(frames) if combine else _concat(list(frames.values()))
     frames.clear()  # drop the per-file frames before the next copies are made
     raw = _pseudonymise(raw, spec, settings)
@@ -153,7 +174,14 @@ def ingest(settings: Settings, source: str, ds: date, run_id: str | None = None)
     raw_path = write_parquet_atomic(raw, lake.lake_file(settings, "raw", source, ds), **RAW_ZONE_OPTIONS)
     del raw
     release_unused_memory()
-    load_kind = _load_kind(spec, sorted(present))
+    return _record_ingest(store, spec, ds, run_id, folder, files, rows_in, rows_reference, raw_path, started,
+                          load_kind=load_kind, fingerprint=fingerprint)
+
+
+def _record_ingest(store: MetadataStore, spec: SourceSpec, ds: date, run_id: str | None, folder, files: list[dict],
+                   rows_in: int, rows_reference: int, raw_path, started: float, *, load_kind: str,
+                   fingerprint: str | None) -> dict:
+    source = spec.name
     seconds = time.perf_counter() - started
     store.record_ingest(source, ds, run_id=run_id, load_kind=load_kind, files=files, rows_in=rows_in,
                         raw_path=str(raw_path), seconds=seconds, rows_reference=rows_reference,
@@ -167,6 +195,55 @@ def ingest(settings: Settings, source: str, ds: date, run_id: str | None = None)
     return {"dataset": source, "ds": ds.isoformat(), "rows_in": rows_in, "rows_reference": rows_reference,
             "raw_path": str(raw_path),
             "load_kind": load_kind, "files": [f["name"] for f in files]}
+
+
+class _Chunks:
+    """A landing file read in chunks (`read_landing_chunks`): the first two frames are read on creation, so that a
+    file of one chunk (`second` None; `facts` then known) is read whole like any other; iterate for the rest."""
+
+    def __init__(self, landing):
+        self.landing, self.facts = landing, None
+        self._frames = self._read(read_landing_chunks(landing.path, landing.spec, ReadLimits.from_environment()))
+        self.first = next(self._frames)
+        self.second = next(self._frames, None)
+
+    def _read(self, frames):
+        self.facts = yield from frames
+
+    def rest(self):
+        yield from self._frames
+
+
+def _chunks_of(spec: SourceSpec, landed: list, combine) -> _Chunks | None:
+    """The day's landing file read in chunks, when the day is one line-based file joined with nothing; None for a
+    day read whole. Only a file larger than one chunk (SHOPFLOW_CHUNK_BYTES) then streams through the steps."""
+    if len(landed) != 1 or combine is not None or spec.lookup_files or not can_stream(landed[0].spec):
+        return None
+    return _Chunks(landed[0])
+
+
+def _ingest_in_chunks(settings: Settings, spec: SourceSpec, ds: date, run_id: str | None, store: MetadataStore,
+                      folder, chunks: _Chunks, started: float, *, load_kind: str, fingerprint: str | None) -> dict:
+    """Ingest a landing file bigger than one chunk: each chunk pseudonymised and written as one row group of the
+    raw Parquet, so that memory holds a chunk or two, never the day. The raw file appears only once complete."""
+    source, landing = spec.name, chunks.landing
+    raw_path = lake.lake_file(settings, "raw", source, ds)
+    with ParquetChunks(raw_path, **RAW_ZONE_OPTIONS) as raw:
+        for number, frame in enumerate(itertools.chain([chunks.first, chunks.second], chunks.rest()), start=1):
+            if number <= 2:
+                setattr(chunks, "first" if number == 1 else "second", None)  # hold one chunk at a time
+            raw.write(_pseudonymise(frame.reset_index(drop=True), spec, settings))
+            del frame
+            seconds = time.perf_counter() - started
+            log.info("%s %s: chunk %s of %s: %s rows so far (%s rows/s)", source, ds, number, landing.path.name,
+                     f"{raw.rows:,}", f"{raw.rows / max(seconds, 1e-9):,.0f}")
+    release_unused_memory()
+    facts = chunks.facts
+    files = [{**facts.as_dict(), "rows": raw.rows}]
+    log.info("%s %s: read %s (%s, %s bytes, sha256 %s…) in %s chunks: %s rows", source, ds, landing.path,
+             landing.spec.resolved_format, f"{facts.size_bytes:,}", facts.sha256[:12], number, f"{raw.rows:,}")
+    return _record_ingest(store, spec, ds, run_id, folder, files, raw.rows, 0, raw_path, started,
+                          load_kind=load_kind, fingerprint=fingerprint)
 
 
 def _concat(parts: list[pd.DataFrame]) -> pd.DataFrame:
@@ -218,15 +295,50 @@ def clean(settings: Settings, source: str, ds: date, run_id: str | None = None) 
     spec = get_source(source)
     store = _store(settings)
     raw_path = lake.lake_file(settings, "raw", source, ds)
-    as_dictionary = getattr(cleaner_of(spec), "RAW_TEXT_AS_DICTIONARY", False)
+    cleaner = cleaner_of(spec)
+    as_dictionary = getattr(cleaner, "RAW_TEXT_AS_DICTIONARY", False)
+    clean_path = lake.lake_file(settings, "clean", source, ds)
+    quarantine_path = lake.lake_file(settings, "quarantine", source, ds)
+    if getattr(cleaner, "ROW_LOCAL", False) and parquet_row_groups(raw_path) > 1:
+        ledger = _clean_in_chunks(spec, ds, raw_path, clean_path, quarantine_path, as_dictionary, started).as_dict()
+        return _record_clean(store, spec, ds, run_id, ledger, raw_path, clean_path, quarantine_path, started)
     # A loader rather than the frame, so that clean_partition holds the only reference and can drop the raw rows
     # once the typed rows and the quarantine are built.
     result = clean_partition(spec, lambda: read_parquet(raw_path, text_as_dictionary=as_dictionary), ds)
-    clean_path = write_parquet_atomic(result.clean, lake.lake_file(settings, "clean", source, ds))
-    quarantine_path = write_parquet_atomic(result.quarantine, lake.lake_file(settings, "quarantine", source, ds))
+    write_parquet_atomic(result.clean, clean_path)
+    write_parquet_atomic(result.quarantine, quarantine_path)
     ledger = result.ledger.as_dict()
     del result
     release_unused_memory()
+    return _record_clean(store, spec, ds, run_id, ledger, raw_path, clean_path, quarantine_path, started)
+
+
+def _clean_in_chunks(spec: SourceSpec, ds: date, raw_path, clean_path, quarantine_path, as_dictionary: bool,
+                     started: float) -> Ledger:
+    """Clean a raw partition written in chunks one row group at a time (a cleaner whose rules look at one row at a
+    time: ROW_LOCAL). A row whose key an earlier chunk kept is a duplicate, as in one pass over the day (SeenKeys);
+    the ledger is the chunks' sum, checked for the whole day. The outputs appear only once complete."""
+    seen = SeenKeys()
+    ledger = Ledger(rows_in=0, rows_clean=0, rows_duplicate=0)
+    with ParquetChunks(clean_path) as clean_out, ParquetChunks(quarantine_path) as quarantine_out:
+        for number, chunk in enumerate(read_row_groups(raw_path, text_as_dictionary=as_dictionary), start=1):
+            result = clean_partition(spec, chunk, ds, seen=seen)
+            del chunk
+            clean_out.write(result.clean)
+            quarantine_out.write(result.quarantine)
+            ledger = ledger + result.ledger
+            del result
+            seconds = time.perf_counter() - started
+            log.info("%s %s: chunk %s: %s rows in so far, %s clean, %s keys kept (%s rows/s)", spec.name, ds, number,
+                     f"{ledger.rows_in:,}", f"{ledger.rows_clean:,}", f"{len(seen):,}",
+                     f"{ledger.rows_in / max(seconds, 1e-9):,.0f}")
+    release_unused_memory()
+    return ledger.check(f"{spec.name} {ds}")
+
+
+def _record_clean(store: MetadataStore, spec: SourceSpec, ds: date, run_id: str | None, ledger: dict, raw_path,
+                  clean_path, quarantine_path, started: float) -> dict:
+    source = spec.name
     seconds = time.perf_counter() - started
     store.record_clean(source, ds, run_id=run_id, ledger=ledger, clean_path=str(clean_path),
                        quarantine_path=str(quarantine_path), seconds=seconds)
@@ -244,14 +356,12 @@ def clean(settings: Settings, source: str, ds: date, run_id: str | None = None) 
 @_records_failure("validate")
 def validate(settings: Settings, source: str, ds: date, run_id: str | None = None) -> dict:
     """Run the dataset's GX suite on the clean partition; record every expectation; fail on a critical one."""
-    from shopflow.validation.runner import columns_needed, validate_frame
+    from shopflow.validation.runner import validate_parquet
 
     started = time.perf_counter()
     store = _store(settings)
     clean_path = lake.lake_file(settings, "clean", source, ds)
-    # Only the columns the suite reads (every row: the row count is checked on the same frame).
-    frame = read_parquet(clean_path, columns=columns_needed(source, parquet_columns(clean_path)))
-    results = validate_frame(source, frame)
+    rows, results = validate_parquet(source, clean_path)
     seconds = time.perf_counter() - started
     store.record_validation(source, ds, run_id=run_id, suite=f"shopflow_{source}", results=results, seconds=seconds)
     store.record_lineage(source, ds, task="validate", inputs=[str(clean_path)], outputs=[f"validations:{source}/{ds}"],
@@ -264,7 +374,7 @@ def validate(settings: Settings, source: str, ds: date, run_id: str | None = Non
                  r["expectation"], r["column_name"] or "", _short(seen))
     log.info("%s %s: %s expectations, %s critical failures, %s warnings (%.2fs)", source, ds, len(results),
              len(failed_critical), len(failed_warning), seconds)
-    summary = {"dataset": source, "ds": ds.isoformat(), "rows": len(frame), "expectations": len(results),
+    summary = {"dataset": source, "ds": ds.isoformat(), "rows": rows, "expectations": len(results),
                "critical_failures": len(failed_critical), "warning_failures": len(failed_warning),
                "success": not failed_critical}
     if failed_critical:

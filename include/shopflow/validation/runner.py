@@ -71,12 +71,12 @@ def _batches(specs: list[ExpectationSpec]) -> dict[tuple[str, ...] | None, list[
     return batches
 
 
-def columns_needed(dataset: str, available: list[str]) -> list[str]:
-    """The columns of `available` that the dataset's suite reads, in `available`'s order: what validate_frame needs
-    of a partition. Every column when an expectation reads the whole table (anything but a row count), or when
-    the suite names none of them (a frame needs a column to carry its rows)."""
+def columns_needed_of(specs: list[ExpectationSpec], available: list[str]) -> list[str]:
+    """The columns of `available` that `specs` read, in `available`'s order: what validate_frame needs of a
+    partition. Every column when an expectation reads the whole table (anything but a row count), or when the
+    suite names none of them (a frame needs a column to carry its rows)."""
     named: set[str] = set()
-    for spec in suite_for(dataset):
+    for spec in specs:
         columns = _columns_of(spec)
         if columns is None:
             if spec.expectation not in _ROW_COUNT_ONLY:
@@ -104,7 +104,16 @@ def quiet_context():
 
 def validate_frame(dataset: str, frame: pd.DataFrame, suite: list[ExpectationSpec] | None = None) -> list[dict]:
     """Validate `frame` against `suite`, by default the dataset's (`suite_for`); one dict per expectation, ready for
-    the store.
+    the store, in the order one GX validation of the whole suite reports them."""
+    specs: list[ExpectationSpec] = suite_for(dataset) if suite is None else suite
+    results = _validate_in_suite_order(dataset, frame, specs)
+    return [results[position] for position in _gx_order(specs)]
+
+
+def _validate_in_suite_order(dataset: str, frame: pd.DataFrame, specs: list[ExpectationSpec],
+                             batch_definition=None) -> list[dict]:
+    """The results of `specs` on `frame`, one per expectation in the suite's order; `batch_definition` (from
+    `_batch_definition`) may be shared by the validations of one day's chunks.
 
     The expectations are grouped by the columns they read and each group is validated on a batch holding only
     those columns (same index, same row count): GX's pandas engine filters and copies the whole batch frame for
@@ -113,18 +122,10 @@ def validate_frame(dataset: str, frame: pd.DataFrame, suite: list[ExpectationSpe
     expectation other than a row count gets every column.
     The results come back in the order, and with the contents, that one validation of the whole frame would give.
     """
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
-    logging.getLogger("great_expectations").setLevel(logging.WARNING)
     import great_expectations as gx
     from great_expectations.validator.v1_validator import Validator as V1Validator
 
-    specs: list[ExpectationSpec] = suite_for(dataset) if suite is None else suite
-    context = quiet_context()
-    batch_definition = (
-        context.data_sources.add_pandas(f"shopflow_{dataset}")
-        .add_dataframe_asset(dataset)
-        .add_batch_definition_whole_dataframe("partition")
-    )
+    batch_definition = batch_definition or _batch_definition(dataset)
     groups = _batches(specs)
 
     results: list[dict | None] = [None] * len(specs)
@@ -155,7 +156,101 @@ def validate_frame(dataset: str, frame: pd.DataFrame, suite: list[ExpectationSpe
                 "unexpected_percent": _finite(summary.get("unexpected_percent")),
                 "result": _jsonable(described[index] if index < len(described) else {}),
             }
-    return [results[position] for position in _gx_order(specs)]
+    return results
+
+
+def validate_parquet(dataset: str, path, suite: list[ExpectationSpec] | None = None) -> tuple[int, list[dict]]:
+    """(rows, results) of the dataset's suite on a clean lake file, as `validate_frame` gives them for the whole
+    frame, reading only the columns the suite needs.
+
+    A file of one row group (a day that fits in one chunk) is validated as one frame. A file written in chunks is
+    validated a row group at a time, so that memory follows the chunk, and every row is still seen: a column-map
+    expectation (each row passes or fails on its own: not null, in set, between, regex, ...) runs with GX on each
+    row group and its counts are added up (`_combined_map_result`, GX's own result format; success by its `mostly`
+    on the day's totals); a row-count expectation runs with GX on the day's row count; any other expectation (an
+    aggregate such as a mean, uniqueness or distinct values) runs with GX on its whole columns, read alone.
+    """
+    from shopflow.common.parquet import parquet_columns, parquet_row_groups, read_parquet, read_row_groups
+
+    specs: list[ExpectationSpec] = suite_for(dataset) if suite is None else suite
+    columns = columns_needed_of(specs, parquet_columns(path))
+    if parquet_row_groups(path) <= 1:
+        frame = read_parquet(path, columns=columns)
+        return len(frame), validate_frame(dataset, frame, specs)
+
+    row_wise = [i for i, spec in enumerate(specs) if _is_column_map(spec)]
+    counts = [i for i, spec in enumerate(specs) if spec.expectation in _ROW_COUNT_ONLY]
+    whole = [i for i in range(len(specs)) if i not in row_wise and i not in counts]
+    results: list[dict | None] = [None] * len(specs)
+    parts: list[list[dict]] = []
+    rows = 0
+    batch_definition = _batch_definition(dataset)
+    map_specs = [specs[i] for i in row_wise]
+    map_columns = columns_needed_of(map_specs, columns) if map_specs else columns[:1]
+    for chunk in read_row_groups(path, columns=map_columns):
+        chunk.index = pd.RangeIndex(rows, rows + len(chunk))  # row numbers of the whole day in the results
+        rows += len(chunk)
+        if map_specs:
+            parts.append(_validate_in_suite_order(dataset, chunk, map_specs, batch_definition))
+        del chunk
+    for at, position in enumerate(row_wise):
+        results[position] = _combined_map_result(specs[position], [part[at] for part in parts])
+    if counts:
+        rows_only = pd.DataFrame({"row": np.zeros(rows, dtype=np.uint8)})
+        count_specs = [specs[i] for i in counts]
+        for position, result in zip(counts, _validate_in_suite_order(dataset, rows_only, count_specs, batch_definition)):
+            results[position] = result
+    if whole:
+        whole_specs = [specs[i] for i in whole]
+        frame = read_parquet(path, columns=columns_needed_of(whole_specs, columns))
+        for position, result in zip(whole, _validate_in_suite_order(dataset, frame, whole_specs, batch_definition)):
+            results[position] = result
+    return rows, [results[position] for position in _gx_order(specs)]
+
+
+def _is_column_map(spec: ExpectationSpec) -> bool:
+    import great_expectations as gx
+    from great_expectations.expectations.expectation import ColumnMapExpectation
+
+    expectation_class = getattr(gx.expectations, spec.expectation, None)
+    return isinstance(expectation_class, type) and issubclass(expectation_class, ColumnMapExpectation)
+
+
+def _combined_map_result(spec: ExpectationSpec, parts: list[dict]) -> dict:
+    """One column-map expectation's result on a whole day from its results on the day's row groups: the element,
+    missing and unexpected counts added up, the first unexpected values and row numbers kept (as many as one
+    validation shows), success judged on the totals with the expectation's `mostly`, formatted by GX."""
+    from great_expectations.expectations.expectation import _format_map_output, _mostly_success
+    from great_expectations.expectations.expectation_configuration import parse_result_format
+
+    counted = [part["result"].get("result") or {} for part in parts]
+    element_count = sum(c.get("element_count") or 0 for c in counted)
+    missing_count = sum(c.get("missing_count") or 0 for c in counted)
+    unexpected_count = sum(c.get("unexpected_count") or 0 for c in counted)
+    nonnull_count = element_count - missing_count
+    result_format = parse_result_format("SUMMARY")
+    shown = result_format["partial_unexpected_count"]
+    values = [v for c in counted for v in c.get("partial_unexpected_list") or []][:shown]
+    indexes = [i for c in counted for i in c.get("partial_unexpected_index_list") or []][:shown]
+    success = (element_count == 0 or nonnull_count == 0
+               or _mostly_success(nonnull_count, unexpected_count, spec.kwargs.get("mostly", 1.0)))
+    summary = _format_map_output(result_format=result_format, success=success, element_count=element_count,
+                                 nonnull_count=nonnull_count, unexpected_count=unexpected_count,
+                                 unexpected_list=values, unexpected_index_list=indexes)
+    first = parts[0]
+    # The fields this expectation reports (GX leaves some out for some expectations, e.g. missing_count for not-null).
+    reported = {k: v for k, v in summary["result"].items() if k in (first["result"].get("result") or {})}
+    return {**first, "success": bool(success), "unexpected_percent": _finite(reported.get("unexpected_percent")),
+            "result": _jsonable({**first["result"], "success": bool(success), "result": reported})}
+
+
+def _batch_definition(dataset: str):
+    """A GX batch definition of a whole pandas frame of `dataset`, in a new quiet ephemeral context."""
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
+    context = quiet_context()
+    return (context.data_sources.add_pandas(f"shopflow_{dataset}").add_dataframe_asset(dataset)
+            .add_batch_definition_whole_dataframe("partition"))
 
 
 def _gx_order(specs: list[ExpectationSpec]) -> list[int]:
