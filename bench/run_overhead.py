@@ -11,7 +11,10 @@ switched off so that orchestration, not the CPU fine-tune, is what is measured) 
   before   `shopflow_daily` with SHOPFLOW_PLAN_DAY=false, backfilled by a real scheduler (LocalExecutor, SQLite,
            parallelism 4, 2 runs at a time, as the demo): every source's ingest task starts a worker process and,
            on a day without landing files, skips.
-  after    the same with the plan_day task (the default): absent sources' groups are skipped without starting.
+  plan_day the same with the plan_day task (the default): absent sources' groups are skipped without starting.
+  preload  the same with the executor the demo uses (shopflow_airflow.executor.PreloadingLocalExecutor): the
+           worker processes import the step modules (pandas, pyarrow, Great Expectations, ...) once, before they
+           fork the task processes, which inherit them instead of importing them again.
 
 For each Airflow variant: the wall time of the backfill (first run start to last run end, per window, summed) and
 wall / work; the CPU seconds of the Airflow services and every task process they started (reaped children's
@@ -36,11 +39,25 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "scripts"))
 
-from local_airflow import DAG_ID, airflow, airflow_env, backfill, free_port, running_airflow  # noqa: E402
+from local_airflow import (  # noqa: E402
+    DAG_ID,
+    PRELOADING_EXECUTOR,
+    airflow,
+    airflow_env,
+    backfill,
+    free_port,
+    running_airflow,
+)
 
 DEMO_WINDOWS = "2010-12-01:2010-12-05,2015-12-03:2015-12-07,2017-11-25:2017-11-27"
 KEY = "bench-pseudonym-key-not-a-secret"
 BENCH_ENV = {"SHOPFLOW_TRAIN_ENABLED": "false", "SHOPFLOW_PSEUDONYM_KEY": KEY}
+# (name, plan_day on, executor): what each change bought, in the order the changes were made.
+VARIANTS = (
+    ("before (no plan_day)", False, "LocalExecutor"),
+    ("plan_day", True, "LocalExecutor"),
+    ("preload (plan_day + preloading executor)", True, PRELOADING_EXECUTOR),
+)
 PARALLELISM = 4  # [core] parallelism: task processes at a time, as the demo
 MAX_ACTIVE_RUNS = 2  # runs of a backfill at a time, as the demo
 
@@ -158,9 +175,10 @@ def main() -> int:
     root = Path(tempfile.mkdtemp(prefix="shopflow-overhead-"))
     try:
         results = {}
-        for name, plan in (("before (no plan_day)", False), ("after (plan_day)", True)):
+        for name, plan, executor in VARIANTS:
             print(f"== {name}: backfilling {args.windows} with a real scheduler ...", flush=True)
-            results[name] = airflow_variant(root / name.split()[0], source_data, windows, plan)
+            results[name] = airflow_variant(root / name.split()[0], source_data, windows, plan,
+                                            extra_env={"AIRFLOW__CORE__EXECUTOR": executor})
         print("== work: the same library calls, in this process ...", flush=True)
         work = direct_work(root / "direct", source_data, _days(windows))
         print(f"\nsteps' own work (direct, {len(_days(windows))} days): {work:.1f} s\n")
@@ -173,9 +191,10 @@ def main() -> int:
                   f"{r['cpu'] / work:8.1f} {r['started']:7d} {r['skipped_after_start']:9d} {r['never_started']:5d} "
                   f"{r['started_seconds']:7.1f} {overhead:15.2f}"
                   + (f"  ({r['failed_runs']} runs failed)" if r["failed_runs"] else ""))
-        before, after = results.values()
-        print(f"\nafter / before: wall {after['wall'] / before['wall']:.2f}, CPU {after['cpu'] / before['cpu']:.2f}, "
-              f"tasks started {after['started']}/{before['started']}")
+        before = next(iter(results.values()))
+        for name, r in list(results.items())[1:]:
+            print(f"{name.split()[0]} / before: wall {r['wall'] / before['wall']:.2f}, CPU {r['cpu'] / before['cpu']:.2f}, "
+                  f"tasks started {r['started']}/{before['started']}")
         print("CPU s: all CPU of the Airflow services and their task processes (api-server, scheduler, dag-processor"
               " included); overhead/task = (CPU - work) / tasks started; task s: the started tasks' own durations")
     finally:

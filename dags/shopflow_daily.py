@@ -134,6 +134,8 @@ def shopflow_daily():
         # Announces the day's review batch (Required Actions) and waits, bounded; nothing downstream waits for it.
         review = ReviewGateOperator(task_id="review", response_timeout=timedelta(hours=12))
         gate >> train >> bless >> [repair, intents]
+        if plan is not None:  # the plan skips, without starting them, the model steps with nothing to do today
+            plan >> [gate, repair, intents, duplicates]
         repair >> review
         catalogue = model_catalog()
         if catalogue.source is not None:

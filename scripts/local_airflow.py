@@ -30,16 +30,22 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+PRELOADING_EXECUTOR = "shopflow_airflow.executor.PreloadingLocalExecutor"
+
+
 def airflow_env(airflow_home: Path, shopflow_home: Path, *, airflow_db_url: str | None = None,
-                store_url: str | None = None, port: int = 8080, parallelism: int = 4) -> dict[str, str]:
-    """Environment for an embedded Airflow that runs this repo's DAGs against one shopflow home."""
+                store_url: str | None = None, port: int = 8080, parallelism: int = 4,
+                executor: str = PRELOADING_EXECUTOR) -> dict[str, str]:
+    """Environment for an embedded Airflow that runs this repo's DAGs against one shopflow home; its executor is
+    the LocalExecutor whose workers hold the step modules before they fork the task processes (see
+    shopflow_airflow.executor), or `executor`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW_", "AIRFLOW__"))}
     env.update({
         "AIRFLOW_HOME": str(airflow_home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__EXECUTOR": executor,
         "AIRFLOW__CORE__PARALLELISM": str(parallelism),
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
         "AIRFLOW__API__PORT": str(port),

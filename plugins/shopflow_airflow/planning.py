@@ -18,7 +18,9 @@ from shopflow_airflow.connections import task_settings
 
 
 class PlanDayOperator(BaseBranchOperator):
-    """Branch to `<source>.ingest` for every source with landing files on the run's day (and every required one)."""
+    """Branch to `<source>.ingest` for every source with landing files on the run's day (and every required one),
+    and to the model steps that may have work given those sources (`model_branch.plan_model_steps`); the others
+    are skipped without starting."""
 
     template_fields: Sequence[str] = ("partition_ds",)
     ui_color = "#eeeeee"
@@ -30,12 +32,16 @@ class PlanDayOperator(BaseBranchOperator):
 
     def choose_branch(self, context) -> list[str]:
         from shopflow.steps import partition as pipeline
+        from shopflow.steps.model_branch import MODEL_STEPS, plan_model_steps
 
         plan = pipeline.plan_day(task_settings(), date.fromisoformat(self.partition_ds), context["run_id"],
                                  sources=self.sources)
         self.log.info("sources with landing files on %s: %s; skipped without starting: %s", plan["ds"],
                       plan["present"] or "none", plan["missing"] or "none")
-        return [f"{name}.ingest" for name in plan["present"]]
+        model_steps = plan_model_steps(plan["present"])
+        self.log.info("model steps that may have work: %s; skipped without starting: %s", model_steps or "none",
+                      [step for step in MODEL_STEPS if step not in model_steps] or "none")
+        return [f"{name}.ingest" for name in plan["present"]] + [f"model.{step}" for step in model_steps]
 
 
 def plan_day_enabled() -> bool:

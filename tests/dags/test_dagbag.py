@@ -65,11 +65,14 @@ def test_model_branch_wiring(dagbag):
     gate, train, bless = (dag.get_task(f"model.{t}") for t in ("training_gate", "train", "bless"))
     repair, intents = dag.get_task("model.repair"), dag.get_task("model.search_intent")
     assert train.queue == "gpu" and {t.queue for t in dag.tasks if t is not train} == {"default"}
-    assert gate.upstream_task_ids == {"catalog.validate"} and train.upstream_task_ids == {gate.task_id}
+    # The day's plan skips, without starting them, the model steps that have nothing to do on the day.
+    assert gate.upstream_task_ids == {"catalog.validate", "plan_day"} and train.upstream_task_ids == {gate.task_id}
     assert bless.upstream_task_ids == {train.task_id}
+    assert dag.get_task("model.duplicates").upstream_task_ids == {"catalog.validate", "plan_day"}
     # Repair and search intent run with the champion even when training is skipped, never after a failure.
-    assert repair.upstream_task_ids == {"catalog.validate", bless.task_id} and repair.trigger_rule == "none_failed"
-    assert intents.upstream_task_ids == {"search.validate", bless.task_id} and intents.trigger_rule == "none_failed"
+    assert repair.upstream_task_ids == {"catalog.validate", bless.task_id, "plan_day"}
+    assert intents.upstream_task_ids == {"search.validate", bless.task_id, "plan_day"}
+    assert repair.trigger_rule == intents.trigger_rule == "none_failed"
     assert train.max_active_tis_per_dag == 1
     review = dag.get_task("model.review")  # announces the review batch, waits bounded, answers "Later" by default
     assert review.upstream_task_ids == {repair.task_id} and review.downstream_task_ids == set()

@@ -68,6 +68,27 @@ def policy() -> TrainingPolicy:
     return TrainingPolicy.from_env(dict(os.environ))
 
 
+# The model steps a day's plan may start (task ids of the DAG's `model` group).
+MODEL_STEPS = ("training_gate", "repair", "search_intent", "duplicates")
+
+
+def plan_model_steps(present: list[str]) -> list[str]:
+    """The model steps that may have work on a day whose landed sources are `present` (`partition.plan_day`); each
+    other one would only find nothing to do (NothingToDo), so the plan skips it without starting it. The rules are
+    the steps' own: repair and duplicates need a validated partition of the model catalogue for the day, search
+    intent one of a search source, both only possible when it landed; the training gate runs whenever training is
+    enabled (a model can be due by its age alone)."""
+    catalogue = roles.model_catalog()
+    planned = []
+    if policy().enabled and catalogue.source is not None:
+        planned.append("training_gate")
+    if catalogue.source is not None and catalogue.name in present:
+        planned += ["repair", "duplicates"]
+    if any(spec.name in present for spec in roles.sources_of("search")):
+        planned.append("search_intent")
+    return [step for step in MODEL_STEPS if step in planned]
+
+
 def training_gate(settings: Settings, ds: date, run_id: str | None = None) -> dict:
     catalogue = roles.model_catalog()
     for reason in catalogue.passed_over.values():
