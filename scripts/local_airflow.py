@@ -73,6 +73,7 @@ def celery_env(env: dict[str, str], *, broker_url: str, result_backend: str) -> 
     `airflow celery worker` processes, each listening on some queues; states come back through the result backend
     (`db+postgresql://…`)."""
     return {**env, "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor", "AIRFLOW__CELERY__BROKER_URL": broker_url,
+            "AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS": "shopflow_airflow.executor.CELERY_CONFIG",
             "AIRFLOW__CELERY__RESULT_BACKEND": result_backend, "AIRFLOW__OPERATORS__DEFAULT_QUEUE": "default"}
 
 
