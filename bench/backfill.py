@@ -22,7 +22,12 @@ In this one run it measures:
            landing files, the model steps, the report), called directly in this process for every day, with the
            modules already imported: the time a perfect orchestrator would need (bench/run_overhead.direct_work).
 
-and the ratios wall / work and CPU / work, and the mean per-task overhead = (CPU - work) / tasks started. It also
+  services the Airflow services alone, started, left idle and stopped, twice (5 s and 65 s idle): their CPU per
+           second of waiting and for a start and stop (bench/run_overhead.idle_services), hence their share of the
+           backfill's CPU (start + stop + per second x the backfill's elapsed time).
+
+and the ratios wall / work and CPU / work, and the mean per-task overhead = (CPU - work) / tasks started, also with
+the services' share taken out (what each task process costs the orchestrator). It also
 prints the elapsed time of the whole Airflow part (landing, services' start and stop, the waits between windows'
 backfills), which the wall time leaves out.
 """
@@ -43,7 +48,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import run_overhead  # noqa: E402
-from run_overhead import REPO, _days, airflow_variant, direct_work  # noqa: E402
+from run_overhead import REPO, _days, airflow_variant, direct_work, idle_services  # noqa: E402
 
 MAX_GAP_DAYS = 14  # the orders' longest break (Christmas 2010) is 12 days: one window for the orders
 # The API caps every list at [api] maximum_page_limit (default 100); the backfill's watch lists the DAG's runs in one
@@ -139,6 +144,11 @@ def main() -> int:
         elapsed = time.perf_counter() - started
         print("== work: the same library calls, in this process ...", flush=True)
         work = direct_work(root / "direct", source_data, days)
+        print("== the services alone: started, idle, stopped ...", flush=True)
+        idle = idle_services(root / "idle")
+        # The part of the CPU that no task caused: the services' start and stop, and their polling while the
+        # backfill ran (elapsed, less the start and stop).
+        services = idle["start_stop"] + idle["per_second"] * max(elapsed - idle["start_stop_elapsed"], 0.0)
 
         wall, cpu, tasks = result["wall"], result["cpu"], result["started"]
         rows = [
@@ -157,6 +167,11 @@ def main() -> int:
             ("wall / work", f"{wall / work:.1f}" if work else "nan"),
             ("CPU / work", f"{cpu / work:.1f}" if work else "nan"),
             ("(CPU - work) / tasks started, s", f"{(cpu - work) / tasks:.2f}" if tasks else "nan"),
+            ("services alone: start + stop, CPU s", f"{idle['start_stop']:.1f}"),
+            ("services alone: idle, CPU s per s", f"{idle['per_second']:.3f}"),
+            ("  their share of CPU s here", f"{services:.1f}"),
+            ("(CPU - work - services) / tasks, s", f"{(cpu - work - services) / tasks:.2f}" if tasks else "nan"),
+            ("(CPU - services) / work", f"{(cpu - services) / work:.1f}" if work else "nan"),
             ("elapsed s of the airflow part", f"{elapsed:.1f}"),
         ]
         print()

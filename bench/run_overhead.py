@@ -143,6 +143,25 @@ def airflow_variant(root: Path, source_data: Path, windows: list[tuple[str, str]
             "skipped_after_start": sum(1 for i in started if i["state"] == "skipped")}
 
 
+def idle_services(root: Path, idle_seconds: list[float] = (5.0, 65.0)) -> dict:
+    """What the Airflow services cost with no run at all, in CPU seconds: started, left idle for each of
+    `idle_seconds` (a fresh start each), stopped. From two idle times: `per_second` (the services' polling while they
+    wait) and `start_stop` (migrated database, start, health, stop): the part of a backfill's CPU that is no task's."""
+    measured = []
+    for seconds in idle_seconds:
+        env = airflow_env(root / f"idle-{seconds:g}" / "airflow", root / f"idle-{seconds:g}" / "shopflow",
+                          port=free_port(), parallelism=PARALLELISM)
+        airflow(env, "db", "migrate", timeout=600)
+        cpu_before, started = _children_cpu(), time.perf_counter()
+        with running_airflow(env, root / f"idle-{seconds:g}" / "service-logs"):
+            time.sleep(seconds)
+        measured.append((seconds, _children_cpu() - cpu_before, time.perf_counter() - started))
+    (short, short_cpu, short_elapsed), (long, long_cpu, _) = measured[0], measured[-1]
+    per_second = (long_cpu - short_cpu) / (long - short)
+    return {"per_second": per_second, "start_stop": short_cpu - per_second * short,
+            "start_stop_elapsed": short_elapsed - short}
+
+
 def _all_task_instances(api) -> list[dict]:
     """Every task instance of the DAG, page by page (the API returns at most 100 a page)."""
     instances: list[dict] = []

@@ -54,8 +54,11 @@ def write_parquet_atomic(frame: pd.DataFrame, path: StoragePath, *, compression_
     zstd-compressed; columns whose values are all distinct (like `_source_line`) are not dictionary-encoded."""
     table = pa.Table.from_pandas(frame, preserve_index=False)
     dictionary = [name for name in table.column_names if name not in (SOURCE_LINE, "source_line")]
+    # One row group, whatever the size (pyarrow would cut at 1Mi rows): a file of several row groups is a
+    # partition written in chunks (ParquetChunks), which the next step reads a row group at a time.
     return storage.write_parquet(table, path, compression="zstd", compression_level=compression_level,
-                                 write_statistics=write_statistics, use_dictionary=dictionary)
+                                 write_statistics=write_statistics, use_dictionary=dictionary,
+                                 row_group_size=max(table.num_rows, 1))
 
 
 class ParquetChunks:

@@ -182,48 +182,90 @@ def clean_partition(spec: SourceSpec, raw: pd.DataFrame | Callable[[], pd.DataFr
     return CleanResult(clean=clean, quarantine=quarantine, ledger=ledger)
 
 
-# Two independent 64-bit hashes of a row's key (pandas' SipHash, two keys): a 128-bit fingerprint. Two different
-# keys share one with a probability of about n**2 / 2**129 (1e-24 for 20 million keys in a partition).
+# Two independent 64-bit hashes of a row's key (pandas' SipHash of each value, under two keys, combined column by
+# column): a 128-bit fingerprint. Two different keys share one with a probability of about n**2 / 2**129 (1e-24 for
+# 20 million keys in a partition).
 _HASH_KEYS = ("shopflow-dedup-1", "shopflow-dedup-2")
+_MIX = np.uint64(0x9E3779B97F4A7C15)  # odd: multiplying by it mod 2**64 loses nothing
 
 
 def key_hashes(frame: pd.DataFrame, key: list[str], rows: np.ndarray) -> np.ndarray:
     """The 128-bit fingerprints (two uint64 columns) of the key columns' values at `rows` (positions): equal for
-    equal values (nulls equal to each other) whichever chunk of a partition the rows come from."""
-    part = pd.DataFrame({column: plain_text(frame[column].iloc[rows]) for column in key}).reset_index(drop=True)
-    return np.column_stack([pd.util.hash_pandas_object(part, index=False, hash_key=hash_key).to_numpy()
-                            for hash_key in _HASH_KEYS])
+    equal values (nulls equal to each other) whichever chunk of a partition the rows come from. Each column is
+    factorised (natively: Arrow text never becomes Python strings) and only its distinct values are hashed."""
+    fingerprints = np.zeros((len(rows), 2), dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for column in key:
+            codes, uniques = pd.factorize(frame[column].iloc[rows], use_na_sentinel=True)
+            distinct = plain_text(pd.Series(uniques, copy=False))
+            for half, hash_key in enumerate(_HASH_KEYS):
+                hashed = pd.util.hash_pandas_object(distinct, index=False, hash_key=hash_key).to_numpy()
+                per_row = np.append(hashed, np.uint64(0))[codes]  # code -1 (null) takes the trailing 0
+                fingerprints[:, half] *= _MIX
+                fingerprints[:, half] += per_row
+    return fingerprints
 
 
 class SeenKeys:
-    """The key fingerprints (`key_hashes`) of the rows kept so far in a partition cleaned chunk by chunk: 16 bytes
-    per kept row, in two sorted arrays, so that a row of a later chunk is a duplicate exactly when its key was kept
-    in an earlier one."""
+    """The key fingerprints (`key_hashes`) of the rows kept so far in a partition cleaned chunk by chunk, so that a
+    row of a later chunk is a duplicate exactly when its key was kept in an earlier one: 16 bytes per kept row, in
+    sorted runs (two arrays each: the fingerprints' halves). Each chunk adds a run; a run is merged with the one
+    before while it is at least as long, so there are at most log2(rows / chunk) runs and each fingerprint is
+    copied that many times, not once per chunk."""
 
     def __init__(self):
-        self._first = np.zeros(0, dtype=np.uint64)
-        self._second = np.zeros(0, dtype=np.uint64)
+        self._runs: list[tuple[np.ndarray, np.ndarray]] = []
 
     def __len__(self) -> int:
-        return len(self._first)
+        return sum(len(first) for first, _ in self._runs)
 
     def first_seen(self, hashes: np.ndarray) -> np.ndarray:
         """Which of `hashes` (distinct keys of one chunk) were not seen before; those are added."""
-        first, second = hashes[:, 0], hashes[:, 1]
-        left = np.searchsorted(self._first, first, side="left")
-        right = np.searchsorted(self._first, first, side="right")
-        seen = np.zeros(len(first), dtype=bool)
-        single = right - left == 1
-        seen[single] = self._second[left[single]] == second[single]
-        for row in np.flatnonzero(right - left > 1):  # 64-bit halves that collide: look at every second half
-            seen[row] = bool((self._second[left[row]:right[row]] == second[row]).any())
-        new = ~seen
-        order = np.argsort(first[new], kind="stable")
-        added_first, added_second = first[new][order], second[new][order]
-        at = np.searchsorted(self._first, added_first, side="left")
-        self._first = np.insert(self._first, at, added_first)
-        self._second = np.insert(self._second, at, added_second)
-        return new
+        order = np.argsort(hashes[:, 0])  # sorted queries: each search starts where the last one ended
+        ordered = hashes[order]
+        seen_ordered = np.zeros(len(hashes), dtype=bool)
+        for run in self._runs:
+            seen_ordered |= _in_run(run, ordered)
+        new = ordered[~seen_ordered]
+        self._runs.append((new[:, 0].copy(), new[:, 1].copy()))
+        seen = np.empty(len(hashes), dtype=bool)
+        seen[order] = seen_ordered
+        while len(self._runs) > 1 and len(self._runs[-1][0]) >= len(self._runs[-2][0]):
+            later, earlier = self._runs.pop(), self._runs.pop()
+            self._runs.append(_merged(earlier, later))
+        return ~seen
+
+
+def _merged(run_a: tuple[np.ndarray, np.ndarray], run_b: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Two sorted runs as one, in one pass: each of b's entries goes after the entries of a not greater than it."""
+    (first_a, second_a), (first_b, second_b) = run_a, run_b
+    size = len(first_a) + len(first_b)
+    at_b = np.searchsorted(first_a, first_b, side="right") + np.arange(len(first_b))
+    from_a = np.ones(size, dtype=bool)
+    from_a[at_b] = False
+    merged = []
+    for a, b in ((first_a, first_b), (second_a, second_b)):
+        out = np.empty(size, dtype=np.uint64)
+        out[at_b] = b
+        out[from_a] = a
+        merged.append(out)
+    return merged[0], merged[1]
+
+
+def _in_run(run: tuple[np.ndarray, np.ndarray], hashes: np.ndarray) -> np.ndarray:
+    first, second = run
+    at = np.searchsorted(first, hashes[:, 0], side="left")
+    found = np.zeros(len(hashes), dtype=bool)
+    inside = at < len(first)
+    rows = np.flatnonzero(inside)
+    same_first = first[at[rows]] == hashes[rows, 0]
+    rows, at_rows = rows[same_first], at[rows][same_first]
+    found[rows] = second[at_rows] == hashes[rows, 1]
+    # A first half shared by several fingerprints (a 64-bit collision): look at every second half of that span.
+    for row in rows[~found[rows]]:
+        end = np.searchsorted(first, hashes[row, 0], side="right")
+        found[row] = bool((second[at[row]:end] == hashes[row, 1]).any())
+    return found
 
 
 def first_occurrences(frame: pd.DataFrame, key: list[str], rows: np.ndarray) -> np.ndarray:
