@@ -10,12 +10,14 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from sqlalchemy import select
 from shopflow.common.errors import LandingFileError
 from shopflow.common.parquet import parquet_row_groups, read_parquet
 from shopflow.config.settings import Settings
 from shopflow.lake import zones as lake
 from shopflow.steps import partition as pipeline
 from shopflow.store import migrate
+from shopflow.store.models import PartitionFile
 from shopflow.store.repository import MetadataStore
 
 KEY = "chunked-test-key-not-a-secret-32bytes"
@@ -117,3 +119,47 @@ def test_a_malformed_line_in_a_late_chunk_is_named_and_nothing_is_lost(tmp_path,
     [partition] = MetadataStore(settings.store_url).partitions("orders", DAY)
     assert partition.status == "failed" and f"line {at + 2}" in partition.error
 
+
+
+def test_a_day_of_several_files_streams_file_after_file(tmp_path, source_data, day_lines, monkeypatch):
+    """A declared file that is a pattern (`orders-*.csv`): a day landed as three files streams them in the order the
+    whole read concatenates them, with each file's facts and rows recorded as the whole read records them."""
+    import yaml
+    from shopflow.sources import DEFAULT_SOURCES_FILE
+
+    sources = yaml.safe_load(DEFAULT_SOURCES_FILE.read_text())
+    sources["orders"]["files"][0]["name"] = "orders-*.csv"
+    sources_file = tmp_path / "sources.yaml"
+    sources_file.write_text(yaml.safe_dump(sources))
+    monkeypatch.setenv("SHOPFLOW_SOURCES", str(sources_file))
+    header, lines = day_lines
+    third = len(lines) // 3
+    parts = [lines[:third], lines[third:2 * third], lines[2 * third:] + lines[:40]]
+
+    def run(name: str) -> tuple[Settings, tuple]:
+        settings = _home(tmp_path / name, source_data)
+        folder = settings.landing_dir / "orders" / f"ds={DAY.isoformat()}"
+        folder.mkdir(parents=True)
+        for number, part in enumerate(parts, start=1):
+            (folder / f"orders-{number}.csv").write_text(header + "".join(part), encoding="utf-8")
+        return settings, _run(settings)
+
+    whole, whole_steps = run("whole")
+    monkeypatch.setenv("SHOPFLOW_CHUNK_BYTES", str(CHUNK_BYTES))
+    chunked, chunked_steps = run("chunked")
+    assert parquet_row_groups(lake.lake_file(chunked, "raw", "orders", DAY)) > 3
+    def without_paths(steps: tuple) -> list[dict]:
+        return [{k: v for k, v in step.items() if not k.endswith("_path")} for step in steps]
+
+    assert without_paths(chunked_steps) == without_paths(whole_steps)
+    assert chunked_steps[0]["files"] == whole_steps[0]["files"] == ["orders-1.csv", "orders-2.csv", "orders-3.csv"]
+    assert chunked_steps[1]["rows_duplicate"] >= 40
+    for zone in ("raw", "clean", "quarantine"):
+        pd.testing.assert_frame_equal(read_parquet(lake.lake_file(chunked, zone, "orders", DAY)),
+                                      read_parquet(lake.lake_file(whole, zone, "orders", DAY)))
+    recorded = []
+    for settings in (chunked, whole):
+        with MetadataStore(settings.store_url).session() as session:
+            recorded.append(session.execute(select(PartitionFile.name, PartitionFile.size_bytes, PartitionFile.sha256,
+                                                   PartitionFile.rows).order_by(PartitionFile.name)).all())
+    assert recorded[0] == recorded[1] and len(recorded[0]) == 3

@@ -108,6 +108,11 @@ def arrow_source(path: str | os.PathLike) -> tuple[str, object | None]:
     return (path.path, path.fs) if is_remote(path) else (str(path), None)
 
 
+def size_of(path: StoragePath) -> int:
+    """The size in bytes of a file as stored."""
+    return path.fs.size(path.path) if is_remote(path) else path.stat().st_size
+
+
 def remove_tree(path: StoragePath) -> None:
     """Remove a folder (a prefix of objects) and everything under it; nothing when it does not exist."""
     if is_remote(path):

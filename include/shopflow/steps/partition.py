@@ -23,6 +23,7 @@ from shopflow.common.parquet import (
     release_unused_memory,
     write_parquet_atomic,
 )
+from shopflow.common.storage import size_of
 from shopflow.config.settings import ConfigurationError, Settings
 from shopflow.ingest.folder import partition_files
 from shopflow.ingest.pseudonym import key_fingerprint, pseudonymise_columns
@@ -152,7 +153,8 @@ def ingest(settings: Settings, source: str, ds: date, run_id: str | None = None)
     files, rows_reference = [], 0
     for landing in landed:
         if chunks is not None:  # the day's one file, read in its one chunk
-            facts, frame = chunks.facts, chunks.first
+            frame = chunks.first
+            facts = chunks.files[0][0]
             chunks = None
         else:
             facts, frame = read_landing(landing.path, landing.spec)
@@ -198,35 +200,53 @@ def _record_ingest(store: MetadataStore, spec: SourceSpec, ds: date, run_id: str
 
 
 class _Chunks:
-    """A landing file read in chunks (`read_landing_chunks`): the first two frames are read on creation, so that a
-    file of one chunk (`second` None; `facts` then known) is read whole like any other; iterate for the rest."""
+    """The day's landing files read in chunks (`read_landing_chunks`), one file after the other in the order the
+    whole read concatenates them; `files` gets each file's facts and rows once it is read through. The first two
+    frames are read on creation, so that a day of one file in one chunk (`second` None) is read whole like any
+    other; iterate `rest()` for the others."""
 
-    def __init__(self, landing):
-        self.landing, self.facts = landing, None
-        self._frames = self._read(read_landing_chunks(landing.path, landing.spec, ReadLimits.from_environment()))
+    def __init__(self, landed: list):
+        self.landed, self.files = landed, []
+        self._limits = ReadLimits.from_environment()
+        self._frames = self._read()
         self.first = next(self._frames)
         self.second = next(self._frames, None)
 
-    def _read(self, frames):
-        self.facts = yield from frames
+    def _read(self):
+        for landing in self.landed:
+            frames = read_landing_chunks(landing.path, landing.spec, self._limits)
+            rows = 0
+            while True:
+                try:
+                    frame = next(frames)
+                except StopIteration as done:
+                    self.files.append((done.value, rows))
+                    break
+                rows += len(frame)
+                yield frame
 
     def rest(self):
         yield from self._frames
 
 
 def _chunks_of(spec: SourceSpec, landed: list, combine) -> _Chunks | None:
-    """The day's landing file read in chunks, when the day is one line-based file joined with nothing; None for a
-    day read whole. Only a file larger than one chunk (SHOPFLOW_CHUNK_BYTES) then streams through the steps."""
-    if len(landed) != 1 or combine is not None or spec.lookup_files or not can_stream(landed[0].spec):
+    """The day's landing files read in chunks, when they are line-based files of one declared file, joined with
+    nothing (one file, or a glob's files whose bytes on disk exceed a chunk, SHOPFLOW_CHUNK_BYTES); None for a day
+    read whole. Only a day bigger than one chunk then streams through the steps."""
+    names = {landing.spec.name for landing in landed}
+    if (len(names) != 1 or combine is not None or spec.lookup_files
+            or not all(can_stream(landing.spec) for landing in landed)):
         return None
-    return _Chunks(landed[0])
+    if len(landed) > 1 and sum(size_of(landing.path) for landing in landed) <= ReadLimits.from_environment().chunk_bytes:
+        return None  # several small files: read whole, as before
+    return _Chunks(landed)
 
 
 def _ingest_in_chunks(settings: Settings, spec: SourceSpec, ds: date, run_id: str | None, store: MetadataStore,
                       folder, chunks: _Chunks, started: float, *, load_kind: str, fingerprint: str | None) -> dict:
-    """Ingest a landing file bigger than one chunk: each chunk pseudonymised and written as one row group of the
-    raw Parquet, so that memory holds a chunk or two, never the day. The raw file appears only once complete."""
-    source, landing = spec.name, chunks.landing
+    """Ingest a day bigger than one chunk: each chunk pseudonymised and written as one row group of the raw
+    Parquet, so that memory holds a chunk or two, never the day. The raw file appears only once complete."""
+    source = spec.name
     raw_path = lake.lake_file(settings, "raw", source, ds)
     with ParquetChunks(raw_path, **RAW_ZONE_OPTIONS) as raw:
         for number, frame in enumerate(itertools.chain([chunks.first, chunks.second], chunks.rest()), start=1):
@@ -235,13 +255,15 @@ def _ingest_in_chunks(settings: Settings, spec: SourceSpec, ds: date, run_id: st
             raw.write(_pseudonymise(frame.reset_index(drop=True), spec, settings))
             del frame
             seconds = time.perf_counter() - started
-            log.info("%s %s: chunk %s of %s: %s rows so far (%s rows/s)", source, ds, number, landing.path.name,
-                     f"{raw.rows:,}", f"{raw.rows / max(seconds, 1e-9):,.0f}")
+            log.info("%s %s: chunk %s (file %s of %s): %s rows so far (%s rows/s)", source, ds, number,
+                     len(chunks.files) + 1, len(chunks.landed), f"{raw.rows:,}", f"{raw.rows / max(seconds, 1e-9):,.0f}")
     release_unused_memory()
-    facts = chunks.facts
-    files = [{**facts.as_dict(), "rows": raw.rows}]
-    log.info("%s %s: read %s (%s, %s bytes, sha256 %s…) in %s chunks: %s rows", source, ds, landing.path,
-             landing.spec.resolved_format, f"{facts.size_bytes:,}", facts.sha256[:12], number, f"{raw.rows:,}")
+    files = []
+    for landing, (facts, rows) in zip(chunks.landed, chunks.files):
+        log.info("%s %s: read %s (%s, %s bytes, sha256 %s…): %s rows", source, ds, landing.path,
+                 landing.spec.resolved_format, f"{facts.size_bytes:,}", facts.sha256[:12], f"{rows:,}")
+        files.append({**facts.as_dict(), "rows": rows})
+    log.info("%s %s: %s rows in %s chunks", source, ds, f"{raw.rows:,}", number)
     return _record_ingest(store, spec, ds, run_id, folder, files, raw.rows, 0, raw_path, started,
                           load_kind=load_kind, fingerprint=fingerprint)
 
