@@ -50,6 +50,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import run_overhead  # noqa: E402
 from run_overhead import REPO, _days, airflow_variant, direct_work, idle_services  # noqa: E402
 
+# A backfill of one month at a time: `airflow backfill create` of 300 days at once holds SQLite's write lock long
+# enough to fail and be retried, and the scheduler then met runs of the failed attempt that were gone (a
+# ForeignKey error on their task instances, which stopped it). A month's create is quick.
+MAX_WINDOW_DAYS = 31
 MAX_GAP_DAYS = 14  # the orders' longest break (Christmas 2010) is 12 days: one window for the orders
 # The API caps every list at [api] maximum_page_limit (default 100); the backfill's watch lists the DAG's runs in one
 # page of up to 1000, so a window of more than 100 days needs the cap raised.
@@ -72,11 +76,12 @@ def landed_days(home: Path, source_data: Path) -> dict[str, set[date]]:
     return days
 
 
-def windows_of(days: set[date], max_gap: int) -> list[tuple[str, str]]:
-    """Contiguous `first:last` windows over `days`: a new window starts where the next day is over max_gap days on."""
+def windows_of(days: set[date], max_gap: int, max_days: int = MAX_WINDOW_DAYS) -> list[tuple[str, str]]:
+    """Contiguous `first:last` windows over `days`: a new window starts where the next day is over max_gap days on,
+    or where the window would span more than `max_days` days."""
     windows: list[list[date]] = []
     for day in sorted(days):
-        if windows and (day - windows[-1][1]).days <= max_gap:
+        if windows and (day - windows[-1][1]).days <= max_gap and (day - windows[-1][0]).days < max_days:
             windows[-1][1] = day
         else:
             windows.append([day, day])

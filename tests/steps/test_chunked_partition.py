@@ -163,3 +163,26 @@ def test_a_day_of_several_files_streams_file_after_file(tmp_path, source_data, d
             recorded.append(session.execute(select(PartitionFile.name, PartitionFile.size_bytes, PartitionFile.sha256,
                                                    PartitionFile.rows).order_by(PartitionFile.name)).all())
     assert recorded[0] == recorded[1] and len(recorded[0]) == 3
+
+
+def test_a_quote_inside_an_unquoted_field_does_not_stop_the_chunks(tmp_path, source_data, day_lines, monkeypatch):
+    """`WOODEN 6" RULER`: the parsers take the quote as a character, so the quotes before every later line feed stay
+    odd; the cut falls back to a line feed once they have been odd for SHOPFLOW_MAX_LINE_BYTES past the chunk."""
+    header, lines = day_lines
+    stray = '536366,22633,WOODEN 6" RULER,6,2010-12-01 08:28:00,1.85,17850.0,United Kingdom\n'
+    content = header + "".join(lines[:200] + [stray] + lines[200:])
+    whole = _home(tmp_path / "whole", source_data)
+    _land(whole, content)
+    whole_steps = _run(whole)
+    monkeypatch.setenv("SHOPFLOW_CHUNK_BYTES", str(CHUNK_BYTES))
+    monkeypatch.setenv("SHOPFLOW_MAX_LINE_BYTES", "4096")
+    chunked = _home(tmp_path / "chunked", source_data)
+    _land(chunked, content)
+    chunked_steps = _run(chunked)
+    assert parquet_row_groups(lake.lake_file(chunked, "raw", "orders", DAY)) > 5
+    assert chunked_steps[1]["rows_clean"] == whole_steps[1]["rows_clean"]
+    for zone in ("raw", "clean", "quarantine"):
+        pd.testing.assert_frame_equal(read_parquet(lake.lake_file(chunked, zone, "orders", DAY)),
+                                      read_parquet(lake.lake_file(whole, zone, "orders", DAY)))
+    ruler = read_parquet(lake.lake_file(chunked, "clean", "orders", DAY)).query("invoice_no == '536366'")
+    assert 'WOODEN 6" RULER' in ruler["description"].tolist()

@@ -98,7 +98,9 @@ def read_landing_chunks(path: StoragePath, spec: LandingFileSpec,
     chunk gives one frame, the very frame `read_landing` gives. For `can_stream` specs only.
 
     A CSV record whose quoted field holds a line feed is never cut: a chunk ends only at a line feed preceded by an
-    even number of quote characters. A malformed line in any chunk stops the read there, naming file and line."""
+    even number of quote characters (or, when they stay odd for SHOPFLOW_MAX_LINE_BYTES past the chunk, as a quote
+    inside an unquoted field makes them, at a line feed). A malformed line in any chunk stops the read there, naming
+    file and line."""
     limits = (limits or ReadLimits.from_environment()).streamed()
     quote = None if spec.resolved_format == "jsonl" else Dialect.of(spec).quotechar
     pieces = stream_content(path, lines=True, limits=limits)
@@ -113,11 +115,12 @@ def read_landing_chunks(path: StoragePath, spec: LandingFileSpec,
                 facts = done.value
             continue
         cut = _record_end(pending, quote, limits.chunk_bytes) if len(pending) >= limits.chunk_bytes else None
+        if cut is None and len(pending) > limits.chunk_bytes + limits.max_line_bytes:
+            # The quotes never balance: a quote character inside an unquoted field (`6" RULER`), which the parsers
+            # take as a character, or an unbalanced quote, which the parser then reports at the record's line.
+            cut = _record_end(pending, None, limits.chunk_bytes)
         if cut is None:
             if facts is None:  # no record ends in what was read so far: read on
-                if len(pending) > limits.chunk_bytes + limits.max_line_bytes:
-                    raise LandingFileError(path, first_line, f"no line feed ends a record in {len(pending):,} bytes "
-                                                             "(an unbalanced quote?)")
                 try:
                     pending += next(pieces)
                 except StopIteration as done:
