@@ -50,9 +50,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import run_overhead  # noqa: E402
 from run_overhead import REPO, _days, airflow_variant, direct_work, idle_services  # noqa: E402
 
-# A backfill of one month at a time: `airflow backfill create` of 300 days at once holds SQLite's write lock long
-# enough to fail and be retried, and the scheduler then met runs of the failed attempt that were gone (a
-# ForeignKey error on their task instances, which stopped it). A month's create is quick.
+# A backfill of one month at a time, so that each `airflow backfill create` is quick (local_airflow.backfill also
+# pauses the DAG while it runs: an attempt that a database lock interrupts deletes the runs it made).
 MAX_WINDOW_DAYS = 31
 MAX_GAP_DAYS = 14  # the orders' longest break (Christmas 2010) is 12 days: one window for the orders
 # The API caps every list at [api] maximum_page_limit (default 100); the backfill's watch lists the DAG's runs in one

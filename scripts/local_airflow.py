@@ -193,9 +193,12 @@ def backfill(env: dict[str, str], windows: list[tuple[str, str]], *, max_active_
     from run_watch import RunWatch
 
     wait_for_dag(env)
-    airflow(env, "dags", "unpause", DAG_ID)
     runs: dict[str, dict] = {}
     for first, last in windows:
+        # Paused while the backfill's runs are created: the scheduler starts no queued run of a paused DAG. Airflow
+        # commits the runs one by one and, when a database lock interrupts the creation, deletes those it made;
+        # a scheduler that had started one of them then stopped on it (ObjectDeletedError).
+        airflow(env, "dags", "pause", DAG_ID)
         # Retried for a while: on SQLite the scheduler can hold the write lock, and the scheduler marks the previous
         # window's backfill complete a loop after its last run ends (until then: AlreadyRunningBackfill).
         give_up = time.monotonic() + 180
@@ -207,6 +210,7 @@ def backfill(env: dict[str, str], windows: list[tuple[str, str]], *, max_active_
             if result.returncode == 0:
                 break
             time.sleep(5)
+        airflow(env, "dags", "unpause", DAG_ID)
         progress(f"backfill created: {DAG_ID} {first} .. {last}")
         runs.update(RunWatch(env, DAG_ID, _days(first, last), stall_seconds=stall_seconds, progress=progress,
                              service_logs=service_logs).wait())
