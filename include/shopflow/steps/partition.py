@@ -224,6 +224,7 @@ class _Chunks:
                     break
                 rows += len(frame)
                 yield frame
+                del frame  # not held while the next chunk is parsed
 
     def rest(self):
         yield from self._frames
