@@ -1,6 +1,6 @@
 """Benchmark: a year of history, measured: every day of the sample data with landing files, backfilled by Airflow.
 
-    SHOPFLOW_SOURCE_DATA=/work/shared/data .venv/bin/python bench/backfill.py [--windows 2010-12-01:2011-09-30,...]
+    SHOPFLOW_SOURCE_DATA=../shared/data .venv/bin/python bench/backfill.py [--windows 2010-12-01:2011-09-30,...]
         [--max-days N] [--max-gap 14] [--keep]
 
 It prints numbers and never asserts on them. The sample data is landed once (shopflow.landing.sample_data.land_all)
