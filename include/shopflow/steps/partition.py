@@ -7,7 +7,6 @@ in the metadata store, and returns a small dict (what an Airflow XCom may carry)
 from __future__ import annotations
 
 import functools
-import itertools
 import logging
 import time
 from datetime import date
@@ -203,11 +202,11 @@ class _Chunks:
     """The day's landing files read in chunks (`read_landing_chunks`), one file after the other in the order the
     whole read concatenates them; `files` gets each file's facts and rows once it is read through. The first two
     frames are read on creation, so that a day of one file in one chunk (`second` None) is read whole like any
-    other; iterate `rest()` for the others."""
+    other; `all()` gives every frame once, holding none after it is handed over."""
 
-    def __init__(self, landed: list):
+    def __init__(self, landed: list, limits: ReadLimits):
         self.landed, self.files = landed, []
-        self._limits = ReadLimits.from_environment()
+        self._limits = limits
         self._frames = self._read()
         self.first = next(self._frames)
         self.second = next(self._frames, None)
@@ -226,7 +225,11 @@ class _Chunks:
                 yield frame
                 del frame  # not held while the next chunk is parsed
 
-    def rest(self):
+    def all(self):
+        read = [self.first, self.second]
+        self.first = self.second = None
+        while read:
+            yield read.pop(0)
         yield from self._frames
 
 
@@ -238,9 +241,10 @@ def _chunks_of(spec: SourceSpec, landed: list, combine) -> _Chunks | None:
     if (len(names) != 1 or combine is not None or spec.lookup_files
             or not all(can_stream(landing.spec) for landing in landed)):
         return None
-    if len(landed) > 1 and sum(size_of(landing.path) for landing in landed) <= ReadLimits.from_environment().chunk_bytes:
+    limits = ReadLimits.from_environment()
+    if len(landed) > 1 and sum(size_of(landing.path) for landing in landed) <= limits.chunk_bytes:
         return None  # several small files: read whole, as before
-    return _Chunks(landed)
+    return _Chunks(landed, limits)
 
 
 def _ingest_in_chunks(settings: Settings, spec: SourceSpec, ds: date, run_id: str | None, store: MetadataStore,
@@ -250,9 +254,7 @@ def _ingest_in_chunks(settings: Settings, spec: SourceSpec, ds: date, run_id: st
     source = spec.name
     raw_path = lake.lake_file(settings, "raw", source, ds)
     with ParquetChunks(raw_path, **RAW_ZONE_OPTIONS) as raw:
-        for number, frame in enumerate(itertools.chain([chunks.first, chunks.second], chunks.rest()), start=1):
-            if number <= 2:
-                setattr(chunks, "first" if number == 1 else "second", None)  # hold one chunk at a time
+        for number, frame in enumerate(chunks.all(), start=1):
             raw.write(_pseudonymise(frame.reset_index(drop=True), spec, settings))
             del frame
             seconds = time.perf_counter() - started
