@@ -616,7 +616,11 @@ def test_dags_test_never_waits_for_reviewers(day, airflow_review):
     """`airflow dags test` has no scheduler to end a wait: the gate of the 12-hour DAG must not wait at all."""
     from local_airflow import airflow
 
-    _api, env, _services = airflow_review
+    api, env, _services = airflow_review
+    # The loop test unpaused this DAG: its scheduler would race `dags test` for the run's scheduled tasks (a task it
+    # wins runs in its executor, logging elsewhere). Paused, the scheduler leaves the run to `dags test`.
+    _wait("review_answered parsed", lambda: api.get("/api/v2/dags/review_answered").status_code == 200)
+    assert api.patch("/api/v2/dags/review_answered", json={"is_paused": True}).status_code == 200
     result = airflow(env, "dags", "test", "review_answered", "2015-12-03", check=False, timeout=300)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
