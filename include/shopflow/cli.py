@@ -120,25 +120,24 @@ def _land_export(settings: Settings, args) -> int:
 
 
 def cmd_run(settings: Settings, args) -> int:
-    """Run ingest -> clean -> validate for one day without Airflow (handy for debugging a partition)."""
+    """Run ingest -> clean -> validate without Airflow: one day (handy for debugging a partition), or every day of
+    DAY --to LAST in this one process (a backfill that imports the libraries once)."""
     from datetime import datetime, timezone
 
     from shopflow.sources import load_sources
-    from shopflow.steps import partition as pipeline
+    from shopflow.steps.day_range import DayRangeError, days_between, run_days
 
-    failures = 0
+    try:
+        days = days_between(args.ds, args.to, args.max_days)
+    except DayRangeError as exc:
+        print(f"run: {exc}", file=sys.stderr)
+        return 2
     run_id = f"cli__{datetime.now(timezone.utc).isoformat(timespec='seconds')}"  # recorded like an Airflow run id
-    for source in args.source or list(load_sources()):
-        try:
-            pipeline.ingest(settings, source, args.ds, run_id)
-            pipeline.clean(settings, source, args.ds, run_id)
-            pipeline.validate(settings, source, args.ds, run_id)
-        except pipeline.PartitionMissing:
-            continue
-        except Exception as exc:  # report every source, then fail
-            failures += 1
-            print(f"{source} {args.ds}: {redact(exc)}", file=sys.stderr)
-    return 1 if failures else 0
+    outcome = run_days(settings, args.source or list(load_sources()), days, run_id)
+    for failure in outcome.failures:
+        print(f"{failure.source} {failure.ds}: {redact(failure.error)}", file=sys.stderr)
+    print(outcome.summary())
+    return 1 if outcome.failures else 0
 
 
 def cmd_status(settings: Settings, args) -> int:
@@ -319,9 +318,12 @@ def build_parser() -> argparse.ArgumentParser:
     land.add_argument("--max-days", type=_positive_int, metavar="N",
                       help="with --by: land up to N distinct days (default SHOPFLOW_LAND_MAX_DAYS)")
     land.set_defaults(func=cmd_land)
-    run = sub.add_parser("run", help="ingest, clean and validate one day without Airflow")
-    run.add_argument("ds", type=_day)
-    run.add_argument("--source", action="append")
+    run = sub.add_parser("run", help="ingest, clean and validate one day, or a range of days, without Airflow")
+    run.add_argument("ds", type=_day, help="the day (the first day with --to)")
+    run.add_argument("--to", type=_day, help="run every day from DS to this one (inclusive) in this one process")
+    run.add_argument("--max-days", type=_positive_int, metavar="N",
+                     help="with --to: run up to N days (default SHOPFLOW_RUN_MAX_DAYS)")
+    run.add_argument("--source", action="append", help="only this source (repeatable; default: every source)")
     run.set_defaults(func=cmd_run)
     status = sub.add_parser("status", help="partitions, ledgers and validation state from the metadata store")
     status.add_argument("--dataset")

@@ -335,6 +335,8 @@ _CATALOGUE: tuple[Option, ...] = (
            "compression bomb stops here.", INPUT_LIMITS, minimum=1024, unit="bytes"),
     Option("SHOPFLOW_LAND_MAX_DAYS", INT, 400, "Most distinct days `land --from FILE --by COLUMN` writes partitions "
            "for (`--max-days` raises it for one command).", INPUT_LIMITS, minimum=1, unit="days"),
+    Option("SHOPFLOW_RUN_MAX_DAYS", INT, 1100, "Most days one `python -m shopflow run FIRST --to LAST` runs (about "
+           "three years; `--max-days` raises it for one command).", INPUT_LIMITS, minimum=1, unit="days"),
     # Orchestration
     Option("SHOPFLOW_PLAN_DAY", BOOL, True, "`shopflow_daily` starts with `plan_day`, which skips the sources with "
            "nothing landed without starting their tasks (read when the DAG is parsed).", ORCHESTRATION),
