@@ -1,6 +1,7 @@
 """Benchmark: the library's ingest + clean + validate of one big `orders` partition against a bare pandas.read_csv.
 
     .venv/bin/python bench/pipeline.py [--rows 1000000 4000000 20000000] [--whole-max-rows N] [--repeat N] [--keep]
+                                       [--format csv|parquet]
 
 It prints numbers and never asserts on them. For each size it builds an `orders` landing partition by resampling
 (with replacement, fixed seed) REAL lines of the UCI Online Retail extract in shared/data: every line is copied
@@ -15,7 +16,10 @@ rows whatever the size. With it, rows are exact duplicates only where the source
 invoice (2,848 of the 370,931 source lines, about 0.8%, all within one invoice, so kept at their real share) or,
 rarely, where two draws of one invoice land on the same second; the clean frame grows with the input as a real,
 larger partition would. The file is written with the source header as
-$SHOPFLOW_LANDING_DIR/orders/ds=YYYY-MM-DD/orders.csv in a temporary folder.
+$SHOPFLOW_LANDING_DIR/orders/ds=YYYY-MM-DD/orders.csv in a temporary folder. With `--format parquet` the same rows
+are converted, a block at a time, into `orders.parquet` (every column text, as the CSV holds it; row groups of 1Mi
+rows; snappy), orders is declared with that file in a copy of the sources file (SHOPFLOW_SOURCES), and (a) is
+`pandas.read_parquet` of it.
 
 Each measurement runs in a fresh interpreter (subprocess of this script in a worker mode):
   (a) `pandas.read_csv(path)` of the landing file, defaults only: the baseline;
@@ -72,6 +76,39 @@ DAY_START_S, DAY_END_S = 7 * 3600, 20 * 3600
 
 
 # --------------------------------------------------------------------------------------------- landing data
+
+
+def as_parquet(csv_path: Path) -> Path:
+    """The CSV landing file converted to `orders.parquet` beside it (the CSV removed), every column text, streamed
+    a block at a time so that the conversion holds one block."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    columns = HEADER.decode().split(",")
+    path = csv_path.with_name("orders.parquet")
+    reader = pacsv.open_csv(csv_path, read_options=pacsv.ReadOptions(block_size=64 << 20),
+                            convert_options=pacsv.ConvertOptions(column_types={c: pa.string() for c in columns},
+                                                                 strings_can_be_null=False))
+    with pq.ParquetWriter(path, reader.schema) as writer:
+        for batch in reader:
+            writer.write_batch(batch, row_group_size=1 << 20)
+    csv_path.unlink()
+    return path
+
+
+def parquet_sources(root: Path) -> Path:
+    """A copy of the default sources file with orders declared as one `orders.parquet` file."""
+    import yaml
+
+    sys.path.insert(0, str(REPO / "include"))
+    from shopflow.sources import DEFAULT_SOURCES_FILE
+
+    sources = yaml.safe_load(DEFAULT_SOURCES_FILE.read_text())
+    sources["orders"]["files"][0] = {"name": "orders.parquet", "columns": sources["orders"]["files"][0]["columns"]}
+    path = root / "sources-parquet.yaml"
+    path.write_text(yaml.safe_dump(sources))
+    return path
 
 
 def load_source_lines(source: Path, ds: date) -> list[list[tuple[bytes, bytes]]]:
@@ -185,7 +222,7 @@ def worker(mode: str, args: dict) -> dict:
         import pandas as pd
 
         started, cpu = time.perf_counter(), time.process_time()
-        frame = pd.read_csv(args["path"])
+        frame = pd.read_parquet(args["path"]) if args["path"].endswith(".parquet") else pd.read_csv(args["path"])
         seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
         return {"import_s": import_s, "seconds": seconds, "cpu": cpu, "rows": len(frame), "peak_rss": _peak_rss_bytes(),
                 "frame_memory": int(frame.memory_usage(deep=True).sum())}
@@ -306,6 +343,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="the trading day all rows are moved to (default 2011-05-10)")
     parser.add_argument("--source", type=Path, default=DEFAULT_SOURCE)
     parser.add_argument("--timeout", type=float, default=600, help="seconds allowed per worker process")
+    parser.add_argument("--format", choices=["csv", "parquet"], default="csv",
+                        help="the landing file's format (parquet: the same rows converted, every column text)")
     parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
     opts = parser.parse_args(argv)
     if opts.worker:
@@ -336,21 +375,25 @@ def main(argv: list[str] | None = None) -> int:
               f"(import {idle_b['import_s']:.2f}s)")
 
         results = {}
+        declared = {"SHOPFLOW_SOURCES": str(parquet_sources(root))} if opts.format == "parquet" else {}
         for rows in opts.rows:
             landing = root / f"landing-{rows}"
             started = time.perf_counter()
             path = build_landing(lines, rows, landing, opts.ds)
+            if opts.format == "parquet":
+                path = as_parquet(path)
             print(f"\n=== {rows:,} rows: {path} ({path.stat().st_size / 2**20:,.0f} MiB, "
                   f"built in {time.perf_counter() - started:.1f}s)")
             small = rows <= opts.whole_max_rows
             a = best_of(opts.repeat, run_worker, "read_csv", {"path": str(path)}, opts.timeout)
-            b = best_of(opts.repeat, run_pipeline, root, landing, opts, rows, "streamed", {}, small)
-            c = best_of(opts.repeat, run_pipeline, root, landing, opts, rows, "whole", WHOLE_DAY, small) if small else None
+            b = best_of(opts.repeat, run_pipeline, root, landing, opts, rows, "streamed", declared, small)
+            c = best_of(opts.repeat, run_pipeline, root, landing, opts, rows, "whole", {**WHOLE_DAY, **declared},
+                        small) if small else None
             for r in (a, b, c):
                 if r is not None and r["rows"] != rows:
                     raise SystemExit(f"row count mismatch: {r['rows']} rows, expected {rows}")
             results[rows] = (a, b, c)
-            print(f"(a) pandas.read_csv:                {a['seconds']:7.2f}s  {_rate(rows, a['seconds']):>18}  "
+            print(f"(a) pandas.read_{opts.format}:            {a['seconds']:7.2f}s  {_rate(rows, a['seconds']):>18}  "
                   f"cpu {a['cpu']:6.2f}s  peak RSS {_mib(a['peak_rss'])}")
             for name, r in (("(b) ingest + clean + validate, in chunks", b), ("(c) the same, the day whole (before)", c)):
                 if r is None:

@@ -186,3 +186,83 @@ def test_a_quote_inside_an_unquoted_field_does_not_stop_the_chunks(tmp_path, sou
                                       read_parquet(lake.lake_file(whole, zone, "orders", DAY)))
     ruler = read_parquet(lake.lake_file(chunked, "clean", "orders", DAY)).query("invoice_no == '536366'")
     assert 'WOODEN 6" RULER' in ruler["description"].tolist()
+
+
+def _parquet_orders(tmp_path: Path, monkeypatch) -> None:
+    """Orders declared as a Parquet export (`orders.parquet`), the sources file otherwise the default."""
+    import yaml
+    from shopflow.sources import DEFAULT_SOURCES_FILE
+
+    sources = yaml.safe_load(DEFAULT_SOURCES_FILE.read_text())
+    sources["orders"]["files"][0] = {"name": "orders.parquet", "columns": sources["orders"]["files"][0]["columns"]}
+    sources_file = tmp_path / "sources.yaml"
+    sources_file.write_text(yaml.safe_dump(sources))
+    monkeypatch.setenv("SHOPFLOW_SOURCES", str(sources_file))
+
+
+def _land_parquet(settings: Settings, frame: pd.DataFrame, row_group_rows: int) -> Path:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = settings.landing_dir / "orders" / f"ds={DAY.isoformat()}" / "orders.parquet"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path, row_group_size=row_group_rows)
+    return path
+
+
+def test_a_parquet_day_bigger_than_a_chunk_streams_in_row_batches_to_the_same_outputs(
+        tmp_path, source_data, day_lines, monkeypatch):
+    """A typed Parquet export (integer quantities, float prices, nulls) of the real day with copies of its first rows
+    at its end: read in batches of rows (about a chunk of the declared columns' pages each, across row groups), its
+    outputs, ledger, validation and file facts are those of the day read whole."""
+    import io
+
+    header, lines = day_lines
+    frame = pd.read_csv(io.StringIO(header + "".join(lines + lines[:60])), dtype={"InvoiceNo": str, "StockCode": str,
+                                                                                   "CustomerID": "Int64"})
+    assert frame["Quantity"].dtype == "int64" and frame["CustomerID"].isna().any()
+    _parquet_orders(tmp_path, monkeypatch)
+    whole = _home(tmp_path / "whole", source_data)
+    _land_parquet(whole, frame, row_group_rows=700)
+    whole_steps = _run(whole)
+    monkeypatch.setenv("SHOPFLOW_CHUNK_BYTES", str(CHUNK_BYTES))
+    chunked = _home(tmp_path / "chunked", source_data)
+    _land_parquet(chunked, frame, row_group_rows=700)
+    chunked_steps = _run(chunked)
+
+    assert parquet_row_groups(lake.lake_file(whole, "raw", "orders", DAY)) == 1
+    assert parquet_row_groups(lake.lake_file(chunked, "raw", "orders", DAY)) > 5
+    assert chunked_steps[0]["rows_in"] == len(frame)
+    without_paths = [{k: v for k, v in step.items() if not k.endswith("_path")} for step in chunked_steps]
+    assert without_paths == [{k: v for k, v in step.items() if not k.endswith("_path")} for step in whole_steps]
+    assert chunked_steps[1]["rows_duplicate"] >= 60 and chunked_steps[2]["success"]
+    for zone in ("raw", "clean", "quarantine"):
+        pd.testing.assert_frame_equal(read_parquet(lake.lake_file(chunked, zone, "orders", DAY)),
+                                      read_parquet(lake.lake_file(whole, zone, "orders", DAY)))
+    raw = read_parquet(lake.lake_file(chunked, "raw", "orders", DAY))
+    assert raw["_source_line"].tolist() == list(range(1, len(frame) + 1))  # the row in the file, across batches
+    assert _validations(chunked) == _validations(whole)
+    recorded = []
+    for settings in (chunked, whole):
+        with MetadataStore(settings.store_url).session() as session:
+            recorded.append(session.execute(select(PartitionFile.name, PartitionFile.size_bytes, PartitionFile.sha256,
+                                                   PartitionFile.rows)).all())
+    assert recorded[0] == recorded[1] and recorded[0][0].rows == len(frame)
+
+
+def test_a_streamed_parquet_day_stops_at_the_streamed_ceiling(tmp_path, source_data, day_lines, monkeypatch):
+    import io
+
+    header, lines = day_lines
+    frame = pd.read_csv(io.StringIO(header + "".join(lines)), dtype=str, keep_default_na=False)
+    _parquet_orders(tmp_path, monkeypatch)
+    monkeypatch.setenv("SHOPFLOW_CHUNK_BYTES", str(CHUNK_BYTES))
+    monkeypatch.setenv("SHOPFLOW_MAX_STREAMED_BYTES", str(CHUNK_BYTES * 2))
+    settings = _home(tmp_path / "home", source_data)
+    landed = _land_parquet(settings, frame, row_group_rows=700)
+    with pytest.raises(LandingFileError, match="SHOPFLOW_MAX_STREAMED_BYTES") as raised:
+        pipeline.ingest(settings, "orders", DAY)
+    assert raised.value.path == str(landed)
+    assert not lake.lake_file(settings, "raw", "orders", DAY).exists()
+    [partition] = MetadataStore(settings.store_url).partitions("orders", DAY)
+    assert partition.status == "failed" and "SHOPFLOW_MAX_STREAMED_BYTES" in partition.error

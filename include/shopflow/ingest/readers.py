@@ -43,12 +43,12 @@ from shopflow.common.landing_file import (
     empty_landing_frame,
 )
 from shopflow.common.parquet import TEXT_TYPES
-from shopflow.common.storage import StoragePath
+from shopflow.common.storage import StoragePath, open_regular
 from shopflow.ingest.bounded_read import (
     GZIP_MAGIC,
-    MAX_EXPANDED_BYTES,
     ZSTD_MAGIC,
     ReadLimits,
+    check_content,
     read_content,
     stream_content,
 )
@@ -85,23 +85,28 @@ _CUTTABLE_ENCODINGS = {"utf-8", "ascii", "latin-1", "iso8859-15", "cp1250", "cp1
 
 
 def can_stream(spec: LandingFileSpec) -> bool:
-    """Whether a file of `spec` can be read in chunks (`read_landing_chunks`): line-based text in an encoding whose
-    line feed bytes are line feeds."""
+    """Whether a file of `spec` can be read in chunks (`read_landing_chunks`): Parquet, or line-based text in an
+    encoding whose line feed bytes are line feeds."""
+    if spec.resolved_format == "parquet":
+        return True
     return is_line_based(spec) and codecs.lookup(spec.encoding).name in _CUTTABLE_ENCODINGS
 
 
 def read_landing_chunks(path: StoragePath, spec: LandingFileSpec,
                         limits: ReadLimits | None = None) -> Generator[pd.DataFrame, None, FileFacts]:
     """The file's frame (as `read_landing` gives it) in chunks of about `limits.chunk_bytes` of content, cut at line
-    feeds between records; the generator returns the file's facts once exhausted. Each chunk's `_source_line` is
-    the line in the whole file, and so is the line a LandingFileError names. A file whose content fits in one
-    chunk gives one frame, the very frame `read_landing` gives. For `can_stream` specs only.
+    feeds between records (Parquet: see `_parquet_chunks`); the generator returns the file's facts once exhausted.
+    Each chunk's `_source_line` is the line in the whole file, and so is the line a LandingFileError names. A file
+    whose content fits in one chunk gives one frame, the very frame `read_landing` gives. For `can_stream` specs.
 
     A CSV record whose quoted field holds a line feed is never cut: a chunk ends only at a line feed preceded by an
     even number of quote characters (or, when they stay odd for SHOPFLOW_MAX_LINE_BYTES past the chunk, as a quote
     inside an unquoted field makes them, at a line feed). A malformed line in any chunk stops the read there, naming
     file and line."""
-    limits = (limits or ReadLimits.from_environment()).streamed()
+    limits = limits or ReadLimits.from_environment()
+    if spec.resolved_format == "parquet":
+        return (yield from _parquet_chunks(path, spec, limits))
+    limits = limits.streamed()
     quote = None if spec.resolved_format == "jsonl" else Dialect.of(spec).quotechar
     pieces = stream_content(path, lines=True, limits=limits)
     pending = bytearray()
@@ -567,6 +572,9 @@ def _crossing_error(path: Path, line_number: int, what: str, crossed: tuple[str,
 # --- parquet --------------------------------------------------------------------------------------------------------
 
 
+PARQUET_MAGIC = b"PAR1"
+
+
 def _read_parquet(path: Path, data: bytes, spec: LandingFileSpec, limits: ReadLimits) -> pd.DataFrame:
     """The declared columns of a Parquet file (others are not read), each as text: Arrow's cast to string
     (timestamps in ISO form with their unit's precision, e.g. `2017-11-25 08:00:01.000` for milliseconds; booleans
@@ -575,31 +583,112 @@ def _read_parquet(path: Path, data: bytes, spec: LandingFileSpec, limits: ReadLi
     decompressed, must fit the content ceiling."""
     try:
         parquet = pq.ParquetFile(pa.BufferReader(data))
-        names = parquet.schema_arrow.names
-        missing = [column for column in spec.columns if column not in names]
-        if missing:
-            raise LandingFileError(path, None, f"missing columns {missing}; the file has {names}")
-        doubled = sorted({column for column in spec.columns if names.count(column) > 1})
-        if doubled:
-            raise LandingFileError(path, None, f"columns {doubled} appear more than once in the file")
+        _check_parquet_columns(path, parquet, spec.columns)
         _check_parquet_size(path, parquet.metadata, spec.columns, limits)
         table = parquet.read(columns=spec.columns)
     except (pa.ArrowException, OSError) as exc:
-        raise LandingFileError(path, None, f"not a readable Parquet file ({exc})") from exc
-    arrays = [_parquet_text(path, name, table.column(name)) for name in spec.columns]
-    return _string_frame(path, spec.columns, arrays, np.arange(1, table.num_rows + 1, dtype=np.int64))
+        raise _unreadable_parquet(path, exc) from exc
+    return _parquet_frame(path, spec.columns, [table.column(name) for name in spec.columns], first_row=1)
+
+
+def _parquet_chunks(path: StoragePath, spec: LandingFileSpec,
+                    limits: ReadLimits) -> Generator[pd.DataFrame, None, FileFacts]:
+    """A Parquet file's frame in batches of rows, each about `limits.chunk_bytes` of the declared columns as text
+    (as a sample of the first rows measures them: pages are dictionary-encoded and compressed, so their size says
+    little of the frame's); rows numbered as in the whole file. The file is read through first for its facts (size,
+    sha256) within SHOPFLOW_MAX_STREAMED_BYTES, then opened for the random access Parquet needs (the footer first),
+    the declared columns only; a batch never holds more than a row group. A file whose declared columns fit in one
+    chunk, or that is compressed as a whole (gzip or zstd, not Parquet on disk), is read whole by `read_landing`."""
+    streamed = limits.streamed()
+    with open_regular(path) as (handle, _):
+        plain = handle.read(len(PARQUET_MAGIC)) == PARQUET_MAGIC
+        rows, text_bytes = _parquet_text_bytes(path, handle, spec.columns, streamed) if plain else (0, 0)
+    if text_bytes <= limits.chunk_bytes:
+        facts, frame = read_landing(path, spec, limits)
+        yield frame
+        return facts
+    facts = check_content(path, lines=False, limits=streamed)
+    with open_regular(path) as (handle, size):
+        if size != facts.size_bytes:
+            raise LandingFileError(path, None, f"changed while it was read ({facts.size_bytes:,} bytes, then "
+                                               f"{size:,})")
+        try:
+            parquet = pq.ParquetFile(handle)
+            _check_parquet_columns(path, parquet, spec.columns)
+            _check_parquet_size(path, parquet.metadata, spec.columns, streamed)
+            batch_rows = max(1, rows * limits.chunk_bytes // text_bytes)
+            batches = parquet.iter_batches(batch_size=batch_rows, columns=spec.columns, use_threads=False)
+            first_row = 1
+            while (batch := next(batches, None)) is not None:
+                frame = _parquet_frame(path, spec.columns, batch.columns, first_row)
+                first_row += batch.num_rows
+                del batch
+                yield frame
+            if first_row == 1:  # row groups without rows: the day's one, empty, frame
+                yield _parquet_frame(path, spec.columns, [pa.array([], pa.large_string())] * len(spec.columns), 1)
+        except (pa.ArrowException, OSError) as exc:
+            raise _unreadable_parquet(path, exc) from exc
+    return facts
+
+
+PARQUET_SAMPLE_ROWS = 4096
+
+
+def _parquet_text_bytes(path: StoragePath, handle, columns: list[str], limits: ReadLimits) -> tuple[int, int]:
+    """(the file's rows, about how many bytes its declared columns hold as text): the rows times the text size of
+    its first PARQUET_SAMPLE_ROWS rows; (0, 0) for a file that is not readable Parquet (the whole read says why).
+    Declared pages that expand past the ceiling are not sampled: their size is the answer, and the streamed read
+    refuses them before it reads a page."""
+    try:
+        handle.seek(0)
+        parquet = pq.ParquetFile(handle)
+        rows = parquet.metadata.num_rows
+        expanded = _expanded_bytes(parquet.metadata, columns)
+        if not rows or expanded > limits.max_expanded_bytes:
+            return rows, expanded if rows else 0
+        _check_parquet_columns(path, parquet, columns)
+        sample = next(parquet.iter_batches(batch_size=PARQUET_SAMPLE_ROWS, columns=columns, use_threads=False))
+        size = sum(_parquet_text(path, name, column).nbytes for name, column in zip(columns, sample.columns))
+        return rows, rows * size // max(sample.num_rows, 1)
+    except (pa.ArrowException, OSError, StopIteration, LandingFileError):
+        return 0, 0
+
+
+def _parquet_frame(path: StoragePath, columns: list[str], values: list, first_row: int) -> pd.DataFrame:
+    arrays = [_parquet_text(path, name, column) for name, column in zip(columns, values)]
+    rows = len(arrays[0]) if arrays else 0
+    return _string_frame(path, columns, arrays, np.arange(first_row, first_row + rows, dtype=np.int64))
+
+
+def _unreadable_parquet(path: StoragePath, exc: Exception) -> LandingFileError:
+    return LandingFileError(path, None, f"not a readable Parquet file ({exc})")
+
+
+def _check_parquet_columns(path: StoragePath, parquet: pq.ParquetFile, columns: list[str]) -> None:
+    names = parquet.schema_arrow.names
+    missing = [column for column in columns if column not in names]
+    if missing:
+        raise LandingFileError(path, None, f"missing columns {missing}; the file has {names}")
+    doubled = sorted({column for column in columns if names.count(column) > 1})
+    if doubled:
+        raise LandingFileError(path, None, f"columns {doubled} appear more than once in the file")
+
+
+def _expanded_bytes(metadata: pq.FileMetaData, columns: list[str]) -> int:
+    """Bytes of the declared columns' pages once decompressed, as the file's metadata gives them."""
+    wanted = set(columns)
+    return sum(group.column(i).total_uncompressed_size
+               for group in map(metadata.row_group, range(metadata.num_row_groups))
+               for i in range(group.num_columns) if group.column(i).path_in_schema.split(".")[0] in wanted)
 
 
 def _check_parquet_size(path: Path, metadata: pq.FileMetaData, columns: list[str], limits: ReadLimits) -> None:
     """Refuse, before they are read, declared columns whose pages expand past the content ceiling (the compression
     bomb of Parquet: pages are compressed one by one inside the file)."""
-    wanted = set(columns)
-    expanded = sum(group.column(i).total_uncompressed_size
-                   for group in map(metadata.row_group, range(metadata.num_row_groups))
-                   for i in range(group.num_columns) if group.column(i).path_in_schema.split(".")[0] in wanted)
+    expanded = _expanded_bytes(metadata, columns)
     if expanded > limits.max_expanded_bytes:
         raise LandingFileError(path, None, f"the declared columns expand to {expanded:,} bytes, more than "
-                                           f"{limits.max_expanded_bytes:,} ({MAX_EXPANDED_BYTES}="
+                                           f"{limits.max_expanded_bytes:,} ({limits.ceiling_setting}="
                                            f"{limits.max_expanded_bytes}, the most bytes a file may hold; raise that "
                                            "setting to read it)")
 

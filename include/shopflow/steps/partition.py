@@ -234,9 +234,9 @@ class _Chunks:
 
 
 def _chunks_of(spec: SourceSpec, landed: list, combine) -> _Chunks | None:
-    """The day's landing files read in chunks, when they are line-based files of one declared file, joined with
-    nothing (one file, or a glob's files whose bytes on disk exceed a chunk, SHOPFLOW_CHUNK_BYTES); None for a day
-    read whole. Only a day bigger than one chunk then streams through the steps."""
+    """The day's landing files read in chunks, when they are files of one declared file (line-based or Parquet),
+    joined with nothing (one file, or a glob's files whose bytes on disk exceed a chunk, SHOPFLOW_CHUNK_BYTES); None
+    for a day read whole. Only a day bigger than one chunk then streams through the steps."""
     names = {landing.spec.name for landing in landed}
     if (len(names) != 1 or combine is not None or spec.lookup_files
             or not all(can_stream(landing.spec) for landing in landed)):
