@@ -327,9 +327,10 @@ _CATALOGUE: tuple[Option, ...] = (
     Option("SHOPFLOW_MAX_LINE_BYTES", INT, 16 * 1024 * 1024, "Longest line a CSV, TSV or JSON-lines file may hold; a "
            "file without line breaks stops here.", INPUT_LIMITS, minimum=64, unit="bytes"),
     Option("SHOPFLOW_CHUNK_BYTES", INT, 64 * 1024 * 1024, "A CSV, TSV or JSON-lines landing file whose content is "
-           "larger than this streams through ingest, clean and validate in chunks of about this many bytes (one "
-           "Parquet row group each), so a step's memory follows the chunk, not the day; a smaller file is read "
-           "whole.", INPUT_LIMITS, minimum=1024, unit="bytes"),
+           "larger than this (a Parquet file: whose declared columns hold more than this as text) streams through "
+           "ingest, clean and validate in chunks of about this many bytes (one Parquet row group each), so a step's "
+           "memory follows the chunk, not the day; a smaller file is read whole.", INPUT_LIMITS, minimum=1024,
+           unit="bytes"),
     Option("SHOPFLOW_MAX_STREAMED_BYTES", INT, 64 * 1024**3, "Most bytes one landing file that streams in chunks "
            "may hold once decompressed (the ceiling that SHOPFLOW_MAX_EXPANDED_BYTES is for a file read whole); a "
            "compression bomb stops here.", INPUT_LIMITS, minimum=1024, unit="bytes"),
