@@ -25,6 +25,9 @@ def _jsonable(value):
 
 # Table-level expectations that only look at the number of rows (they need no column, only the rows).
 _ROW_COUNT_ONLY = {"ExpectTableRowCountToBeBetween", "ExpectTableRowCountToEqual"}
+# Aggregates a day in chunks combines from the chunks' partial sums and counts (`_MeanOfChunks`).
+_MEAN = "ExpectColumnMeanToBeBetween"
+_MEAN_KWARGS = {"column", "min_value", "max_value", "strict_min", "strict_max", "result_format"}
 # Expectations whose pandas metrics never copy the batch's rows (no null-filtered or per-value domain frame), so
 # they can share one batch with each other and the row-count expectations at no cost per extra column.
 _SHARE_A_BATCH = _ROW_COUNT_ONLY | {
@@ -167,8 +170,9 @@ def validate_parquet(dataset: str, path, suite: list[ExpectationSpec] | None = N
     validated a row group at a time, so that memory follows the chunk, and every row is still seen: a column-map
     expectation (each row passes or fails on its own: not null, in set, between, regex, ...) runs with GX on each
     row group and its counts are added up (`_combined_map_result`, GX's own result format; success by its `mostly`
-    on the day's totals); a row-count expectation runs with GX on the day's row count; any other expectation (an
-    aggregate such as a mean, uniqueness or distinct values) runs with GX on its whole columns, read alone.
+    on the day's totals); a row-count expectation runs with GX on the day's row count; a column mean runs with GX
+    on the mean of the chunks' sums and counts (`_MeanOfChunks`); any other expectation (an aggregate such as
+    uniqueness or distinct values) runs with GX on its whole columns, read alone.
     """
     from shopflow.common.parquet import parquet_columns, parquet_row_groups, read_parquet, read_row_groups
 
@@ -180,26 +184,35 @@ def validate_parquet(dataset: str, path, suite: list[ExpectationSpec] | None = N
 
     row_wise = [i for i, spec in enumerate(specs) if _is_column_map(spec)]
     counts = [i for i, spec in enumerate(specs) if spec.expectation in _ROW_COUNT_ONLY]
-    whole = [i for i in range(len(specs)) if i not in row_wise and i not in counts]
+    means = {i: _MeanOfChunks(specs[i].kwargs["column"]) for i, spec in enumerate(specs)
+             if spec.expectation == _MEAN and set(spec.kwargs) <= _MEAN_KWARGS and spec.kwargs["column"] in columns}
     results: list[dict | None] = [None] * len(specs)
     parts: list[list[dict]] = []
     rows = 0
     batch_definition = _batch_definition(dataset)
     map_specs = [specs[i] for i in row_wise]
-    map_columns = columns_needed_of(map_specs, columns) if map_specs else columns[:1]
-    for chunk in read_row_groups(path, columns=map_columns):
+    read_columns = [c for c in columns if c in set(columns_needed_of(map_specs, columns) if map_specs else columns[:1])
+                    | {mean.column for mean in means.values()}]
+    for chunk in read_row_groups(path, columns=read_columns):
         chunk.index = pd.RangeIndex(rows, rows + len(chunk))  # row numbers of the whole day in the results
         rows += len(chunk)
         if map_specs:
             parts.append(_validate_in_suite_order(dataset, chunk, map_specs, batch_definition))
+        for mean in means.values():
+            mean.add(chunk[mean.column])
         del chunk
     for at, position in enumerate(row_wise):
         results[position] = _combined_map_result(specs[position], [part[at] for part in parts])
+    for position, mean in means.items():
+        if mean.combinable:
+            [results[position]] = _validate_in_suite_order(dataset, mean.as_frame(), [specs[position]],
+                                                           batch_definition)
     if counts:
         rows_only = pd.DataFrame({"row": np.zeros(rows, dtype=np.uint8)})
         count_specs = [specs[i] for i in counts]
         for position, result in zip(counts, _validate_in_suite_order(dataset, rows_only, count_specs, batch_definition)):
             results[position] = result
+    whole = [i for i, result in enumerate(results) if result is None]
     if whole:
         whole_specs = [specs[i] for i in whole]
         frame = read_parquet(path, columns=columns_needed_of(whole_specs, columns))
@@ -208,12 +221,46 @@ def validate_parquet(dataset: str, path, suite: list[ExpectationSpec] | None = N
     return rows, [results[position] for position in _gx_order(specs)]
 
 
+class _MeanOfChunks:
+    """A column's mean over a day's chunks, from each chunk's sum and count of values (nulls left out, as GX's mean
+    leaves them). GX then runs the expectation on a one-row column holding that mean, which gives the result one
+    validation of the whole column gives: exactly, for a boolean or integer column (the sums are exact integers);
+    for a float column, to the last bits of a float sum. A column that is not boolean or numeric in every chunk is
+    not combinable (the expectation then runs on the whole column)."""
+
+    def __init__(self, column: str):
+        self.column = column
+        self.total: int | float = 0
+        self.count = 0
+        self.combinable = True
+
+    def add(self, values: pd.Series) -> None:
+        if pd.api.types.is_bool_dtype(values.dtype) or pd.api.types.is_integer_dtype(values.dtype):
+            self.total += int(values.sum())
+        elif pd.api.types.is_float_dtype(values.dtype):
+            self.total += float(values.sum())
+        else:
+            self.combinable = False
+            return
+        self.count += int(values.count())
+
+    def as_frame(self) -> pd.DataFrame:
+        return pd.DataFrame({self.column: pd.array([self.total / self.count if self.count else None], dtype="Float64")})
+
+
+# Column-map expectations whose verdict on a row depends on other rows (a value seen before, the previous value):
+# a chunk cannot judge them alone, so they run on the whole column.
+_ACROSS_ROWS = {"ExpectColumnValuesToBeUnique", "ExpectColumnValuesToBeIncreasing", "ExpectColumnValuesToBeDecreasing"}
+
+
 def _is_column_map(spec: ExpectationSpec) -> bool:
+    """Whether `spec` judges each row on its own (a GX column-map expectation that looks at no other row)."""
     import great_expectations as gx
     from great_expectations.expectations.expectation import ColumnMapExpectation
 
     expectation_class = getattr(gx.expectations, spec.expectation, None)
-    return isinstance(expectation_class, type) and issubclass(expectation_class, ColumnMapExpectation)
+    return (isinstance(expectation_class, type) and issubclass(expectation_class, ColumnMapExpectation)
+            and spec.expectation not in _ACROSS_ROWS)
 
 
 def _combined_map_result(spec: ExpectationSpec, parts: list[dict]) -> dict:
