@@ -31,8 +31,8 @@ Each measurement runs in a fresh interpreter (subprocess of this script in a wor
 (b) and (c) get a fresh temp SHOPFLOW_HOME, a fresh SQLite store migrated with `shopflow.store.migrate.upgrade(url)`
 (done by the parent, outside the measurement) and a pseudonym key from SHOPFLOW_PSEUDONYM_KEY.
 Modules (pandas; shopflow.steps.partition, its validation runner and great_expectations) are imported before the clock
-starts; the import time is printed separately. Peak RSS is `resource.getrusage(RUSAGE_SELF).ru_maxrss` in the
-worker, nothing subtracted; an idle interpreter that imported the same modules gives the baseline so that the
+starts; the import time is printed separately. Peak RSS is the worker's VmHWM (/proc/self/status; not ru_maxrss,
+which a spawned process inherits from its parent), nothing subtracted, also read after each step; an idle interpreter that imported the same modules gives the baseline so that the
 increment is visible.
 
 Process CPU seconds (all threads, `time.process_time`) are the measure of cost, the wall-clock seconds beside them
@@ -168,9 +168,14 @@ def build_landing(invoices: list[list[tuple[bytes, bytes]]], rows: int, landing_
 
 
 def _peak_rss_bytes() -> int:
+    """This process's peak resident set: VmHWM, not ru_maxrss, which a spawned process inherits from its parent
+    (the parent that converted a 20M-row day to Parquet holds about 2 GB)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
     import resource
 
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # not Linux: KiB
 
 
 def _import_a() -> float:
@@ -236,19 +241,22 @@ def worker(mode: str, args: dict) -> dict:
         settings = Settings.from_env(args["env"])
         ds = date.fromisoformat(args["ds"])
         statements = _StatementCounter()
-        steps, cpu_steps, round_trips = {}, {}, {}
+        steps, cpu_steps, round_trips, peaks = {}, {}, {}, {}
         started, cpu_started = time.perf_counter(), time.process_time()
         ingested = pipeline.ingest(settings, "orders", ds, run_id="bench")
         steps["ingest"], cpu_steps["ingest"] = time.perf_counter() - started, time.process_time() - cpu_started
         round_trips["ingest"] = statements.pop()
+        peaks["ingest"] = _peak_rss_bytes()
         mark, cpu_mark = time.perf_counter(), time.process_time()
         cleaned = pipeline.clean(settings, "orders", ds, run_id="bench")
         steps["clean"], cpu_steps["clean"] = time.perf_counter() - mark, time.process_time() - cpu_mark
         round_trips["clean"] = statements.pop()
+        peaks["clean"] = _peak_rss_bytes()
         mark, cpu_mark = time.perf_counter(), time.process_time()
         validated = pipeline.validate(settings, "orders", ds, run_id="bench")
         steps["validate"], cpu_steps["validate"] = time.perf_counter() - mark, time.process_time() - cpu_mark
         round_trips["validate"] = statements.pop()
+        peaks["validate"] = _peak_rss_bytes()
         seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_started
         peak = _peak_rss_bytes()  # read before anything else is loaded in this process
         from shopflow.common.parquet import parquet_row_groups
@@ -256,7 +264,7 @@ def worker(mode: str, args: dict) -> dict:
         outputs = {zone: str(lake.lake_file(settings, zone, "orders", ds)) for zone in lake.ZONES}
         result = {"import_s": import_s, "seconds": seconds, "cpu": cpu, "steps": steps, "cpu_steps": cpu_steps,
                   "rows": ingested["rows_in"], "peak_rss": peak, "chunks": parquet_row_groups(outputs["raw"]),
-                  "round_trips": round_trips,
+                  "round_trips": round_trips, "peaks": peaks,
                   "ledger": {k: cleaned[k] for k in (
                       "rows_in", "rows_clean", "rows_quarantined", "rows_duplicate", "quarantined_by_reason")},
                   "validation": validated, "outputs": outputs}
@@ -407,6 +415,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"    ingest {steps['ingest']:.2f}s | clean {steps['clean']:.2f}s | validate {steps['validate']:.2f}s"
                       f"   cpu: {cpu_steps['ingest']:.2f}s | {cpu_steps['clean']:.2f}s | {cpu_steps['validate']:.2f}s"
                       f"   store statements: {trips['ingest']} | {trips['clean']} | {trips['validate']}")
+                peaks = r["peaks"]
+                print(f"    peak RSS so far after ingest {_mib(peaks['ingest'])} | clean {_mib(peaks['clean'])} | "
+                      f"validate {_mib(peaks['validate'])}")
             ledger = b["ledger"]
             print(f"    ledger (b): {ledger['rows_in']:,} in = {ledger['rows_clean']:,} clean + "
                   f"{ledger['rows_quarantined']:,} quarantined + {ledger['rows_duplicate']:,} duplicate; "
