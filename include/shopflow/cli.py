@@ -124,16 +124,17 @@ def cmd_run(settings: Settings, args) -> int:
     DAY --to LAST in this one process (a backfill that imports the libraries once)."""
     from datetime import datetime, timezone
 
-    from shopflow.sources import load_sources
+    from shopflow.sources import get_source, load_sources
     from shopflow.steps.day_range import DayRangeError, days_between, run_days
 
     try:
         days = days_between(args.ds, args.to, args.max_days)
-    except DayRangeError as exc:
-        print(f"run: {exc}", file=sys.stderr)
+        sources = [get_source(name).name for name in args.source] if args.source else list(load_sources())
+    except (DayRangeError, KeyError) as exc:  # before any day runs
+        print(f"run: {exc.args[0]}", file=sys.stderr)
         return 2
     run_id = f"cli__{datetime.now(timezone.utc).isoformat(timespec='seconds')}"  # recorded like an Airflow run id
-    outcome = run_days(settings, args.source or list(load_sources()), days, run_id)
+    outcome = run_days(settings, sources, days, run_id)
     for failure in outcome.failures:
         print(f"{failure.source} {failure.ds}: {redact(failure.error)}", file=sys.stderr)
     print(outcome.summary())

@@ -92,7 +92,7 @@ def test_a_range_records_what_each_day_alone_records_and_goes_on_past_a_failing_
                     == lake.lake_file(one_by_one, zone, "orders", day).read_bytes())
 
 
-def test_a_range_past_the_limit_or_backwards_is_refused_before_anything_runs(tmp_path, source_data, monkeypatch,
+def test_a_range_past_the_limit_backwards_or_of_an_unknown_source_is_refused_before_anything_runs(tmp_path, source_data, monkeypatch,
                                                                              capsys):
     settings = home(tmp_path, source_data, "home", dict(itertools.islice(real_days(source_data).items(), 1)))
     monkeypatch.setenv("SHOPFLOW_RUN_MAX_DAYS", "3")
@@ -101,6 +101,9 @@ def test_a_range_past_the_limit_or_backwards_is_refused_before_anything_runs(tmp
     assert "6 days, more than the 3 one run may take (SHOPFLOW_RUN_MAX_DAYS=3)" in err and "--max-days 6" in err
     assert run(monkeypatch, settings, LAST.isoformat(), "--to", FIRST.isoformat()) == 2
     assert f"the range ends ({FIRST}) before it starts ({LAST})" in capsys.readouterr().err
+    monkeypatch.setenv("SHOPFLOW_HOME", str(settings.home))
+    assert cli.main(["run", FIRST.isoformat(), "--to", LAST.isoformat(), "--max-days", "6", "--source", "oders"]) == 2
+    assert "unknown source 'oders'" in capsys.readouterr().err
     assert ledgers(settings) == {}
     assert run(monkeypatch, settings, FIRST.isoformat(), "--to", LAST.isoformat(), "--max-days", "6") == 0
     assert ledgers(settings)[FIRST][0] == "validated"
