@@ -32,8 +32,8 @@ Each measurement runs in a fresh interpreter (subprocess of this script in a wor
 (done by the parent, outside the measurement) and a pseudonym key from SHOPFLOW_PSEUDONYM_KEY.
 Modules (pandas; shopflow.steps.partition, its validation runner and great_expectations) are imported before the clock
 starts; the import time is printed separately. Peak RSS is the worker's VmHWM (/proc/self/status; not ru_maxrss,
-which a spawned process inherits from its parent), nothing subtracted, also read after each step; an idle interpreter that imported the same modules gives the baseline so that the
-increment is visible.
+which a spawned process inherits from its parent), nothing subtracted, also read after each step; an idle
+interpreter that imported the same modules gives the baseline so that the increment is visible.
 
 Process CPU seconds (all threads, `time.process_time`) are the measure of cost, the wall-clock seconds beside them
 (best of --repeat).

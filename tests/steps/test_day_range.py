@@ -92,8 +92,8 @@ def test_a_range_records_what_each_day_alone_records_and_goes_on_past_a_failing_
                     == lake.lake_file(one_by_one, zone, "orders", day).read_bytes())
 
 
-def test_a_range_past_the_limit_backwards_or_of_an_unknown_source_is_refused_before_anything_runs(tmp_path, source_data, monkeypatch,
-                                                                             capsys):
+def test_a_range_past_the_limit_backwards_or_of_an_unknown_source_is_refused_before_anything_runs(
+        tmp_path, source_data, monkeypatch, capsys):
     settings = home(tmp_path, source_data, "home", dict(itertools.islice(real_days(source_data).items(), 1)))
     monkeypatch.setenv("SHOPFLOW_RUN_MAX_DAYS", "3")
     assert run(monkeypatch, settings, FIRST.isoformat(), "--to", LAST.isoformat()) == 2
