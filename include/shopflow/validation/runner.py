@@ -191,8 +191,9 @@ def validate_parquet(dataset: str, path, suite: list[ExpectationSpec] | None = N
     rows = 0
     batch_definition = _batch_definition(dataset)
     map_specs = [specs[i] for i in row_wise]
-    read_columns = [c for c in columns if c in set(columns_needed_of(map_specs, columns) if map_specs else columns[:1])
-                    | {mean.column for mean in means.values()}]
+    needed = set(columns_needed_of(map_specs, columns) if map_specs else columns[:1])
+    needed |= {mean.column for mean in means.values()}
+    read_columns = [column for column in columns if column in needed]  # in the file's order
     for chunk in read_row_groups(path, columns=read_columns):
         chunk.index = pd.RangeIndex(rows, rows + len(chunk))  # row numbers of the whole day in the results
         rows += len(chunk)
